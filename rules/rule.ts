@@ -1,0 +1,86 @@
+// The contract between the engine and the rule library.
+// A rule is data plus one function: it declares how a target's attributes map to
+// outputs, and `run` turns materialized inputs into those outputs inside a sandbox.
+// A rule never touches the store, the scheduler or the terminal.
+
+/** Attributes every target has. `srcs` holds labels (":x", "//pkg:x") and/or
+ * source files relative to the package directory. */
+export interface CommonAttrs {
+  name: string;
+  srcs?: string[];
+}
+
+export interface ExecOptions {
+  stdin?: string | Uint8Array;
+  /** Extra variables on top of the action's scrubbed environment. */
+  env?: Record<string, string>;
+  /** Working directory relative to the sandbox (default: the sandbox root). */
+  cwd?: string;
+}
+
+export interface ExecResult {
+  stdout: string;
+  stderr: string;
+}
+
+/** A compiler the engine owns for the whole build (hermetic: one LLVM module per
+ * process, reused by every action; system: Debian's clang). */
+export interface Toolchain {
+  readonly kind: "hermetic" | "system";
+  /** Files whose bytes define this toolchain; their digests enter every key of a rule
+   * that sets `usesToolchain`. */
+  identityFiles(): Promise<string[]>;
+  /** Run `clang` or `wasm-ld` with argv in `cwd` (an absolute sandbox path).
+   * Rejects with an error carrying the command and stderr on non-zero exit. */
+  run(tool: "clang" | "wasm-ld", args: string[], cwd: string, signal?: AbortSignal): Promise<ExecResult>;
+  close(): Promise<void>;
+}
+
+/** One input as it sits in the sandbox. */
+export interface MaterializedInput {
+  /** Path relative to the sandbox root. */
+  path: string;
+  /** blake3 hex digest of its bytes. */
+  digest: string;
+  /** The label that produced it, or undefined for a source file. */
+  from?: string;
+}
+
+export interface ActionContext<A> {
+  readonly label: string;
+  readonly attrs: A;
+  /** Absolute path of the sandbox: inputs are there, outputs are to be written there. */
+  readonly dir: string;
+  readonly inputs: readonly MaterializedInput[];
+  /** Declared outputs, relative to `dir`; each must exist when `run` resolves. */
+  readonly outputs: readonly string[];
+  /** Scrubbed environment: TZ, LC_ALL, SOURCE_DATE_EPOCH, PATH, and the rule's declared vars. */
+  readonly env: Readonly<Record<string, string>>;
+  readonly signal: AbortSignal;
+  /** Present when the rule sets `usesToolchain`. */
+  readonly toolchain?: Toolchain;
+  /** Run a host command in the sandbox with the scrubbed environment. */
+  exec(argv: string[], opts?: ExecOptions): Promise<ExecResult>;
+  /** A line of progress for the user (shown on non-terminals, and in verbose mode). */
+  log(line: string): void;
+}
+
+export interface RuleDef<A extends CommonAttrs = CommonAttrs> {
+  /** Stable rule name; enters every key. */
+  readonly name: string;
+  /** Bump when the rule's behaviour changes; enters every key. */
+  readonly version: number;
+  /** Output paths (relative) this target produces, from its attributes. */
+  outputs(attrs: A): string[];
+  /** Names of host environment variables the action may see; their values enter the key. */
+  env?(attrs: A): string[];
+  /** True when the rule runs the C toolchain: its identity enters the key. */
+  readonly usesToolchain?: boolean;
+  /** True when the rule may use the network (fetch): the engine never verifies it by re-running offline. */
+  readonly network?: boolean;
+  run(ctx: ActionContext<A>): Promise<void>;
+}
+
+export function defineRule<A extends CommonAttrs>(def: RuleDef<A>): RuleDef<A> {
+  return def;
+}
