@@ -70,6 +70,10 @@ export interface RuleDef<A extends CommonAttrs = CommonAttrs> {
   readonly name: string;
   /** Bump when the rule's behaviour changes; enters every key. */
   readonly version: number;
+  /** Attribute types checked when BUILD.ts declares a target ("string", "string[]",
+   * "number", "boolean", "object"; a trailing "?" makes it optional). `name` and `srcs`
+   * are always checked. Gives BUILD.ts type errors a line number at load time. */
+  readonly attrTypes?: Readonly<Record<string, AttrType>>;
   /** Output paths (relative) this target produces, from its attributes. */
   outputs(attrs: A): string[];
   /** Names of host environment variables the action may see; their values enter the key. */
@@ -80,6 +84,10 @@ export interface RuleDef<A extends CommonAttrs = CommonAttrs> {
   readonly network?: boolean;
   run(ctx: ActionContext<A>): Promise<void>;
 }
+
+export type AttrType =
+  | "string" | "string[]" | "number" | "boolean" | "object"
+  | "string?" | "string[]?" | "number?" | "boolean?" | "object?";
 
 export function defineRule<A extends CommonAttrs>(def: RuleDef<A>): RuleDef<A> {
   return def;

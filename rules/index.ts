@@ -1,0 +1,9 @@
+// The rule library BUILD.ts sees: one method per rule on every package, plus macros
+// (functions that declare several targets).
+import { copy, glob, run, write } from "./generic.ts";
+
+export const library = { write, run, copy, glob };
+export type Library = typeof library;
+
+export const macros = {};
+export type Macros = typeof macros;

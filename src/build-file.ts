@@ -1,0 +1,221 @@
+// Loading BUILD.ts: it is TypeScript (transpiled on the fly by tsx, registered by bin/wmb.mjs),
+// and its default export receives a Workspace on which packages declare targets.
+import { existsSync } from "node:fs";
+import { dirname, isAbsolute, join, normalize, resolve, sep } from "node:path";
+import { pathToFileURL } from "node:url";
+import { WmbError } from "./errors.ts";
+import { canonicalLabel, formatLabel, isLabelRef, isValidPackageName, isValidTargetName } from "./label.ts";
+import { expandGlobs } from "./glob.ts";
+import type { CommonAttrs, RuleDef } from "../rules/rule.ts";
+import { library, macros, type Library, type Macros } from "../rules/index.ts";
+
+export interface SourceInput {
+  /** Where it sits in the sandbox: the path relative to its package directory. */
+  path: string;
+  /** Absolute path in the workspace. */
+  file: string;
+}
+
+export interface Target {
+  label: string;
+  pkg: string;
+  name: string;
+  rule: RuleDef<any>;
+  attrs: CommonAttrs & Record<string, unknown>;
+  /** Labels whose outputs are inputs, in srcs order. */
+  deps: string[];
+  sources: SourceInput[];
+  outputs: string[];
+  /** "BUILD.ts:12" */
+  declaredAt: string;
+}
+
+export interface LoadedWorkspace {
+  root: string;
+  buildFile: string;
+  targets: Map<string, Target>;
+}
+
+type AttrsOf<R> = R extends RuleDef<infer A> ? Omit<A, "srcs"> & { srcs?: string[] } : never;
+type MacroAttrs<M> = M extends (pkg: Package, attrs: infer A) => unknown ? A : never;
+
+/** What BUILD.ts sees for one package: one method per rule and macro, each returning the label. */
+export type Package = { readonly name: string } & {
+  [K in keyof Library]: (attrs: AttrsOf<Library[K]>) => string;
+} & {
+  [K in keyof Macros]: (attrs: MacroAttrs<Macros[K]>) => string;
+} & {
+  /** Declare a target with a rule defined in BUILD.ts itself. */
+  target<A extends CommonAttrs>(rule: RuleDef<A>, attrs: A): string;
+};
+
+export interface Workspace {
+  package(name: string): Package;
+}
+
+export type BuildFile = (w: Workspace) => void | Promise<void>;
+
+export function findWorkspaceRoot(start: string): string {
+  let dir = resolve(start);
+  for (;;) {
+    if (existsSync(join(dir, "BUILD.ts"))) return dir;
+    const parent = dirname(dir);
+    if (parent === dir) {
+      throw new WmbError("BUILD_FILE", `No BUILD.ts in ${resolve(start)} or any parent directory; run wmb inside a workspace or pass --workspace DIR.`);
+    }
+    dir = parent;
+  }
+}
+
+export async function loadWorkspace(root: string): Promise<LoadedWorkspace> {
+  const buildFile = join(root, "BUILD.ts");
+  if (!existsSync(buildFile)) {
+    throw new WmbError("BUILD_FILE", `No BUILD.ts in ${root}; create one or pass --workspace DIR.`, { subject: buildFile });
+  }
+  let mod: { default?: unknown };
+  try {
+    mod = await import(pathToFileURL(buildFile).href);
+  } catch (e) {
+    throw buildFileError(buildFile, e);
+  }
+  if (typeof mod.default !== "function") {
+    throw new WmbError("BUILD_FILE", `${buildFile} must export default a function (w: Workspace) => void that declares targets.`, { subject: buildFile });
+  }
+  const targets = new Map<string, Target>();
+  const workspace: Workspace = { package: (name) => makePackage(root, buildFile, name, targets) };
+  try {
+    await (mod.default as BuildFile)(workspace);
+  } catch (e) {
+    if (e instanceof WmbError) throw e;
+    throw buildFileError(buildFile, e);
+  }
+  return { root, buildFile, targets };
+}
+
+function makePackage(root: string, buildFile: string, pkg: string, targets: Map<string, Target>): Package {
+  if (!isValidPackageName(pkg)) {
+    throw new WmbError("BUILD_FILE", `${declarationSite(buildFile)}: "${pkg}" is not a valid package name (letters, digits, _ . - and /).`, { subject: buildFile });
+  }
+  const pkgDir = join(root, pkg);
+  const declare = (rule: RuleDef<any>, rawAttrs: unknown): string => {
+    const site = declarationSite(buildFile);
+    const attrs = checkAttrs(rule, rawAttrs, site, pkg);
+    const label = formatLabel({ pkg, name: attrs.name });
+    if (targets.has(label)) {
+      throw new WmbError("DUPLICATE_TARGET", `${site}: target ${label} is declared twice (first at ${targets.get(label)!.declaredAt}); rename one of them.`, { subject: label });
+    }
+    if (rule.name === "glob") {
+      attrs.srcs = expandGlobs(pkgDir, attrs.patterns as string[]);
+    }
+    const deps: string[] = [];
+    const sources: SourceInput[] = [];
+    for (const s of attrs.srcs ?? []) {
+      if (isLabelRef(s)) {
+        deps.push(canonicalLabel(s, pkg));
+      } else {
+        sources.push(sourceInput(pkgDir, s, site, label));
+      }
+    }
+    let outputs: string[];
+    try {
+      outputs = rule.outputs(attrs);
+    } catch (e) {
+      throw new WmbError("BUILD_FILE", `${site}: ${label}: ${(e as Error).message}`, { subject: label });
+    }
+    const seen = new Set<string>();
+    for (const o of outputs) {
+      const n = normalize(o);
+      if (isAbsolute(o) || n.startsWith("..") || n === ".") {
+        throw new WmbError("BUILD_FILE", `${site}: ${label} declares output "${o}", which is not a relative path inside the package.`, { subject: label });
+      }
+      if (seen.has(n)) throw new WmbError("DUPLICATE_OUTPUT", `${site}: ${label} declares output "${o}" twice; list it once.`, { subject: label });
+      seen.add(n);
+    }
+    for (const other of targets.values()) {
+      if (other.pkg !== pkg) continue;
+      const clash = other.outputs.find((o) => seen.has(normalize(o)));
+      if (clash && rule.name !== "glob" && other.rule.name !== "glob") {
+        throw new WmbError("DUPLICATE_OUTPUT", `${site}: output "${clash}" of ${label} is already declared by ${other.label} (${other.declaredAt}); give one of them another name.`, { subject: label });
+      }
+    }
+    targets.set(label, { label, pkg, name: attrs.name, rule, attrs, deps, sources, outputs, declaredAt: site });
+    return label;
+  };
+
+  const api: Record<string, unknown> = { name: pkg, target: declare };
+  for (const [key, rule] of Object.entries(library)) api[key] = (attrs: unknown) => declare(rule as RuleDef<any>, attrs);
+  for (const [key, macro] of Object.entries(macros)) {
+    api[key] = (attrs: unknown) => (macro as (p: Package, a: unknown) => string)(api as Package, attrs);
+  }
+  return api as Package;
+}
+
+function checkAttrs(rule: RuleDef<any>, raw: unknown, site: string, pkg: string): CommonAttrs & Record<string, unknown> {
+  const fail = (why: string) => new WmbError("BUILD_FILE", `${site}: ${rule.name}(): ${why}.`);
+  if (raw === null || typeof raw !== "object" || Array.isArray(raw)) throw fail("expects an attributes object");
+  const attrs = { ...(raw as Record<string, unknown>) } as CommonAttrs & Record<string, unknown>;
+  if (typeof attrs.name !== "string" || !isValidTargetName(attrs.name)) {
+    throw fail(`"name" must be a target name (letters, digits, _ - . +), got ${JSON.stringify(attrs.name)}`);
+  }
+  if (attrs.srcs !== undefined && (!Array.isArray(attrs.srcs) || attrs.srcs.some((s) => typeof s !== "string"))) {
+    throw fail(`//${pkg}:${attrs.name}: "srcs" must be an array of strings`);
+  }
+  for (const [key, type] of Object.entries(rule.attrTypes ?? {})) {
+    const v = attrs[key];
+    const optional = type.endsWith("?");
+    const base = optional ? type.slice(0, -1) : type;
+    if (v === undefined) {
+      if (!optional) throw fail(`//${pkg}:${attrs.name}: attribute "${key}" is required (${base})`);
+      continue;
+    }
+    const ok =
+      base === "string[]" ? Array.isArray(v) && v.every((x) => typeof x === "string")
+      : base === "object" ? typeof v === "object" && v !== null
+      : typeof v === base;
+    if (!ok) throw fail(`//${pkg}:${attrs.name}: attribute "${key}" must be ${base}, got ${JSON.stringify(v)}`);
+  }
+  return attrs;
+}
+
+function sourceInput(pkgDir: string, rel: string, site: string, label: string): SourceInput {
+  const n = normalize(rel);
+  if (isAbsolute(rel) || n === ".." || n.startsWith(".." + sep)) {
+    throw new WmbError("BUILD_FILE", `${site}: ${label} lists source "${rel}", which leaves its package directory; sources must be relative paths inside the package.`, { subject: label });
+  }
+  return { path: n, file: join(pkgDir, n) };
+}
+
+/** "BUILD.ts:12" for the BUILD.ts frame that is declaring a target right now. */
+function declarationSite(buildFile: string): string {
+  const stack = new Error().stack ?? "";
+  const url = pathToFileURL(buildFile).href;
+  for (const line of stack.split("\n")) {
+    const at = line.indexOf(url) >= 0 ? line.indexOf(url) + url.length : line.indexOf(buildFile) >= 0 ? line.indexOf(buildFile) + buildFile.length : -1;
+    if (at < 0) continue;
+    const m = /^:(\d+):\d+/.exec(line.slice(at));
+    if (m) return `BUILD.ts:${m[1]}`;
+  }
+  return "BUILD.ts";
+}
+
+function buildFileError(buildFile: string, e: unknown): WmbError {
+  const msg = e instanceof Error ? e.message : String(e);
+  // esbuild (via tsx): "Transform failed with 1 error:\n/abs/BUILD.ts:3:7: ERROR: Expected ..."
+  const m = /BUILD\.ts:(\d+):(\d+): ERROR: (.*)/.exec(msg);
+  if (m) {
+    return new WmbError("BUILD_FILE", `BUILD.ts:${m[1]}:${m[2]}: syntax error: ${m[3]}; fix ${buildFile} and run again.`, { subject: buildFile, cause: e });
+  }
+  const where = e instanceof Error ? siteFromStack(e.stack ?? "", buildFile) : undefined;
+  const firstLine = msg.split("\n")[0];
+  return new WmbError("BUILD_FILE", `${where ?? "BUILD.ts"}: ${firstLine}; fix ${buildFile} and run again.`, { subject: buildFile, cause: e });
+}
+
+function siteFromStack(stack: string, buildFile: string): string | undefined {
+  for (const line of stack.split("\n")) {
+    const i = line.indexOf(buildFile);
+    if (i < 0) continue;
+    const m = /^:(\d+):\d+/.exec(line.slice(i + buildFile.length));
+    if (m) return `BUILD.ts:${m[1]}`;
+  }
+  return undefined;
+}

@@ -1,0 +1,314 @@
+// One build: load BUILD.ts, plan the closure of the requested targets, let the scheduler
+// walk it and the rebuilder decide each action, record everything, materialize outputs.
+import { promises as fsp, lstatSync, realpathSync, statSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import { dirname, join, relative, sep } from "node:path";
+import { hashBytes, hashFile, type ActionKey, type Digest } from "./digest.ts";
+import { WmbError } from "./errors.ts";
+import { actionKey, type ActionKeyInputs } from "./keys.ts";
+import { canonicalLabel } from "./label.ts";
+import { Graph } from "./graph.ts";
+import { loadWorkspace, type LoadedWorkspace, type Target } from "./build-file.ts";
+import { Rebuilder, type PlannedAction, type PlannedInput } from "./rebuilder.ts";
+import { schedule } from "./scheduler.ts";
+import { SANDBOX_ENV, type SandboxVariation } from "./sandbox.ts";
+import type { OutputMap, Store } from "../store/store.ts";
+import type { Toolchain } from "../rules/rule.ts";
+
+export type ToolchainKind = "hermetic" | "system";
+
+export type ActionStatus = "cached" | "executed" | "failed" | "skipped";
+
+export interface ActionReport {
+  label: string;
+  rule: string;
+  key?: ActionKey;
+  status: ActionStatus;
+  durationMs: number;
+  outputs?: Record<string, Digest>;
+  /** Earlier different outputs recorded for the same key (non-determinism). */
+  divergentFrom?: Digest[];
+  error?: WmbError;
+}
+
+export interface BuildEvents {
+  planned?(total: number): void;
+  started?(label: string): void;
+  finished?(report: ActionReport): void;
+  log?(label: string, line: string): void;
+}
+
+export interface BuildOptions {
+  workspace: string;
+  store: Store;
+  targets: string[];
+  jobs: number;
+  keepGoing?: boolean;
+  toolchain?: ToolchainKind;
+  /** Run every action even when a result is recorded (verify, --no-cache). */
+  noCache?: boolean;
+  /** Copy the requested targets' outputs to wmb-out/ (default true). */
+  materialize?: boolean;
+  outDir?: string;
+  variation?: SandboxVariation;
+  command?: "build" | "verify";
+  events?: BuildEvents;
+  signal?: AbortSignal;
+  /** Reuse an already loaded workspace (verify runs several rounds). */
+  loaded?: LoadedWorkspace;
+  /** Provide a toolchain (shared across rounds); otherwise one is created on first use. */
+  toolchainProvider?: ToolchainProvider;
+}
+
+export interface BuildSummary {
+  buildId: number;
+  targets: string[];
+  ok: boolean;
+  interrupted: boolean;
+  actions: ActionReport[];
+  counts: Record<ActionStatus, number>;
+  durationMs: number;
+  /** Files written under wmb-out/, workspace-relative. */
+  materialized: string[];
+  graph: Graph;
+}
+
+/** Creates the toolchain once, on first use, and computes its identity. */
+export class ToolchainProvider {
+  private instance?: Promise<Toolchain>;
+  private identity?: Promise<Digest>;
+
+  constructor(
+    readonly kind: ToolchainKind,
+    private readonly jobs: number,
+    private readonly store: Store,
+  ) {}
+
+  get(): Promise<Toolchain> {
+    this.instance ??= import("../rules/toolchain.ts").then((m) => m.createToolchain(this.kind, { jobs: this.jobs }));
+    return this.instance;
+  }
+
+  /** Digest over the digests of the files that define the toolchain (stat-cached). */
+  id(): Promise<Digest> {
+    this.identity ??= (async () => {
+      const tc = await this.get();
+      const files = (await tc.identityFiles()).slice().sort();
+      const parts: string[] = [this.kind];
+      for (const f of files) parts.push(`${f.split(sep).slice(-3).join("/")}=${await hashSourceFile(this.store, f)}`);
+      return hashBytes(parts.join("\n"));
+    })();
+    return this.identity;
+  }
+
+  async close(): Promise<void> {
+    if (this.instance) await (await this.instance).close();
+  }
+}
+
+export async function build(opts: BuildOptions): Promise<BuildSummary> {
+  const started = performance.now();
+  const { store } = opts;
+  const loaded = opts.loaded ?? (await loadWorkspace(opts.workspace));
+  const graph = new Graph(loaded.targets);
+  const requested = opts.targets.map((t) => canonicalLabel(t));
+  const closure = graph.closure(requested);
+  const toolchains = opts.toolchainProvider ?? new ToolchainProvider(opts.toolchain ?? "hermetic", opts.jobs, store);
+  const ownsToolchain = !opts.toolchainProvider;
+  const abort = new AbortController();
+  const onAbort = () => abort.abort();
+  opts.signal?.addEventListener("abort", onAbort, { once: true });
+  if (opts.signal?.aborted) abort.abort();
+
+  const buildId = store.beginBuild({
+    command: opts.command ?? "build",
+    targets: requested,
+    workspace: loaded.root,
+    toolchain: closure.some((t) => t.rule.usesToolchain) ? toolchains.kind : undefined,
+  });
+  const rebuilder = new Rebuilder({
+    store,
+    variation: opts.variation,
+    toolchain: () => toolchains.get(),
+    log: (label, line) => opts.events?.log?.(label, line),
+  });
+  const results = new Map<string, OutputMap>();
+  const reports = new Map<string, ActionReport>();
+  opts.events?.planned?.(closure.length);
+
+  const runOne = async (label: string) => {
+    const t = graph.get(label);
+    const t0 = performance.now();
+    let plan: PlannedAction | undefined;
+    try {
+      plan = await planAction(t, loaded.root, store, results, toolchains);
+      let status: ActionStatus = "cached";
+      let result = opts.noCache ? undefined : await rebuilder.cached(plan);
+      let divergentFrom: Digest[] | undefined;
+      if (!result) {
+        opts.events?.started?.(label);
+        status = "executed";
+        const executed = await rebuilder.execute(plan, abort.signal);
+        result = executed.result;
+        if (executed.divergentFrom.length) divergentFrom = executed.divergentFrom;
+      }
+      results.set(label, result.outputs);
+      const durationMs = performance.now() - t0;
+      store.recordBuildAction({ buildId, label, key: plan.key, resultId: result.id, outputs: result.outputs, status, durationMs });
+      const report: ActionReport = {
+        label,
+        rule: `${t.rule.name}@${t.rule.version}`,
+        key: plan.key,
+        status,
+        durationMs,
+        outputs: digestsOf(result.outputs),
+        divergentFrom,
+      };
+      reports.set(label, report);
+      opts.events?.finished?.(report);
+    } catch (e) {
+      const error = asWmbError(e, t);
+      const durationMs = performance.now() - t0;
+      if (plan && error.code !== "INTERRUPTED") {
+        store.recordBuildAction({ buildId, label, key: plan.key, status: "failed", durationMs });
+      }
+      const report: ActionReport = { label, rule: `${t.rule.name}@${t.rule.version}`, key: plan?.key, status: "failed", durationMs, error };
+      reports.set(label, report);
+      opts.events?.finished?.(report);
+      throw error;
+    }
+  };
+
+  let sched;
+  try {
+    sched = await schedule(
+      closure.map((t) => ({ id: t.label, deps: t.deps })),
+      runOne,
+      { jobs: opts.jobs, keepGoing: opts.keepGoing ?? false, signal: abort.signal },
+    );
+  } finally {
+    opts.signal?.removeEventListener("abort", onAbort);
+    if (ownsToolchain) await toolchains.close();
+  }
+  for (const label of sched.skipped) {
+    const t = graph.get(label);
+    reports.set(label, { label, rule: `${t.rule.name}@${t.rule.version}`, status: "skipped", durationMs: 0 });
+  }
+  const interrupted = abort.signal.aborted;
+  const ok = sched.failed.size === 0 && !interrupted;
+  let materialized: string[] = [];
+  if (ok && opts.materialize !== false) {
+    materialized = await materializeOutputs(store, loaded.root, opts.outDir ?? join(loaded.root, "wmb-out"), requested.map((l) => graph.get(l)), results);
+  }
+  store.finishBuild(buildId, interrupted ? "interrupted" : ok ? "ok" : "failed");
+  const actions = closure.map((t) => reports.get(t.label)!).filter(Boolean);
+  const counts: Record<ActionStatus, number> = { cached: 0, executed: 0, failed: 0, skipped: 0 };
+  for (const a of actions) counts[a.status]++;
+  return { buildId, targets: requested, ok, interrupted, actions, counts, durationMs: performance.now() - started, materialized, graph };
+}
+
+/** Compute an action's inputs and key. Dependencies are done, so their outputs are known. */
+export async function planAction(
+  t: Target,
+  root: string,
+  store: Store,
+  results: Map<string, OutputMap>,
+  toolchains: ToolchainProvider,
+): Promise<PlannedAction> {
+  const inputs: PlannedInput[] = [];
+  const byPath = new Map<string, string>();
+  const add = (input: PlannedInput, origin: string) => {
+    const prev = byPath.get(input.path);
+    if (prev !== undefined) {
+      throw new WmbError("DUPLICATE_OUTPUT", `${t.declaredAt}: ${t.label} gets two inputs at "${input.path}" (from ${prev} and ${origin}); rename one of them.`, { subject: t.label });
+    }
+    byPath.set(input.path, origin);
+    inputs.push(input);
+  };
+  for (const s of t.sources) {
+    const digest = await hashSource(store, s.file, root, t);
+    add({ path: s.path, digest, file: s.file }, s.file);
+  }
+  for (const d of t.deps) {
+    const outs = results.get(d);
+    if (!outs) throw new Error(`internal: ${d} has no result while planning ${t.label}`);
+    for (const [path, o] of Object.entries(outs)) add({ path, digest: o.digest, from: d, executable: o.executable }, d);
+  }
+  const env: Record<string, string> = { ...SANDBOX_ENV };
+  for (const name of t.rule.env?.(t.attrs) ?? []) {
+    const v = process.env[name];
+    if (v !== undefined) env[name] = v;
+  }
+  const { name: _name, srcs: _srcs, ...attrs } = t.attrs;
+  const keyInputs: ActionKeyInputs = {
+    format: 1,
+    rule: `${t.rule.name}@${t.rule.version}`,
+    attrs,
+    outputs: t.outputs,
+    inputs: Object.fromEntries(inputs.map((i) => [i.path, i.digest])),
+    toolchain: t.rule.usesToolchain ? await toolchains.id() : null,
+    env,
+  };
+  return { target: t, inputs, keyInputs, key: actionKey(keyInputs) };
+}
+
+/** A source file's digest, from the stat cache when size, mtime and inode are unchanged.
+ * Refuses symlinks that leave the workspace. */
+async function hashSource(store: Store, file: string, root: string, t: Target): Promise<Digest> {
+  let real: string;
+  try {
+    lstatSync(file);
+    real = realpathSync(file);
+  } catch {
+    throw new WmbError("MISSING_SOURCE", `${t.declaredAt}: source file ${relative(root, file)} of ${t.label} does not exist; create it or fix srcs.`, { subject: t.label });
+  }
+  const rootReal = realpathSync(root);
+  if (real !== rootReal && !real.startsWith(rootReal + sep)) {
+    throw new WmbError("MISSING_SOURCE", `${t.declaredAt}: source ${relative(root, file)} of ${t.label} resolves to ${real}, outside the workspace; sources must live in the workspace.`, { subject: t.label });
+  }
+  if (!statSync(real).isFile()) {
+    throw new WmbError("MISSING_SOURCE", `${t.declaredAt}: source ${relative(root, file)} of ${t.label} is not a regular file.`, { subject: t.label });
+  }
+  return hashSourceFile(store, real);
+}
+
+export async function hashSourceFile(store: Store, file: string): Promise<Digest> {
+  const st = statSync(file, { bigint: true });
+  const sig = `${st.size}:${st.mtimeNs}:${st.ino}`;
+  const cached = store.cachedDigest(file, sig);
+  if (cached) return cached;
+  const { digest } = await hashFile(file);
+  store.rememberDigest(file, sig, digest);
+  return digest;
+}
+
+async function materializeOutputs(
+  store: Store,
+  root: string,
+  outDir: string,
+  targets: Target[],
+  results: Map<string, OutputMap>,
+): Promise<string[]> {
+  const written: string[] = [];
+  for (const t of targets) {
+    for (const [path, o] of Object.entries(results.get(t.label) ?? {})) {
+      const dest = join(outDir, t.pkg, path);
+      await fsp.mkdir(dirname(dest), { recursive: true });
+      // Copy then rename, so a concurrent build or reader never sees half a file.
+      const tmp = `${dest}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`;
+      await store.materialize(o.digest, tmp, o.executable);
+      await fsp.rename(tmp, dest);
+      written.push(relative(root, dest));
+    }
+  }
+  return written;
+}
+
+function digestsOf(outputs: OutputMap): Record<string, Digest> {
+  return Object.fromEntries(Object.entries(outputs).map(([p, o]) => [p, o.digest]));
+}
+
+function asWmbError(e: unknown, t: Target): WmbError {
+  if (e instanceof WmbError) return e;
+  return new WmbError("ACTION_FAILED", `${t.label} failed: ${(e as Error)?.message ?? String(e)}.`, { subject: t.label, cause: e });
+}

@@ -1,0 +1,58 @@
+// What every command shares: --store, --workspace, and turning a WmbError into one
+// sentence on stderr and its exit code (internal errors keep their stack).
+import { Command, Option } from "clipanion";
+import { isWmbError } from "../errors.ts";
+import { findWorkspaceRoot } from "../build-file.ts";
+import { defaultStoreDir, Store } from "../../store/store.ts";
+import { resolve } from "node:path";
+
+export abstract class WmbCommand extends Command {
+  storeDir = Option.String("--store", { description: "Store directory (default: $WMB_STORE or <workspace>/.wmb)" });
+  workspaceDir = Option.String("--workspace", { description: "Workspace root (default: the nearest directory with BUILD.ts)" });
+
+  private openStores: Store[] = [];
+
+  workspace(): string {
+    return this.workspaceDir ? resolve(this.workspaceDir) : findWorkspaceRoot(process.cwd());
+  }
+
+  /** The store; needs no workspace when --store or WMB_STORE says where it is. */
+  async store(): Promise<Store> {
+    const dir = this.storeDir
+      ? resolve(this.storeDir)
+      : process.env.WMB_STORE
+        ? resolve(process.env.WMB_STORE)
+        : defaultStoreDir(this.workspace());
+    const s = await Store.open(dir);
+    this.openStores.push(s);
+    return s;
+  }
+
+  abstract run(): Promise<number>;
+
+  async execute(): Promise<number> {
+    try {
+      return await this.run();
+    } catch (e) {
+      if (isWmbError(e)) {
+        this.context.stderr.write(`error: ${e.message}\n`);
+        if (e.detail) this.context.stderr.write(indent(e.detail) + "\n");
+        return e.exitCode;
+      }
+      throw e;
+    } finally {
+      for (const s of this.openStores) s.close();
+    }
+  }
+
+  json(value: unknown): void {
+    this.context.stdout.write(JSON.stringify(value, null, 2) + "\n");
+  }
+}
+
+export function indent(text: string): string {
+  return text
+    .split("\n")
+    .map((l) => `  | ${l}`)
+    .join("\n");
+}

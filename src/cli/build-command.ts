@@ -1,0 +1,93 @@
+import { Command, Option } from "clipanion";
+import * as t from "typanion";
+import { availableParallelism } from "node:os";
+import { build, type BuildSummary } from "../build.ts";
+import { WmbError } from "../errors.ts";
+import { fmtMs, progressReporter } from "../progress.ts";
+import { WmbCommand, indent } from "./base.ts";
+
+export class BuildCommand extends WmbCommand {
+  static paths = [["build"]];
+  static usage = Command.Usage({
+    description: "Build targets: run the actions whose inputs changed, reuse every other result from the store",
+    details: `
+      Exit codes: 0 built, 1 an action failed or BUILD.ts is wrong, 130 interrupted.
+      Outputs of the requested targets are copied read-only to wmb-out/<pkg>/.
+    `,
+    examples: [
+      ["Build the sealed sqlite machine", "$0 build //sqlite-cli:sealed"],
+      ["Build with 4 jobs, going on past failures", "$0 build -j 4 --keep-going //examples:all"],
+    ],
+  });
+
+  targets = Option.Rest({ required: 1, name: "labels" });
+  jobs = Option.String("-j,--jobs", { description: "Parallel actions (default: cores)", validator: t.isNumber() });
+  keepGoing = Option.Boolean("-k,--keep-going", false, { description: "Build everything not downstream of a failure" });
+  toolchain = Option.String("--toolchain", "hermetic", {
+    description: "C toolchain: hermetic (@yowasp/clang, default) or system (Debian clang)",
+    validator: t.isEnum(["hermetic", "system"] as const),
+  });
+  noCache = Option.Boolean("--no-cache", false, { description: "Run every action even if a result is recorded" });
+  asJson = Option.Boolean("--json", false, { description: "Print a JSON summary on stdout" });
+  verbose = Option.Boolean("-v,--verbose", false, { description: "Also list cached actions and rule logs" });
+
+  async run(): Promise<number> {
+    const workspace = this.workspace();
+    const store = await this.store();
+    const reporter = progressReporter(this.context.stderr as NodeJS.WriteStream, { verbose: this.verbose });
+    const abort = new AbortController();
+    const onSigint = () => abort.abort();
+    process.on("SIGINT", onSigint);
+    process.on("SIGTERM", onSigint);
+    let summary: BuildSummary;
+    try {
+      summary = await build({
+        workspace,
+        store,
+        targets: this.targets,
+        jobs: this.jobs ?? availableParallelism(),
+        keepGoing: this.keepGoing,
+        toolchain: this.toolchain,
+        noCache: this.noCache,
+        events: reporter,
+        signal: abort.signal,
+      });
+    } finally {
+      reporter.stop();
+      process.off("SIGINT", onSigint);
+      process.off("SIGTERM", onSigint);
+    }
+    const failures = summary.actions.filter((a) => a.status === "failed" && a.error?.code !== "INTERRUPTED");
+    for (const f of failures) {
+      this.context.stderr.write(`error: ${f.error?.message}\n`);
+      if (f.error?.detail) this.context.stderr.write(indent(f.error.detail) + "\n");
+    }
+    const c = summary.counts;
+    const line = `${summary.ok ? "Build OK" : summary.interrupted ? "Build interrupted" : "Build FAILED"}: ${c.executed} executed, ${c.cached} cached${c.failed ? `, ${c.failed} failed` : ""}${c.skipped ? `, ${c.skipped} skipped` : ""} in ${fmtMs(summary.durationMs)}`;
+    this.context.stderr.write(line + "\n");
+    if (this.asJson) {
+      this.json({
+        ok: summary.ok,
+        build_id: summary.buildId,
+        targets: summary.targets,
+        counts: summary.counts,
+        duration_ms: Math.round(summary.durationMs),
+        materialized: summary.materialized,
+        actions: summary.actions.map((a) => ({
+          label: a.label,
+          rule: a.rule,
+          key: a.key,
+          status: a.status,
+          duration_ms: Math.round(a.durationMs),
+          outputs: a.outputs,
+          nondeterministic: a.divergentFrom ? true : undefined,
+          error: a.error?.message,
+        })),
+      });
+    } else if (summary.ok) {
+      for (const m of summary.materialized) this.context.stdout.write(`${m}\n`);
+    }
+    if (summary.interrupted) return new WmbError("INTERRUPTED", "").exitCode;
+    return summary.ok ? 0 : 1;
+  }
+}

@@ -1,0 +1,172 @@
+import { Command, Option } from "clipanion";
+import { canonicalLabel } from "../label.ts";
+import { Graph } from "../graph.ts";
+import { loadWorkspace } from "../build-file.ts";
+import { diffKeyInputs, type ActionKeyInputs } from "../keys.ts";
+import { WmbError } from "../errors.ts";
+import { WmbCommand } from "./base.ts";
+
+export class QueryHistoryCommand extends WmbCommand {
+  static paths = [["query", "history"]];
+  static usage = Command.Usage({
+    category: "Query",
+    description: "Every output digest a target has had, newest first, from the store's build history",
+    examples: [["History of the sealed machine", "$0 query history //sqlite-cli:sealed"]],
+  });
+  label = Option.String({ name: "label" });
+  asJson = Option.Boolean("--json", false, { description: "JSON output" });
+
+  async run(): Promise<number> {
+    const label = canonicalLabel(this.label);
+    const store = await this.store();
+    const rows = store.db
+      .prepare(
+        `SELECT ba.outputs AS outputs, min(b.started_at) AS first_seen, max(b.started_at) AS last_seen,
+                count(*) AS builds, sum(ba.status = 'executed') AS executions, max(b.id) AS last_build
+         FROM build_actions ba JOIN builds b ON b.id = ba.build_id
+         WHERE ba.label = ? AND ba.outputs IS NOT NULL
+         GROUP BY ba.outputs ORDER BY last_build DESC`,
+      )
+      .all(label) as { outputs: string; first_seen: number; last_seen: number; builds: number; executions: number; last_build: number }[];
+    const history = rows.map((r) => ({
+      outputs: JSON.parse(r.outputs) as Record<string, string>,
+      first_seen: new Date(r.first_seen).toISOString(),
+      last_seen: new Date(r.last_seen).toISOString(),
+      builds: r.builds,
+      executions: r.executions,
+    }));
+    if (this.asJson) {
+      this.json({ label, history });
+      return 0;
+    }
+    if (history.length === 0) {
+      this.context.stdout.write(`${label} has no recorded builds in this store.\n`);
+      return 0;
+    }
+    for (const h of history) {
+      this.context.stdout.write(`${h.last_seen}  (${h.builds} build${h.builds === 1 ? "" : "s"}, first ${h.first_seen})\n`);
+      for (const [p, d] of Object.entries(h.outputs)) this.context.stdout.write(`    blake3:${d}  ${p}\n`);
+    }
+    return 0;
+  }
+}
+
+abstract class GraphQuery extends WmbCommand {
+  label = Option.String({ name: "label" });
+  asJson = Option.Boolean("--json", false, { description: "JSON output" });
+
+  async graph(): Promise<Graph> {
+    return new Graph((await loadWorkspace(this.workspace())).targets);
+  }
+
+  print(labels: string[]): number {
+    if (this.asJson) this.json(labels);
+    else for (const l of labels) this.context.stdout.write(l + "\n");
+    return 0;
+  }
+}
+
+export class QueryDepsCommand extends GraphQuery {
+  static paths = [["query", "deps"]];
+  static usage = Command.Usage({ category: "Query", description: "The transitive dependencies of a target (its closure), dependencies first" });
+  async run(): Promise<number> {
+    const g = await this.graph();
+    return this.print(g.closure([canonicalLabel(this.label)]).map((t) => t.label));
+  }
+}
+
+export class QueryRdepsCommand extends GraphQuery {
+  static paths = [["query", "rdeps"]];
+  static usage = Command.Usage({ category: "Query", description: "Every target that depends on a target, directly or not" });
+  async run(): Promise<number> {
+    const g = await this.graph();
+    const label = canonicalLabel(this.label);
+    g.get(label);
+    return this.print(g.reverseClosure(label));
+  }
+}
+
+export class QueryTargetsCommand extends WmbCommand {
+  static paths = [["query", "targets"]];
+  static usage = Command.Usage({ category: "Query", description: "Every target declared in BUILD.ts, with its rule" });
+  asJson = Option.Boolean("--json", false, { description: "JSON output" });
+  async run(): Promise<number> {
+    const ws = await loadWorkspace(this.workspace());
+    const list = [...ws.targets.values()].map((t) => ({ label: t.label, rule: t.rule.name, outputs: t.outputs, declared_at: t.declaredAt }));
+    if (this.asJson) this.json(list);
+    else for (const t of list) this.context.stdout.write(`${t.label}  (${t.rule})\n`);
+    return 0;
+  }
+}
+
+export class QueryNondeterministicCommand extends WmbCommand {
+  static paths = [["query", "nondeterministic"]];
+  static usage = Command.Usage({ category: "Query", description: "Actions whose one key has produced different outputs" });
+  asJson = Option.Boolean("--json", false, { description: "JSON output" });
+  async run(): Promise<number> {
+    const store = await this.store();
+    const rows = store.db
+      .prepare(
+        `SELECT label, action_key, count(*) AS n, group_concat(outputs_digest) AS digests
+         FROM action_results GROUP BY action_key HAVING count(*) > 1 ORDER BY label`,
+      )
+      .all() as { label: string; action_key: string; n: number; digests: string }[];
+    const list = rows.map((r) => ({ label: r.label, key: r.action_key, results: r.digests.split(",") }));
+    if (this.asJson) this.json(list);
+    else if (list.length === 0) this.context.stdout.write("No action has produced two different outputs for one key.\n");
+    else for (const r of list) this.context.stdout.write(`${r.label}  key ${r.key.slice(0, 16)}…  ${r.results.length} different results\n`);
+    return 0;
+  }
+}
+
+export class WhyCommand extends WmbCommand {
+  static paths = [["why"]];
+  static usage = Command.Usage({
+    description: "Which key input of a target changed between its last two different builds",
+    examples: [["Why did the link run again?", "$0 why //sqlite-cli:wasm"]],
+  });
+  label = Option.String({ name: "label" });
+  asJson = Option.Boolean("--json", false, { description: "JSON output" });
+
+  async run(): Promise<number> {
+    const label = canonicalLabel(this.label);
+    const store = await this.store();
+    const keys = store.db
+      .prepare(
+        `SELECT ba.action_key AS key, max(ba.build_id) AS last FROM build_actions ba
+         WHERE ba.label = ? GROUP BY ba.action_key ORDER BY last DESC LIMIT 2`,
+      )
+      .all(label) as { key: string }[];
+    if (keys.length === 0) throw new WmbError("UNKNOWN_LABEL", `${label} has never been built with this store; build it first.`, { subject: label });
+    if (keys.length === 1) {
+      if (this.asJson) this.json({ label, key: keys[0]!.key, changes: [] });
+      else this.context.stdout.write(`${label}: its key has not changed since it was first built (${keys[0]!.key.slice(0, 16)}…).\n`);
+      return 0;
+    }
+    const inputsOf = (key: string): ActionKeyInputs | undefined => {
+      const r = store.db.prepare(`SELECT key_inputs FROM action_results WHERE action_key = ? LIMIT 1`).get(key) as { key_inputs: string } | undefined;
+      return r ? (JSON.parse(r.key_inputs) as ActionKeyInputs) : undefined;
+    };
+    const after = inputsOf(keys[0]!.key);
+    const before = inputsOf(keys[1]!.key);
+    if (!after || !before) {
+      throw new WmbError("STORE", `The key inputs of ${label}'s earlier build were garbage-collected; nothing to compare.`, { subject: label });
+    }
+    const changes = diffKeyInputs(before, after);
+    if (this.asJson) {
+      this.json({ label, before: keys[1]!.key, after: keys[0]!.key, changes });
+      return 0;
+    }
+    this.context.stdout.write(`${label} key ${keys[1]!.key.slice(0, 12)}… -> ${keys[0]!.key.slice(0, 12)}… because:\n`);
+    for (const c of changes) {
+      this.context.stdout.write(`  ${c.path}: ${short(c.before)} -> ${short(c.after)}\n`);
+    }
+    return 0;
+  }
+}
+
+function short(v: unknown): string {
+  if (v === undefined) return "(absent)";
+  const s = typeof v === "string" ? v : JSON.stringify(v);
+  return s.length > 80 ? s.slice(0, 77) + "…" : s;
+}

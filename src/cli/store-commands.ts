@@ -1,0 +1,79 @@
+import { Command, Option } from "clipanion";
+import * as t from "typanion";
+import { statSync } from "node:fs";
+import { join } from "node:path";
+import { fsck, fsckClean } from "../../store/fsck.ts";
+import { gc } from "../../store/gc.ts";
+import { WmbCommand } from "./base.ts";
+
+export class StoreStatsCommand extends WmbCommand {
+  static paths = [["store", "stats"]];
+  static usage = Command.Usage({ category: "Store", description: "Blob count and bytes, action results, builds, index size" });
+  asJson = Option.Boolean("--json", false, { description: "JSON output" });
+  async run(): Promise<number> {
+    const store = await this.store();
+    const one = (sql: string) => (store.db.prepare(sql).get() as { n: number | null }).n ?? 0;
+    const stats = {
+      store: store.dir,
+      blobs: one(`SELECT count(*) AS n FROM blobs`),
+      blob_bytes: one(`SELECT sum(size) AS n FROM blobs`),
+      action_results: one(`SELECT count(*) AS n FROM action_results`),
+      distinct_keys: one(`SELECT count(DISTINCT action_key) AS n FROM action_results`),
+      builds: one(`SELECT count(*) AS n FROM builds`),
+      stat_cache_entries: one(`SELECT count(*) AS n FROM stat_cache`),
+      gc_roots: one(`SELECT count(DISTINCT name) AS n FROM gc_roots`),
+      index_bytes: statSync(join(store.dir, "index.sqlite")).size,
+    };
+    if (this.asJson) this.json(stats);
+    else for (const [k, v] of Object.entries(stats)) this.context.stdout.write(`${k.padEnd(20)} ${v}\n`);
+    return 0;
+  }
+}
+
+export class StoreFsckCommand extends WmbCommand {
+  static paths = [["store", "fsck"]];
+  static usage = Command.Usage({
+    category: "Store",
+    description: "Re-hash every blob and check every row; exit 1 when anything is corrupt, missing or dangling",
+    details: "With --repair, untrustworthy blobs and the results naming them are dropped (the next build recreates them), and orphaned blobs are adopted when whole.",
+  });
+  repair = Option.Boolean("--repair", false, { description: "Drop what cannot be trusted" });
+  asJson = Option.Boolean("--json", false, { description: "JSON output" });
+  async run(): Promise<number> {
+    const store = await this.store();
+    const r = await fsck(store, { repair: this.repair });
+    const clean = fsckClean(r);
+    if (this.asJson) {
+      this.json({ clean, ...r });
+    } else {
+      const out = this.context.stdout;
+      out.write(`checked ${r.blobsChecked} blobs, ${r.bytesChecked} bytes\n`);
+      for (const d of r.corrupt) out.write(`corrupt  blake3:${d}\n`);
+      for (const d of r.missing) out.write(`missing  blake3:${d}\n`);
+      for (const d of r.orphaned) out.write(`orphaned blake3:${d}\n`);
+      if (r.danglingRows) out.write(`dangling rows: ${r.danglingRows}\n`);
+      if (r.staleTemps) out.write(`stale temp files: ${r.staleTemps}\n`);
+      out.write(clean ? "store OK\n" : this.repair ? "store repaired: the next build recreates what was dropped\n" : "store has problems: run `wmb store fsck --repair`\n");
+    }
+    return clean || this.repair ? 0 : 1;
+  }
+}
+
+export class StoreGcCommand extends WmbCommand {
+  static paths = [["store", "gc"]];
+  static usage = Command.Usage({
+    category: "Store",
+    description: "Delete results and blobs that neither the GC roots nor the last N builds reach",
+  });
+  keep = Option.String("--keep-builds", "5", { description: "Builds whose results are kept (default 5)", validator: t.isNumber() });
+  grace = Option.String("--grace", "600", { description: "Seconds: spare blobs younger than this (builds in flight); default 600", validator: t.isNumber() });
+  dryRun = Option.Boolean("--dry-run", false, { description: "Report what would be freed" });
+  asJson = Option.Boolean("--json", false, { description: "JSON output" });
+  async run(): Promise<number> {
+    const store = await this.store();
+    const r = await gc(store, { keepBuilds: this.keep, graceMs: this.grace * 1000, dryRun: this.dryRun });
+    if (this.asJson) this.json(r);
+    else this.context.stdout.write(`${this.dryRun ? "would free" : "freed"} ${r.bytesFreed} bytes: ${r.blobsDeleted} blobs, ${r.resultsDeleted} action results; ${r.blobsKept} blobs kept\n`);
+    return 0;
+  }
+}

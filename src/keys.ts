@@ -1,0 +1,72 @@
+// What an action key is made of. This is the one place that says it: `ActionKeyInputs`
+// lists every input that can change an action's output, `actionKey` hashes its canonical
+// encoding, and `diffKeyInputs` is what `wmb why` prints.
+import { hashBytes, type ActionKey, type Digest } from "./digest.ts";
+
+export interface ActionKeyInputs {
+  /** Version of this encoding: bumping it invalidates every cached result. */
+  format: 1;
+  /** Rule name and version ("write@1"): a rule bumps its version when its behaviour changes. */
+  rule: string;
+  /** The target's attributes minus `name` (renaming a target changes nothing it makes) and
+   * `srcs` (sources enter below, by content). */
+  attrs: Record<string, unknown>;
+  /** Declared output paths: where the rule must write, so they shape what it does. */
+  outputs: string[];
+  /** Sandbox path -> content digest of every input: source files, and the *output* digests
+   * of dependencies (not their keys: an identical rebuilt output stops the rebuild here). */
+  inputs: Record<string, Digest>;
+  /** Digest of the toolchain's bits for rules that compile, else null: switching
+   * toolchains never reuses the other's outputs. */
+  toolchain: Digest | null;
+  /** The environment the action sees: the fixed sandbox variables and the rule's declared ones. */
+  env: Record<string, string>;
+}
+
+/** JSON with object keys sorted at every level: the canonical encoding of key inputs. */
+export function stableStringify(value: unknown): string {
+  if (value === null || typeof value !== "object") {
+    if (value === undefined) return "null";
+    if (typeof value === "number" && !Number.isFinite(value)) throw new Error(`cannot encode ${value} in a key`);
+    return JSON.stringify(value);
+  }
+  if (Array.isArray(value)) return `[${value.map(stableStringify).join(",")}]`;
+  const obj = value as Record<string, unknown>;
+  const keys = Object.keys(obj).filter((k) => obj[k] !== undefined).sort();
+  return `{${keys.map((k) => `${JSON.stringify(k)}:${stableStringify(obj[k])}`).join(",")}}`;
+}
+
+export function encodeKeyInputs(k: ActionKeyInputs): string {
+  return stableStringify(k);
+}
+
+export function actionKey(k: ActionKeyInputs): ActionKey {
+  return hashBytes(encodeKeyInputs(k)) as string as ActionKey;
+}
+
+export interface KeyChange {
+  /** Dotted path of the entry, e.g. "inputs.greeting.txt" or "attrs.copts". */
+  path: string;
+  before: unknown;
+  after: unknown;
+}
+
+/** Which entries differ between two key inputs, in a stable order. */
+export function diffKeyInputs(before: ActionKeyInputs, after: ActionKeyInputs): KeyChange[] {
+  const changes: KeyChange[] = [];
+  const fields: (keyof ActionKeyInputs)[] = ["format", "rule", "toolchain", "outputs", "attrs", "env", "inputs"];
+  for (const f of fields) {
+    const a = before[f];
+    const b = after[f];
+    if (f === "attrs" || f === "env" || f === "inputs") {
+      const ao = (a ?? {}) as Record<string, unknown>;
+      const bo = (b ?? {}) as Record<string, unknown>;
+      for (const k of [...new Set([...Object.keys(ao), ...Object.keys(bo)])].sort()) {
+        if (stableStringify(ao[k]) !== stableStringify(bo[k])) changes.push({ path: `${f}.${k}`, before: ao[k], after: bo[k] });
+      }
+    } else if (stableStringify(a) !== stableStringify(b)) {
+      changes.push({ path: f, before: a, after: b });
+    }
+  }
+  return changes;
+}

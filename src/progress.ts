@@ -1,0 +1,63 @@
+// Build progress for people: on a terminal a live status line (done/total and the running
+// actions with their elapsed time); elsewhere one line per executed or failed action.
+import type { ActionReport, BuildEvents } from "./build.ts";
+
+export function progressReporter(stream: NodeJS.WriteStream, opts: { quiet?: boolean; verbose?: boolean } = {}): BuildEvents & { stop(): void } {
+  const live = stream.isTTY === true && !opts.quiet;
+  let total = 0;
+  let done = 0;
+  const running = new Map<string, number>();
+  let timer: NodeJS.Timeout | undefined;
+  const clear = () => {
+    if (live) stream.write("\r\x1b[K");
+  };
+  const draw = () => {
+    if (!live) return;
+    const now = performance.now();
+    const names = [...running.entries()]
+      .slice(0, 3)
+      .map(([l, t]) => `${l} ${((now - t) / 1000).toFixed(1)}s`)
+      .join(", ");
+    const line = `[${done}/${total}] ${names}`;
+    const width = (stream.columns ?? 100) - 1;
+    stream.write(`\r\x1b[K${line.length > width ? line.slice(0, width - 1) + "…" : line}`);
+  };
+  const print = (text: string) => {
+    clear();
+    stream.write(text + "\n");
+    draw();
+  };
+  return {
+    planned(n) {
+      total = n;
+      if (live) timer = setInterval(draw, 200).unref();
+    },
+    started(label) {
+      running.set(label, performance.now());
+      draw();
+    },
+    finished(r: ActionReport) {
+      running.delete(r.label);
+      done++;
+      if (opts.quiet) return;
+      if (r.status === "executed") print(`[${done}/${total}] built ${r.label} (${fmtMs(r.durationMs)})`);
+      else if (r.status === "failed") print(`[${done}/${total}] FAILED ${r.label}`);
+      else if (opts.verbose) print(`[${done}/${total}] cached ${r.label}`);
+      else draw();
+      if (r.divergentFrom?.length) {
+        print(`warning: ${r.label} produced different output for a key seen before (not deterministic); both results are kept — see \`wmb query nondeterministic\``);
+      }
+    },
+    log(label, line) {
+      if (opts.verbose || !live) print(`${label}: ${line}`);
+    },
+    stop() {
+      if (timer) clearInterval(timer);
+      clear();
+    },
+  };
+}
+
+export function fmtMs(ms: number): string {
+  return ms < 1000 ? `${Math.round(ms)} ms` : `${(ms / 1000).toFixed(2)} s`;
+}

@@ -1,0 +1,113 @@
+// Blob storage on disk: cas/<first 2 hex>/<other 62 hex>, named by BLAKE3.
+// Writes are atomic: temp file in cas/tmp, fsync, chmod read-only, rename.
+import { randomBytes } from "node:crypto";
+import { constants as fsc, promises as fsp, statSync, type BigIntStats, type Stats } from "node:fs";
+import { join } from "node:path";
+import { hashFile, type Digest } from "../src/digest.ts";
+
+export class Cas {
+  readonly root: string;
+  private readonly tmpDir: string;
+
+  constructor(storeDir: string) {
+    this.root = join(storeDir, "cas");
+    this.tmpDir = join(this.root, "tmp");
+  }
+
+  async init(): Promise<void> {
+    await fsp.mkdir(this.tmpDir, { recursive: true });
+  }
+
+  path(digest: Digest): string {
+    return join(this.root, digest.slice(0, 2), digest.slice(2));
+  }
+
+  /** Copy `src` into the CAS under its digest (computed here), atomically. */
+  async putFile(src: string): Promise<{ digest: Digest; size: number; statSig: string }> {
+    const tmp = join(this.tmpDir, `${process.pid}-${randomBytes(6).toString("hex")}`);
+    await fsp.copyFile(src, tmp, fsc.COPYFILE_FICLONE);
+    return this.adoptTemp(tmp);
+  }
+
+  async putBytes(data: Uint8Array): Promise<{ digest: Digest; size: number; statSig: string }> {
+    const tmp = join(this.tmpDir, `${process.pid}-${randomBytes(6).toString("hex")}`);
+    await fsp.writeFile(tmp, data);
+    return this.adoptTemp(tmp);
+  }
+
+  private async adoptTemp(tmp: string): Promise<{ digest: Digest; size: number; statSig: string }> {
+    try {
+      const { digest, size } = await hashFile(tmp);
+      const dest = this.path(digest);
+      const existing = await statOrNull(dest);
+      if (existing && existing.size === size) {
+        // Already stored (possibly by a concurrent writer). Keep the existing file.
+        return { digest, size, statSig: statSignature(await fsp.stat(dest, { bigint: true })) };
+      }
+      const fh = await fsp.open(tmp, "r+");
+      try {
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      await fsp.chmod(tmp, 0o444);
+      await fsp.mkdir(join(this.root, digest.slice(0, 2)), { recursive: true });
+      await fsp.rename(tmp, dest);
+      return { digest, size, statSig: statSignature(await fsp.stat(dest, { bigint: true })) };
+    } finally {
+      await fsp.rm(tmp, { force: true });
+    }
+  }
+
+  async remove(digest: Digest): Promise<void> {
+    await fsp.rm(this.path(digest), { force: true });
+  }
+
+  statSig(digest: Digest): string | undefined {
+    try {
+      return statSignature(statSync(this.path(digest), { bigint: true }));
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Every digest with a file on disk (for fsck and gc). */
+  async *list(): AsyncGenerator<Digest> {
+    let shards: string[];
+    try {
+      shards = await fsp.readdir(this.root);
+    } catch {
+      return;
+    }
+    for (const shard of shards.sort()) {
+      if (!/^[0-9a-f]{2}$/.test(shard)) continue;
+      for (const rest of (await fsp.readdir(join(this.root, shard))).sort()) {
+        yield (shard + rest) as Digest;
+      }
+    }
+  }
+
+  /** Temp files left by a crashed writer. */
+  async staleTemps(olderThanMs: number): Promise<string[]> {
+    const now = Date.now();
+    const out: string[] = [];
+    for (const name of await fsp.readdir(this.tmpDir).catch(() => [] as string[])) {
+      const st = await statOrNull(join(this.tmpDir, name));
+      if (st && now - st.mtimeMs > olderThanMs) out.push(join(this.tmpDir, name));
+    }
+    return out;
+  }
+}
+
+/** size, ctime and inode: any write to a blob changes ctime, which userspace cannot set back. */
+export function statSignature(st: BigIntStats): string {
+  return `${st.size}:${st.ctimeNs}:${st.ino}`;
+}
+
+async function statOrNull(p: string): Promise<Stats | null> {
+  try {
+    return await fsp.stat(p);
+  } catch {
+    return null;
+  }
+}

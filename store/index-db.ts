@@ -1,0 +1,44 @@
+// The SQLite index of the store (better-sqlite3, WAL). Opens, migrates, and exposes the
+// few statements the engine needs. The schema itself is in schema.sql.
+import Database from "better-sqlite3";
+import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { WmbError } from "../src/errors.ts";
+
+type Db = Database.Database;
+
+/** Migrations by version; version 1 is schema.sql. Append, never edit. */
+const MIGRATIONS: { version: number; sql: () => string }[] = [
+  { version: 1, sql: () => readFileSync(fileURLToPath(new URL("./schema.sql", import.meta.url)), "utf8") },
+];
+export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;
+
+export function openIndex(file: string): Db {
+  let db: Db;
+  try {
+    db = new Database(file, { timeout: 30_000 });
+  } catch (e) {
+    throw new WmbError("STORE", `Cannot open the store index ${file}: ${(e as Error).message}; check the path and its permissions.`, { subject: file, cause: e });
+  }
+  db.pragma("journal_mode = WAL");
+  db.pragma("synchronous = NORMAL");
+  db.pragma("foreign_keys = ON");
+  migrate(db, file);
+  return db;
+}
+
+function migrate(db: Db, file: string): void {
+  const current = db.pragma("user_version", { simple: true }) as number;
+  if (current === SCHEMA_VERSION) return;
+  if (current > SCHEMA_VERSION) {
+    throw new WmbError("STORE", `The store index ${file} has schema version ${current}, newer than this wmb knows (${SCHEMA_VERSION}); upgrade wmb or use another --store.`, { subject: file });
+  }
+  // IMMEDIATE takes the write lock first, so two processes opening a fresh store do not both migrate.
+  db.transaction(() => {
+    const now = db.pragma("user_version", { simple: true }) as number;
+    for (const m of MIGRATIONS) {
+      if (m.version > now) db.exec(m.sql());
+    }
+    db.pragma(`user_version = ${SCHEMA_VERSION}`);
+  }).immediate();
+}
