@@ -1,8 +1,9 @@
 // Loading BUILD.ts: it is TypeScript (transpiled on the fly by tsx, registered by bin/wmb.mjs),
 // and its default export receives a Workspace on which packages declare targets.
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { dirname, isAbsolute, join, normalize, resolve, sep } from "node:path";
 import { pathToFileURL } from "node:url";
+import { tsImport } from "tsx/esm/api";
 import { WmbError } from "./errors.ts";
 import { canonicalLabel, formatLabel, isLabelRef, isValidPackageName, isValidTargetName } from "./label.ts";
 import { expandGlobs } from "./glob.ts";
@@ -74,9 +75,17 @@ export async function loadWorkspace(root: string): Promise<LoadedWorkspace> {
   }
   let mod: { default?: unknown };
   try {
-    mod = await import(pathToFileURL(buildFile).href);
+    // In an ES module package (the normal case) BUILD.ts is imported as is, keeping its line
+    // numbers; elsewhere tsx compiles it to CommonJS, which tsImport can load.
+    const url = pathToFileURL(buildFile).href;
+    mod = (isEsmScope(root) ? await import(url) : await tsImport(url, import.meta.url)) as { default?: unknown };
   } catch (e) {
     throw buildFileError(buildFile, e);
+  }
+  // Outside a "type": "module" package, tsx compiles BUILD.ts to CommonJS: unwrap its exports.
+  const inner = mod.default as { default?: unknown } | undefined;
+  if (typeof mod.default !== "function" && inner && typeof inner === "object" && typeof inner.default === "function") {
+    mod = inner;
   }
   if (typeof mod.default !== "function") {
     throw new WmbError("BUILD_FILE", `${buildFile} must export default a function (w: Workspace) => void that declares targets.`, { subject: buildFile });
@@ -192,7 +201,7 @@ function declarationSite(buildFile: string): string {
   for (const line of stack.split("\n")) {
     const at = line.indexOf(url) >= 0 ? line.indexOf(url) + url.length : line.indexOf(buildFile) >= 0 ? line.indexOf(buildFile) + buildFile.length : -1;
     if (at < 0) continue;
-    const m = /^:(\d+):\d+/.exec(line.slice(at));
+    const m = /^(?:\?[^:]*)?:(\d+):\d+/.exec(line.slice(at));
     if (m) return `BUILD.ts:${m[1]}`;
   }
   return "BUILD.ts";
@@ -214,8 +223,23 @@ function siteFromStack(stack: string, buildFile: string): string | undefined {
   for (const line of stack.split("\n")) {
     const i = line.indexOf(buildFile);
     if (i < 0) continue;
-    const m = /^:(\d+):\d+/.exec(line.slice(i + buildFile.length));
+    const m = /^(?:\?[^:]*)?:(\d+):\d+/.exec(line.slice(i + buildFile.length));
     if (m) return `BUILD.ts:${m[1]}`;
   }
   return undefined;
+}
+
+/** Whether the nearest package.json above `dir` says "type": "module". */
+function isEsmScope(dir: string): boolean {
+  for (let d = dir; ; d = dirname(d)) {
+    const pj = join(d, "package.json");
+    if (existsSync(pj)) {
+      try {
+        return (JSON.parse(readFileSync(pj, "utf8")) as { type?: string }).type === "module";
+      } catch {
+        return false;
+      }
+    }
+    if (dirname(d) === d) return false;
+  }
 }
