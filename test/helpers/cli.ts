@@ -29,9 +29,9 @@ export function writeFiles(dir: string, files: Record<string, string>): void {
 }
 
 function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  const env = { ...process.env, ...extra };
+  const env = { ...process.env };
   delete env.WMB_STORE;
-  return env;
+  return { ...env, ...extra };
 }
 
 export function wmbSync(cwd: string, args: string[], opts: { env?: Record<string, string>; input?: string } = {}): CliResult {

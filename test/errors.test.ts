@@ -1,0 +1,112 @@
+// Bad input: one sentence naming the file or label, a non-zero exit, nothing cached.
+import { describe, expect, it } from "vitest";
+import { makeWorkspace, wmbSync } from "./helpers/cli.ts";
+
+function failBuild(buildTs: string, extra: Record<string, string> = {}, target = "//p:a") {
+  const ws = makeWorkspace({ "BUILD.ts": buildTs, ...extra });
+  const r = wmbSync(ws, ["build", target]);
+  const stats = JSON.parse(wmbSync(ws, ["store", "stats", "--json"]).stdout);
+  return { ...r, stats };
+}
+
+describe("errors", () => {
+  it("reports a syntax error with BUILD.ts line and column", () => {
+    const r = failBuild(`export default (w) => {\n  w.package("p").write({ name: "a", out: "a", content: "x" ;\n};\n`);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^error: BUILD\.ts:2:\d+: syntax error: .*fix .*BUILD\.ts/m);
+    expect(r.stats.action_results).toBe(0);
+  });
+
+  it("reports a wrong attribute type with the line that declares it", () => {
+    const r = failBuild(`export default (w) => {\n  const p = w.package("p");\n  p.write({ name: "a", out: "a", content: 42 });\n};\n`);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`BUILD.ts:3: write(): //p:a: attribute "content" must be string, got 42`);
+  });
+
+  it("names an unknown label and the target that asked for it", () => {
+    const r = failBuild(`export default (w) => {\n  w.package("p").run({ name: "a", srcs: [":nope"], outs: ["a"], cmd: "touch a" });\n};\n`);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("BUILD.ts:2: //p:a depends on //p:nope, which is not declared");
+    expect(r.stats.action_results).toBe(0);
+  });
+
+  it("names an unknown requested target", () => {
+    const r = failBuild(`export default (w) => { w.package("p").write({ name: "a", out: "a", content: "" }); };\n`, {}, "//p:zzz");
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("Unknown target //p:zzz; targets in //p are //p:a");
+  });
+
+  it("refuses a duplicate target", () => {
+    const r = failBuild(`export default (w) => {\n  const p = w.package("p");\n  p.write({ name: "a", out: "a", content: "" });\n  p.write({ name: "a", out: "b", content: "" });\n};\n`);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("BUILD.ts:4: target //p:a is declared twice (first at BUILD.ts:3)");
+  });
+
+  it("prints a dependency cycle", () => {
+    const r = failBuild(`export default (w) => {
+  const p = w.package("p");
+  p.run({ name: "a", srcs: [":b"], outs: ["a"], cmd: "touch a" });
+  p.run({ name: "b", srcs: [":c"], outs: ["b"], cmd: "touch b" });
+  p.run({ name: "c", srcs: [":a"], outs: ["c"], cmd: "touch c" });
+};\n`);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("Dependency cycle: //p:a -> //p:b -> //p:c -> //p:a");
+    expect(r.stats.action_results).toBe(0);
+  });
+
+  it("names a missing source file and its target", () => {
+    const r = failBuild(`export default (w) => {\n  w.package("p").run({ name: "a", srcs: ["gone.c"], outs: ["a"], cmd: "cp gone.c a" });\n};\n`);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("source file p/gone.c of //p:a does not exist");
+    expect(r.stats.action_results).toBe(0);
+  });
+
+  it("refuses an output declared by two targets", () => {
+    const r = failBuild(`export default (w) => {\n  const p = w.package("p");\n  p.write({ name: "a", out: "x.txt", content: "" });\n  p.write({ name: "b", out: "x.txt", content: "" });\n};\n`);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`BUILD.ts:4: output "x.txt" of //p:b is already declared by //p:a (BUILD.ts:3)`);
+  });
+
+  it("refuses sources that leave the package, and symlinks out of the workspace", () => {
+    const up = failBuild(`export default (w) => { w.package("p").run({ name: "a", srcs: ["../../etc/passwd"], outs: ["a"], cmd: "cp x a" }); };\n`);
+    expect(up.code).toBe(1);
+    expect(up.stderr).toContain(`lists source "../../etc/passwd", which leaves its package directory`);
+  });
+
+  it("fails an action that does not write its declared output, with its label", () => {
+    const r = failBuild(`export default (w) => { w.package("p").run({ name: "a", outs: ["a.txt"], cmd: "true" }); };\n`);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`//p:a did not produce its declared output "a.txt"`);
+    expect(r.stats.action_results).toBe(0);
+  });
+
+  it("shows the failing command and its stderr tail", () => {
+    const r = failBuild(`export default (w) => { w.package("p").run({ name: "a", outs: ["a"], cmd: "echo something broke >&2; exit 7" }); };\n`);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("//p:a failed: command exited with code 7");
+    expect(r.stderr).toContain("| something broke");
+  });
+
+  it("says where to run when there is no BUILD.ts", () => {
+    const ws = makeWorkspace({});
+    const r = wmbSync(ws, ["build", "//p:a"]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/No BUILD\.ts in .* or any parent directory/);
+  });
+
+  it("--keep-going builds what does not depend on the failure", () => {
+    const ws = makeWorkspace({
+      "BUILD.ts": `export default (w) => {
+  const p = w.package("p");
+  p.run({ name: "bad", outs: ["bad"], cmd: "exit 1" });
+  p.run({ name: "after", srcs: [":bad"], outs: ["after"], cmd: "touch after" });
+  p.run({ name: "good", outs: ["good"], cmd: "sleep 0.3; touch good" });
+};\n`,
+    });
+    const r = wmbSync(ws, ["build", "--json", "-k", "-j", "1", "//p:bad", "//p:after", "//p:good"]);
+    expect(r.code).toBe(1);
+    const j = JSON.parse(r.stdout);
+    const status = Object.fromEntries(j.actions.map((a: { label: string; status: string }) => [a.label, a.status]));
+    expect(status).toEqual({ "//p:bad": "failed", "//p:after": "skipped", "//p:good": "executed" });
+  });
+});

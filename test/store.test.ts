@@ -1,0 +1,160 @@
+// The store under stress: concurrent writers, kill -9, flipped bytes, gc.
+import { describe, expect, it } from "vitest";
+import { spawn } from "node:child_process";
+import { chmodSync, existsSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { randomBytes } from "node:crypto";
+import { buildJson, executed, makeWorkspace, wmb, wmbSync, WMB } from "./helpers/cli.ts";
+import { hashBytes, hashBytesReference, hashFile } from "../src/digest.ts";
+
+async function waitFor(path: string, timeoutMs = 20_000): Promise<void> {
+  const t0 = Date.now();
+  while (!existsSync(path)) {
+    if (Date.now() - t0 > timeoutMs) throw new Error(`timed out waiting for ${path}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+function slowWorkspace(marker: string): string {
+  return makeWorkspace({
+    "BUILD.ts": `export default (w) => {
+  const p = w.package("p");
+  p.write({ name: "fast", out: "fast.txt", content: "fast\\n" });
+  p.run({ name: "slow", srcs: [":fast"], outs: ["slow.txt"], cmd: "touch ${marker}; sleep 4; cp fast.txt slow.txt" });
+};\n`,
+  });
+}
+
+describe("store", () => {
+  it("BLAKE3 digests equal @noble/hashes' for many sizes", async () => {
+    for (const n of [0, 1, 63, 64, 1023, 1024, 1025, 4096, 65537, 1 << 20, (1 << 20) + 7]) {
+      const data = randomBytes(n);
+      expect(hashBytes(data)).toBe(hashBytesReference(data));
+    }
+    const big = randomBytes(3 << 20);
+    const f = join(tmpdir(), `wmb-hash-${process.pid}`);
+    writeFileSync(f, big);
+    expect((await hashFile(f)).digest).toBe(hashBytesReference(big));
+  });
+
+  it("two builds on one store at once both succeed", async () => {
+    const ws = makeWorkspace({
+      "BUILD.ts": `export default (w) => {
+  const p = w.package("p");
+  for (let i = 0; i < 12; i++) p.run({ name: "t" + i, outs: ["t" + i + ".txt"], cmd: "sleep 0.1; echo " + i + " > t" + i + ".txt" });
+  p.run({ name: "all", srcs: Array.from({ length: 12 }, (_, i) => ":t" + i), outs: ["all.txt"], cmd: "cat t*.txt > all.txt" });
+};\n`,
+    });
+    const [a, b] = await Promise.all([wmb(ws, ["build", "//p:all"]), wmb(ws, ["build", "//p:all"])]);
+    expect(a.stderr + b.stderr).not.toContain("error");
+    expect([a.code, b.code]).toEqual([0, 0]);
+    expect(wmbSync(ws, ["store", "fsck"]).code).toBe(0);
+    expect(buildJson(ws, ["//p:all"]).counts.executed).toBe(0);
+  });
+
+  it("after kill -9 mid-action, fsck passes and the next build reuses what was done", async () => {
+    const marker = join(tmpdir(), `wmb-marker-${randomBytes(4).toString("hex")}`);
+    const ws = slowWorkspace(marker);
+    const child = spawn(process.execPath, [WMB, "build", "//p:slow"], { cwd: ws, stdio: "ignore" });
+    await waitFor(marker);
+    child.kill("SIGKILL");
+    await new Promise((r) => child.on("close", r));
+    const fsck = wmbSync(ws, ["store", "fsck"]);
+    expect(fsck.stdout).toContain("store OK");
+    expect(fsck.code).toBe(0);
+    const b = buildJson(ws, ["//p:slow"]);
+    expect(executed(b)).toEqual(["//p:slow"]);
+    expect(readFileSync(join(ws, "wmb-out/p/slow.txt"), "utf8")).toBe("fast\n");
+  });
+
+  it("Ctrl-C stops the running action, exits 130, and leaves the store consistent", async () => {
+    const marker = join(tmpdir(), `wmb-marker-${randomBytes(4).toString("hex")}`);
+    const ws = slowWorkspace(marker);
+    const child = spawn(process.execPath, [WMB, "build", "//p:slow"], { cwd: ws, stdio: "ignore" });
+    await waitFor(marker);
+    const t0 = Date.now();
+    child.kill("SIGINT");
+    const code = await new Promise((r) => child.on("close", r));
+    expect(code).toBe(130);
+    expect(Date.now() - t0).toBeLessThan(3500); // did not wait for the 4 s sleep
+    expect(wmbSync(ws, ["store", "fsck"]).code).toBe(0);
+    expect(buildJson(ws, ["//p:slow"]).counts.executed).toBe(1);
+  });
+
+  it("a flipped byte in a blob is found by fsck and never served: the action reruns", () => {
+    const ws = makeWorkspace({
+      "BUILD.ts": `export default (w) => {
+  const p = w.package("p");
+  p.write({ name: "a", out: "a.txt", content: "precious bytes\\n" });
+  p.run({ name: "b", srcs: [":a"], outs: ["b.txt"], cmd: "cat a.txt a.txt > b.txt" });
+};\n`,
+    });
+    const first = buildJson(ws, ["//p:b"]);
+    const digest = first.actions.find((a) => a.label === "//p:a")!.outputs!["a.txt"]!;
+    const blob = join(ws, ".wmb/cas", digest.slice(0, 2), digest.slice(2));
+    chmodSync(blob, 0o644);
+    const bytes = readFileSync(blob);
+    bytes[0] = bytes[0]! ^ 0xff;
+    writeFileSync(blob, bytes);
+
+    const fsck = wmbSync(ws, ["store", "fsck", "--json"]);
+    expect(fsck.code).toBe(1);
+    expect(JSON.parse(fsck.stdout).corrupt).toEqual([digest]);
+
+    const again = buildJson(ws, ["//p:b"]);
+    expect(executed(again)).toContain("//p:a");
+    expect(readFileSync(join(ws, "wmb-out/p/b.txt"), "utf8")).toBe("precious bytes\nprecious bytes\n");
+    expect(wmbSync(ws, ["store", "fsck"]).code).toBe(0);
+  });
+
+  it("fsck --repair drops a corrupt blob so the next build recreates it", () => {
+    const ws = makeWorkspace({ "BUILD.ts": `export default (w) => { w.package("p").write({ name: "a", out: "a.txt", content: "x\\n" }); };\n` });
+    const d = buildJson(ws, ["//p:a"]).actions[0]!.outputs!["a.txt"]!;
+    const blob = join(ws, ".wmb/cas", d.slice(0, 2), d.slice(2));
+    chmodSync(blob, 0o644);
+    writeFileSync(blob, "y\n");
+    expect(wmbSync(ws, ["store", "fsck", "--repair"]).code).toBe(0);
+    expect(wmbSync(ws, ["store", "fsck"]).code).toBe(0);
+    expect(buildJson(ws, ["//p:a"]).counts.executed).toBe(1);
+  });
+
+  it("gc keeps what the last builds reach, frees the rest, and keeps the history", () => {
+    const ws = makeWorkspace({
+      "BUILD.ts": `export default (w) => { w.package("p").run({ name: "a", srcs: ["in.txt"], outs: ["a.txt"], cmd: "cat in.txt in.txt > a.txt" }); };\n`,
+      "p/in.txt": "v1 ".repeat(1000),
+    });
+    buildJson(ws, ["//p:a"]);
+    writeFileSync(join(ws, "p/in.txt"), "v2 ".repeat(1000));
+    buildJson(ws, ["//p:a"]);
+    const r = JSON.parse(wmbSync(ws, ["store", "gc", "--keep-builds", "1", "--grace", "0", "--json"]).stdout);
+    expect(r.bytesFreed).toBeGreaterThanOrEqual(6000);
+    expect(r.resultsDeleted).toBe(1);
+    expect(buildJson(ws, ["//p:a"]).counts.executed).toBe(0); // the kept build's result still serves
+    expect(wmbSync(ws, ["store", "fsck"]).code).toBe(0);
+    const h = JSON.parse(wmbSync(ws, ["query", "history", "//p:a", "--json"]).stdout);
+    expect(h.history).toHaveLength(2);
+  });
+
+  it("refuses a source that is a symlink out of the workspace", () => {
+    const ws = makeWorkspace({
+      "BUILD.ts": `export default (w) => { w.package("p").run({ name: "a", srcs: ["link.txt"], outs: ["a"], cmd: "cp link.txt a" }); };\n`,
+      "p/other.txt": "",
+    });
+    const secret = join(tmpdir(), `wmb-secret-${randomBytes(4).toString("hex")}`);
+    writeFileSync(secret, "secret");
+    symlinkSync(secret, join(ws, "p/link.txt"));
+    const r = wmbSync(ws, ["build", "//p:a"]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("outside the workspace");
+  });
+
+  it("--store and WMB_STORE move the store", () => {
+    const ws = makeWorkspace({ "BUILD.ts": `export default (w) => { w.package("p").write({ name: "a", out: "a.txt", content: "x" }); };\n` });
+    const elsewhere = join(tmpdir(), `wmb-store-${randomBytes(4).toString("hex")}`);
+    expect(buildJson(ws, ["--store", elsewhere, "//p:a"]).counts.executed).toBe(1);
+    expect(existsSync(join(elsewhere, "index.sqlite"))).toBe(true);
+    expect(existsSync(join(ws, ".wmb"))).toBe(false);
+    expect(buildJson(ws, ["//p:a"], { WMB_STORE: elsewhere }).counts.executed).toBe(0);
+  });
+});
