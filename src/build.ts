@@ -45,8 +45,8 @@ export interface BuildOptions {
   jobs: number;
   keepGoing?: boolean;
   toolchain?: ToolchainKind;
-  /** Run every action even when a result is recorded (verify, --no-cache). */
-  noCache?: boolean;
+  /** Run every action (or those the predicate picks) even when a result is recorded (verify, --no-cache). */
+  noCache?: boolean | ((t: Target) => boolean);
   /** Copy the requested targets' outputs to wmb-out/ (default true). */
   materialize?: boolean;
   outDir?: string;
@@ -143,7 +143,8 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
     try {
       plan = await planAction(t, loaded.root, store, results, toolchains);
       let status: ActionStatus = "cached";
-      let result = opts.noCache ? undefined : await rebuilder.cached(plan);
+      const bypass = typeof opts.noCache === "function" ? opts.noCache(t) : opts.noCache === true;
+      let result = bypass ? undefined : await rebuilder.cached(plan);
       let divergentFrom: Digest[] | undefined;
       if (!result) {
         opts.events?.started?.(label);

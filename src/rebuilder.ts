@@ -77,7 +77,8 @@ export class Rebuilder {
     let ok = false;
     try {
       const materialized: MaterializedInput[] = [];
-      for (const input of plan.inputs) {
+      const inputs = variation?.reverseInputs ? [...plan.inputs].reverse() : plan.inputs;
+      for (const input of inputs) {
         if (input.file) {
           const dest = await placeFile(input.file, dir, input.path);
           // The key was computed from the file as it was; refuse to run on other bytes.
@@ -92,7 +93,7 @@ export class Rebuilder {
         materialized.push({ path: input.path, digest: input.digest, from: input.from });
       }
       for (const out of plan.target.outputs) await fsp.mkdir(join(dir, out, ".."), { recursive: true });
-      const env = plan.keyInputs.env;
+      const env = { ...plan.keyInputs.env, ...(variation?.env ?? {}) };
       const toolchain = t.rule.usesToolchain ? await this.opts.toolchain() : undefined;
       const ctx: ActionContext<any> = {
         label: t.label,

@@ -19,9 +19,13 @@ export const SANDBOX_ENV: Readonly<Record<string, string>> = {
 
 /** How a sandbox may differ from the default (wmb verify varies these). */
 export interface SandboxVariation {
+  /** Where sandboxes are created (another path, another filesystem). */
   tmpRoot?: string;
+  /** Overrides of the action's environment that do not enter the key (TZ, locale, clock). */
   env?: Record<string, string>;
   umask?: number;
+  /** Materialize inputs in reverse order (changes directory listing order on some filesystems). */
+  reverseInputs?: boolean;
 }
 
 export async function createSandboxDir(label: string, variation: SandboxVariation = {}): Promise<string> {

@@ -138,10 +138,11 @@ export class Store {
 
   // ---- action results ------------------------------------------------------------------
 
-  /** The newest result recorded for a key. */
+  /** The first result recorded for a key: a later, different one (a non-deterministic
+   * action run again) is kept for `query nondeterministic` but never replaces it. */
   lookupResult(key: ActionKey): ActionResult | undefined {
     const r = this.db
-      .prepare(`SELECT id, outputs_digest FROM action_results WHERE action_key = ? ORDER BY created_at DESC, id DESC LIMIT 1`)
+      .prepare(`SELECT id, outputs_digest FROM action_results WHERE action_key = ? ORDER BY id ASC LIMIT 1`)
       .get(key) as { id: number; outputs_digest: string } | undefined;
     if (!r) return undefined;
     return { id: r.id, outputsDigest: r.outputs_digest as Digest, outputs: this.outputsOf(r.id) };
@@ -176,7 +177,7 @@ export class Store {
         .prepare(
           `INSERT INTO action_results (action_key, outputs_digest, label, rule, key_inputs, created_at, duration_ms)
            VALUES (?, ?, ?, ?, ?, ?, ?)
-           ON CONFLICT (action_key, outputs_digest) DO UPDATE SET created_at = excluded.created_at`,
+           ON CONFLICT (action_key, outputs_digest) DO NOTHING`,
         )
         .run(r.key, outputsDigest, r.label, r.rule, r.keyInputs, now, Math.round(r.durationMs));
       const { id } = this.db

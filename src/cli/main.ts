@@ -10,6 +10,7 @@ import {
   QueryTargetsCommand,
   WhyCommand,
 } from "./query-commands.ts";
+import { VerifyCommand } from "./verify-command.ts";
 import { StoreFsckCommand, StoreGcCommand, StoreStatsCommand } from "./store-commands.ts";
 
 export async function main(argv: string[]): Promise<number> {
@@ -26,6 +27,7 @@ export async function main(argv: string[]): Promise<number> {
     StoreFsckCommand,
     StoreGcCommand,
     GraphCommand,
+    VerifyCommand,
     Builtins.HelpCommand,
     Builtins.VersionCommand,
   ]) {

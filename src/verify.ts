@@ -1,0 +1,228 @@
+// wmb verify: run every action of a target's closure again, bypassing the cache, in
+// sandboxes that differ from the recorded build, and compare each output digest.
+import { existsSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { randomBytes } from "node:crypto";
+import { build, ToolchainProvider, type ActionReport, type BuildEvents, type ToolchainKind } from "./build.ts";
+import { loadWorkspace } from "./build-file.ts";
+import { WmbError } from "./errors.ts";
+import type { Digest } from "./digest.ts";
+import type { SandboxVariation } from "./sandbox.ts";
+import type { Store } from "../store/store.ts";
+
+export const VARIATIONS = ["path", "tz", "locale", "umask", "time", "jobs"] as const;
+export type Variation = (typeof VARIATIONS)[number];
+
+export type VerifyStatus = "identical" | "differs" | "consequence" | "pinned";
+
+export interface VerifiedAction {
+  label: string;
+  rule: string;
+  status: VerifyStatus;
+  recorded: Record<string, Digest>;
+  rebuilt: Record<string, Digest>;
+  durationMs: number;
+}
+
+export interface DivergentOutput {
+  label: string;
+  path: string;
+  recorded: Digest;
+  rebuilt: Digest;
+}
+
+export interface VerifyRound {
+  round: number;
+  variation: Record<string, string>;
+  actions: VerifiedAction[];
+  /** The first divergent action in dependency order: the root cause. */
+  firstDivergence?: DivergentOutput;
+  identityBefore?: string;
+  identityAfter?: string;
+}
+
+export interface VerifyReport {
+  target: string;
+  rounds: VerifyRound[];
+  reproducible: boolean;
+}
+
+export function parseVariations(spec: string | undefined): Set<Variation> {
+  if (!spec || spec === "all") return new Set(VARIATIONS);
+  if (spec === "none") return new Set();
+  const out = new Set<Variation>();
+  for (const v of spec.split(",").map((s) => s.trim()).filter(Boolean)) {
+    if (!(VARIATIONS as readonly string[]).includes(v)) {
+      throw new WmbError("USAGE", `Unknown variation "${v}"; choose from ${VARIATIONS.join(", ")}.`);
+    }
+    out.add(v as Variation);
+  }
+  return out;
+}
+
+const FAKETIME_LIBS = ["/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1", "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1"];
+
+/** A sandbox that differs from the default one in every requested dimension. */
+function variationFor(vary: Set<Variation>, round: number): { sandbox: SandboxVariation; tz?: string; umask?: number; described: Record<string, string> } {
+  const described: Record<string, string> = {};
+  const sandbox: SandboxVariation = { env: {} };
+  let tz: string | undefined;
+  let umask: number | undefined;
+  if (vary.has("path")) {
+    // Another directory, and where possible another filesystem (tmpfs lists directories in
+    // creation order, ext4 in hash order), with inputs created in reverse order.
+    const base = existsSync("/dev/shm") ? "/dev/shm" : tmpdir();
+    sandbox.tmpRoot = join(base, `wmb-verify-${randomBytes(4).toString("hex")}`, `round-${round}`, "a", "deeper", "path");
+    sandbox.reverseInputs = true;
+    described.path = sandbox.tmpRoot;
+  }
+  if (vary.has("tz")) {
+    tz = round % 2 ? "Pacific/Kiritimati" : "America/St_Johns";
+    sandbox.env!.TZ = tz;
+    described.tz = tz;
+  }
+  if (vary.has("locale")) {
+    sandbox.env!.LC_ALL = "C.UTF-8";
+    sandbox.env!.LANG = "en_US.UTF-8";
+    described.locale = "LC_ALL=C.UTF-8 LANG=en_US.UTF-8";
+  }
+  if (vary.has("umask")) {
+    umask = 0o077;
+    sandbox.umask = umask;
+    described.umask = "077";
+  }
+  if (vary.has("time")) {
+    const lib = FAKETIME_LIBS.find((l) => existsSync(l));
+    if (lib) {
+      sandbox.env!.LD_PRELOAD = lib;
+      sandbox.env!.FAKETIME = `+${400 + round}d`;
+      described.time = `faketime +${400 + round} days`;
+    } else {
+      described.time = "later wall clock (install faketime to shift it by a year)";
+    }
+  }
+  return { sandbox, tz, umask, described };
+}
+
+export async function verify(opts: {
+  workspace: string;
+  store: Store;
+  target: string;
+  rounds: number;
+  vary: Set<Variation>;
+  jobs: number;
+  toolchain: ToolchainKind;
+  events?: BuildEvents;
+  signal?: AbortSignal;
+}): Promise<VerifyReport> {
+  const { store } = opts;
+  const loaded = await loadWorkspace(opts.workspace);
+  const toolchains = new ToolchainProvider(opts.toolchain, opts.jobs, store);
+  try {
+    // The recorded build: what is in the store now (built first if it is not).
+    const baseline = await build({ workspace: opts.workspace, store, targets: [opts.target], jobs: opts.jobs, loaded, toolchainProvider: toolchains, materialize: false, events: opts.events, signal: opts.signal });
+    if (!baseline.ok) throw firstError(baseline.actions, opts.target);
+    const recorded = new Map(baseline.actions.map((a) => [a.label, a]));
+    const rounds: VerifyRound[] = [];
+    for (let r = 1; r <= opts.rounds; r++) {
+      const v = variationFor(opts.vary, r);
+      const jobs = opts.vary.has("jobs") ? (opts.jobs > 1 ? 1 : 2) : opts.jobs;
+      if (opts.vary.has("jobs")) v.described.jobs = String(jobs);
+      const restore = applyProcessVariation(v.tz, v.umask);
+      let round;
+      try {
+        round = await build({
+          workspace: opts.workspace,
+          store,
+          targets: [opts.target],
+          jobs,
+          loaded,
+          toolchainProvider: toolchains,
+          materialize: false,
+          command: "verify",
+          variation: v.sandbox,
+          // Network fetches are pinned by their integrity: re-downloading proves nothing.
+          noCache: (t) => !t.rule.network,
+          events: opts.events,
+          signal: opts.signal,
+        });
+      } finally {
+        restore();
+      }
+      if (!round.ok) throw firstError(round.actions, opts.target);
+      rounds.push(compareRound(r, v.described, baseline.graph, recorded, round.actions));
+    }
+    for (const round of rounds) {
+      round.identityBefore = await identityOf(store, recorded.get(baseline.targets[0]!));
+      const rebuiltTop = round.actions.find((a) => a.label === baseline.targets[0]);
+      round.identityAfter = rebuiltTop ? await identityOf(store, { outputs: rebuiltTop.rebuilt } as ActionReport) : undefined;
+    }
+    return { target: baseline.targets[0]!, rounds, reproducible: rounds.every((r) => !r.firstDivergence) };
+  } finally {
+    await toolchains.close();
+  }
+}
+
+function compareRound(
+  round: number,
+  variation: Record<string, string>,
+  graph: { closure(roots: string[]): { label: string; deps: string[] }[] },
+  recorded: Map<string, ActionReport>,
+  rebuiltActions: ActionReport[],
+): VerifyRound {
+  const diverged = new Set<string>();
+  const actions: VerifiedAction[] = [];
+  let first: DivergentOutput | undefined;
+  for (const a of rebuiltActions) {
+    const before = recorded.get(a.label)?.outputs ?? {};
+    const after = a.outputs ?? {};
+    const node = graph.closure([a.label]).at(-1)!;
+    const differing = Object.keys({ ...before, ...after }).sort().filter((p) => before[p] !== after[p]);
+    let status: VerifyStatus;
+    if (a.status === "cached") status = "pinned";
+    else if (differing.length === 0) status = "identical";
+    else if (node.deps.some((d) => diverged.has(d))) status = "consequence";
+    else status = "differs";
+    if (differing.length) diverged.add(a.label);
+    if (status === "differs" && !first) {
+      const p = differing[0]!;
+      first = { label: a.label, path: p, recorded: before[p]!, rebuilt: after[p]! };
+    }
+    actions.push({ label: a.label, rule: a.rule, status, recorded: before, rebuilt: after, durationMs: a.durationMs });
+  }
+  return { round, variation, actions, firstDivergence: first };
+}
+
+/** A sealed machine's identity, when the target's outputs hold a sealed spec. */
+async function identityOf(store: Store, report: Pick<ActionReport, "outputs"> | undefined): Promise<string | undefined> {
+  for (const [path, digest] of Object.entries(report?.outputs ?? {})) {
+    if (!path.endsWith(".json")) continue;
+    try {
+      const spec = JSON.parse((await store.readBlob(digest)).toString("utf8")) as { seal?: { digest?: string } };
+      if (spec.seal?.digest) return spec.seal.digest;
+    } catch {
+      /* not a spec */
+    }
+  }
+  return undefined;
+}
+
+function applyProcessVariation(tz: string | undefined, umask: number | undefined): () => void {
+  // In-process rules see the process's TZ and umask, so vary those for the round too.
+  const oldTz = process.env.TZ;
+  const oldUmask = umask === undefined ? undefined : process.umask(umask);
+  if (tz) process.env.TZ = tz;
+  return () => {
+    if (tz) {
+      if (oldTz === undefined) delete process.env.TZ;
+      else process.env.TZ = oldTz;
+    }
+    if (oldUmask !== undefined) process.umask(oldUmask);
+  };
+}
+
+function firstError(actions: ActionReport[], target: string): WmbError {
+  const failed = actions.find((a) => a.status === "failed");
+  return failed?.error ?? new WmbError("ACTION_FAILED", `Building ${target} failed.`, { subject: target });
+}
