@@ -8,6 +8,6 @@ export default defineConfig({
     // Suites spawn CLI processes and compilers; two cores, so keep files sequential-ish.
     fileParallelism: true,
     maxWorkers: 2,
-    globalSetup: [],
+    globalSetup: ["test/global-setup.ts"],
   },
 });
