@@ -9,8 +9,13 @@ type Db = Database.Database;
 
 /** Migrations by version; version 1 is schema.sql. Append, never edit. */
 const MIGRATIONS: { version: number; sql: () => string }[] = [
-  { version: 1, sql: () => readFileSync(fileURLToPath(new URL("./schema.sql", import.meta.url)), "utf8") },
+  { version: 1, sql: () => sqlFile("./schema.sql") },
+  { version: 2, sql: () => sqlFile("./migration-2-machines.sql") },
 ];
+function sqlFile(rel: string): string {
+  return readFileSync(fileURLToPath(new URL(rel, import.meta.url)), "utf8");
+}
+
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;
 
 export function openIndex(file: string): Db {

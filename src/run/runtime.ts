@@ -1,0 +1,200 @@
+// Runs a transpiled WASI 0.2 component with exactly a machine's capabilities: the rootfs
+// read-only as `/`, one host directory read-write as `/db`, `HOME=/` and nothing else in the
+// environment, the given args, stdio passed through, no network.
+//
+// The guest runs in a child process (guest-runner.mjs), not in wmb's own process:
+// - preview2-shim implements `exit` with process.exit and blocking stdin with a worker and
+//   Atomics.wait on fd 0: in a child both are native and cannot take wmb down or stall it;
+// - the guest's stdio are real fds, so pipes, files and ttys behave as for any command
+//   (`echo "select 1;" | wmb run …` works, a tty gets prompts);
+// - a trap, an out-of-memory or Ctrl-C ends the child only, and shim state (preopens, open
+//   descriptors) never leaks from one run into the next.
+// The cost is one `node` start (~60 ms) per run.
+import { spawn, type StdioOptions } from "node:child_process";
+import { existsSync, promises as fsp } from "node:fs";
+import { constants as osConstants } from "node:os";
+import { fileURLToPath } from "node:url";
+import { join, relative, isAbsolute } from "node:path";
+import type { Readable, Writable } from "node:stream";
+import { WmbError, type ErrorCode } from "../errors.ts";
+import { MANIFEST_FILE } from "./transpile.ts";
+
+const RUNNER = fileURLToPath(new URL("./guest-runner.mjs", import.meta.url));
+
+/** No dedicated code exists yet for "the machine could not be started"; the CLI may add one. */
+const RUN_ERROR: ErrorCode = "ACTION_FAILED";
+
+/** The exit status the runner uses for its own failures (reported on the side channel). */
+const HOST_FAILURE_EXIT = 125;
+
+/** A stream, bytes to feed, or this process's stdin ("inherit") or none ("ignore": EOF at once). */
+export type StdinSource = Readable | NodeJS.ReadableStream | Uint8Array | "inherit" | "ignore";
+export type OutputSink = Writable | NodeJS.WritableStream | "inherit" | "ignore";
+
+export interface RunMachineOptions {
+  /** Directory written by transpileComponent (holds wmb-transpile.json and the ES module). */
+  jsDir: string;
+  /** Extracted rootfs, mounted read-only as `/`. */
+  rootfsDir: string;
+  /** Host directory mounted read-write as `/db`. Must not overlap rootfsDir. */
+  dbDir: string;
+  /** Guest arguments after argv[0]. */
+  args: string[];
+  /** The guest's argv[0]; default "sqlite3". */
+  argv0?: string;
+  /** Default "inherit" for all three. */
+  stdin?: StdinSource;
+  stdout?: OutputSink;
+  stderr?: OutputSink;
+  /** Aborting kills the guest; runMachine then resolves with 128 + SIGTERM (143). */
+  signal?: AbortSignal;
+  /** Called once the run ends, with where the time went. */
+  onTiming?: (timing: RunTiming) => void;
+}
+
+export interface RunTiming {
+  /** From spawn until the component was instantiated (node start + module load + wasm compile). */
+  startMs: number;
+  /** From instantiation until the guest exited (what the guest itself took), when known. */
+  runMs?: number;
+  /** From spawn until the guest's process ended. */
+  totalMs: number;
+}
+
+/**
+ * Run the guest and resolve with its exit code (0-255; 134 when it traps; 128+n when killed by
+ * signal n). Rejects with a WmbError when the machine cannot be started at all: a missing
+ * directory, overlapping mounts, or a component that imports a capability that is not granted
+ * (wasi:sockets, wasi:http, …).
+ */
+export async function runMachine(opts: RunMachineOptions): Promise<number> {
+  const config = await runnerConfig(opts);
+  for (const s of [opts.stdin, opts.stdout, opts.stderr]) {
+    if (typeof s === "string" && s !== "inherit" && s !== "ignore") {
+      throw new TypeError(`runMachine: stdio must be a stream, bytes, "inherit" or "ignore", not ${JSON.stringify(s)}`);
+    }
+  }
+  const stdinIsData = opts.stdin instanceof Uint8Array;
+  const stdio: StdioOptions = [
+    stdioFor(opts.stdin, 0, stdinIsData),
+    stdioFor(opts.stdout, 1, false),
+    stdioFor(opts.stderr, 2, false),
+    "pipe",
+  ];
+  const started = performance.now();
+  const child = spawn(process.execPath, ["--no-warnings", RUNNER, JSON.stringify(config)], {
+    stdio,
+    // Nothing of the host environment reaches the runner (NODE_OPTIONS included); the
+    // guest's own environment is set inside the runner and is exactly HOME=/.
+    env: {},
+    cwd: config.rootfsDir,
+  });
+
+  if (child.stdin) {
+    // The guest may exit without reading all of its input: that is not an error of ours.
+    child.stdin.on("error", () => {});
+    if (stdinIsData) child.stdin.end(opts.stdin as Uint8Array);
+    else (opts.stdin as NodeJS.ReadableStream).pipe(child.stdin);
+  }
+  if (child.stdout) child.stdout.pipe(opts.stdout as NodeJS.WritableStream, { end: false });
+  if (child.stderr) child.stderr.pipe(opts.stderr as NodeJS.WritableStream, { end: false });
+
+  let sideChannel = "";
+  child.stdio[3]!.on("data", (chunk: Buffer) => (sideChannel += chunk.toString("utf8")));
+
+  const onAbort = () => child.kill("SIGTERM");
+  if (opts.signal?.aborted) onAbort();
+  opts.signal?.addEventListener("abort", onAbort, { once: true });
+
+  try {
+    const { code, signal } = await new Promise<{ code: number | null; signal: NodeJS.Signals | null }>(
+      (resolve, reject) => {
+        child.once("error", reject);
+        child.once("close", (code, signal) => resolve({ code, signal }));
+      },
+    );
+    if (child.stdin && !stdinIsData) (opts.stdin as NodeJS.ReadableStream).unpipe(child.stdin);
+
+    let hostError: string | undefined;
+    let instantiatedAtMs: number | undefined;
+    let exitAtMs: number | undefined;
+    for (const line of sideChannel.split("\n")) {
+      if (line.trim() === "") continue;
+      const msg = JSON.parse(line) as { error?: string; instantiatedAtMs?: number; exitAtMs?: number };
+      if (msg.exitAtMs !== undefined) exitAtMs = msg.exitAtMs;
+      if (msg.error !== undefined) hostError = msg.error;
+      if (msg.instantiatedAtMs !== undefined) instantiatedAtMs = msg.instantiatedAtMs;
+    }
+    const totalMs = performance.now() - started;
+    const startMs = instantiatedAtMs ?? totalMs;
+    opts.onTiming?.({ startMs, runMs: exitAtMs !== undefined ? exitAtMs - startMs : undefined, totalMs });
+    if (hostError !== undefined) {
+      throw new WmbError(RUN_ERROR, `wmb run: ${hostError}`, { subject: opts.jsDir });
+    }
+    if (signal !== null) return 128 + (osConstants.signals[signal] ?? 0);
+    if (code === HOST_FAILURE_EXIT && sideChannel === "" && !opts.signal?.aborted) {
+      // The runner died before it could report (e.g. it could not load preview2-shim).
+      return code;
+    }
+    return code ?? 1;
+  } finally {
+    opts.signal?.removeEventListener("abort", onAbort);
+  }
+}
+
+interface RunnerConfig {
+  jsDir: string;
+  rootfsDir: string;
+  dbDir: string;
+  args: string[];
+  timing: boolean;
+}
+
+async function runnerConfig(opts: RunMachineOptions): Promise<RunnerConfig> {
+  const jsDir = await realDir(opts.jsDir, "transpiled component");
+  const rootfsDir = await realDir(opts.rootfsDir, "rootfs");
+  const dbDir = await realDir(opts.dbDir, "db");
+  if (!existsSync(join(jsDir, MANIFEST_FILE))) {
+    throw new WmbError(RUN_ERROR, `${jsDir} holds no ${MANIFEST_FILE}: transpile the component first.`, {
+      subject: jsDir,
+    });
+  }
+  // Overlapping mounts would let the guest write the rootfs through /db.
+  if (isInside(dbDir, rootfsDir) || isInside(rootfsDir, dbDir)) {
+    throw new WmbError(
+      RUN_ERROR,
+      `the db directory ${dbDir} and the rootfs ${rootfsDir} overlap: choose a --db directory outside the rootfs.`,
+      { subject: dbDir },
+    );
+  }
+  return { jsDir, rootfsDir, dbDir, args: [opts.argv0 ?? "sqlite3", ...opts.args], timing: opts.onTiming !== undefined };
+}
+
+async function realDir(path: string, what: string): Promise<string> {
+  let real: string;
+  try {
+    real = await fsp.realpath(path);
+  } catch {
+    throw new WmbError(RUN_ERROR, `the ${what} directory ${path} does not exist.`, { subject: path });
+  }
+  if (!(await fsp.stat(real)).isDirectory()) {
+    throw new WmbError(RUN_ERROR, `the ${what} path ${path} is not a directory.`, { subject: path });
+  }
+  return real;
+}
+
+function isInside(child: string, parent: string): boolean {
+  const rel = relative(parent, child);
+  return rel === "" || (!rel.startsWith("..") && !isAbsolute(rel));
+}
+
+/** The process's own stdio are passed as fds (a tty stays a tty); other streams are piped. */
+function stdioFor(s: StdinSource | OutputSink | undefined, fd: 0 | 1 | 2, isData: boolean): "inherit" | "ignore" | "pipe" | number {
+  if (isData) return "pipe";
+  if (s === undefined || s === "inherit") return fd;
+  if (s === "ignore") return "ignore";
+  if (s === process.stdin) return 0;
+  if (s === process.stdout) return 1;
+  if (s === process.stderr) return 2;
+  return "pipe";
+}

@@ -1,0 +1,86 @@
+// Run a rule outside the engine: a temp sandbox holding the given inputs, the same
+// scrubbed environment the engine uses, and a context built by hand.
+import { spawn } from "node:child_process";
+import { createHash } from "node:crypto";
+import { mkdtempSync, promises as fsp } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import type { ActionContext, CommonAttrs, ExecResult, MaterializedInput, RuleDef, Toolchain } from "../../rules/rule.ts";
+
+export const TEST_ENV: Readonly<Record<string, string>> = {
+  PATH: "/usr/local/bin:/usr/bin:/bin",
+  TZ: "UTC",
+  LC_ALL: "C",
+  LANG: "C",
+  SOURCE_DATE_EPOCH: "0",
+  HOME: "/nonexistent",
+};
+
+export interface TestAction<A> {
+  ctx: ActionContext<A>;
+  dir: string;
+  logs: string[];
+  /** Absolute paths of the declared outputs. */
+  outputPaths: string[];
+}
+
+/** A sandbox in a fresh temp dir with `inputs` (path -> bytes or text) placed read-only. */
+export async function makeActionContext<A extends CommonAttrs>(
+  rule: RuleDef<A>,
+  attrs: A,
+  opts: { inputs?: Record<string, string | Uint8Array>; toolchain?: Toolchain; signal?: AbortSignal; dir?: string } = {},
+): Promise<TestAction<A>> {
+  const dir = opts.dir ?? mkdtempSync(join(tmpdir(), `wmb-rule-${rule.name}-`));
+  const inputs: MaterializedInput[] = [];
+  for (const [path, content] of Object.entries(opts.inputs ?? {})) {
+    const dest = join(dir, path);
+    await fsp.mkdir(dirname(dest), { recursive: true });
+    await fsp.writeFile(dest, content, { mode: 0o444 });
+    inputs.push({ path, digest: createHash("sha256").update(content).digest("hex") });
+  }
+  const outputs = rule.outputs(attrs);
+  for (const o of outputs) await fsp.mkdir(dirname(join(dir, o)), { recursive: true });
+  const logs: string[] = [];
+  const signal = opts.signal ?? new AbortController().signal;
+  const ctx: ActionContext<A> = {
+    label: `//test:${attrs.name}`,
+    attrs,
+    dir,
+    inputs,
+    outputs,
+    env: TEST_ENV,
+    signal,
+    toolchain: rule.usesToolchain ? opts.toolchain : undefined,
+    exec: (argv, o) => exec(argv, o?.cwd ? join(dir, o.cwd) : dir, { ...TEST_ENV, ...(o?.env ?? {}) }, o?.stdin),
+    log: (line) => logs.push(line),
+  };
+  return { ctx, dir, logs, outputPaths: outputs.map((o) => join(dir, o)) };
+}
+
+/** Build the context and run the rule; returns the sandbox. */
+export async function runRule<A extends CommonAttrs>(
+  rule: RuleDef<A>,
+  attrs: A,
+  opts: Parameters<typeof makeActionContext<A>>[2] = {},
+): Promise<TestAction<A>> {
+  const action = await makeActionContext(rule, attrs, opts);
+  await rule.run(action.ctx);
+  return action;
+}
+
+function exec(argv: string[], cwd: string, env: Record<string, string>, stdin?: string | Uint8Array): Promise<ExecResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(argv[0]!, argv.slice(1), { cwd, env, stdio: ["pipe", "pipe", "pipe"] });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on("data", (b: Buffer) => out.push(b));
+    child.stderr.on("data", (b: Buffer) => err.push(b));
+    child.on("error", reject);
+    child.on("close", (code) => {
+      const r = { stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() };
+      if (code === 0) resolve(r);
+      else reject(Object.assign(new Error(`${argv.join(" ")} exited with code ${code}`), r));
+    });
+    child.stdin.end(stdin);
+  });
+}
