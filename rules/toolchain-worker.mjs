@@ -29,14 +29,24 @@ await yowasp.runLLVM(null, {}, { fetchProgress: () => {} });
 /** Names the tool's virtual root already uses: the sysroot and the driver's temp dir. */
 const RESERVED = new Set(["usr", "tmp"]);
 
-async function readTree(dir, top) {
+/** The tool's output file ("-o FILE" / "-oFILE"), relative to the sandbox. */
+function outputOf(args) {
+  for (let i = 0; i < args.length; i++) {
+    if (args[i] === "-o") return args[i + 1];
+    if (args[i].startsWith("-o") && args[i].length > 2) return args[i].slice(2);
+  }
+  return undefined;
+}
+
+async function readTree(dir, top, skip) {
   const tree = {};
   for (const entry of await fsp.readdir(dir, { withFileTypes: true })) {
+    if (skip === join(dir, entry.name)) continue;
     if (top && RESERVED.has(entry.name)) {
       throw new Error(`the hermetic toolchain cannot see a sandbox entry named "/${entry.name}" (reserved for its sysroot); rename it`);
     }
     const p = join(dir, entry.name);
-    if (entry.isDirectory()) tree[entry.name] = await readTree(p, false);
+    if (entry.isDirectory()) tree[entry.name] = await readTree(p, false, skip);
     else if (entry.isFile() || entry.isSymbolicLink()) tree[entry.name] = new Uint8Array(await fsp.readFile(p));
   }
   return tree;
@@ -69,7 +79,10 @@ parentPort.on("message", async ({ id, tool, args, cwd }) => {
   };
   const text = (chunks) => Buffer.concat(chunks).toString("utf8");
   try {
-    const before = await readTree(cwd, true);
+    // YoWASP's virtual rename() does not replace an existing file, and clang writes its
+    // output to a temp file renamed over -o: a stale output would silently survive.
+    const output = outputOf(args);
+    const before = await readTree(cwd, true, output === undefined ? undefined : join(cwd, output));
     const after = await yowasp.commands[tool](args, before, options);
     await writeBack(cwd, before, after ?? {});
     parentPort.postMessage({ id, ok: true, stdout: text(out), stderr: text(err) });

@@ -86,6 +86,9 @@ function withoutDriverBanner(stderr: string): string {
     .join("\n");
 }
 
+// lib "ES2023" + @types/node declare WebAssembly's types but not its value.
+const Wasm = (globalThis as unknown as { WebAssembly: { compile(bytes: Uint8Array): Promise<WebAssembly.Module> } }).WebAssembly;
+
 function yowaspGenDir(): string {
   return dirname(createRequire(import.meta.url).resolve("@yowasp/clang"));
 }
@@ -118,7 +121,7 @@ class HermeticToolchain implements Toolchain {
       const files = readdirSync(this.genDir).filter((n) => n.endsWith(".wasm"));
       const bytes = await Promise.all(files.map((n) => fsp.readFile(join(this.genDir, n))));
       const sizes = bytes.map((b) => b.length);
-      const compiled = await Promise.all(bytes.map((b) => WebAssembly.compile(b)));
+      const compiled = await Promise.all(bytes.map((b) => Wasm.compile(b)));
       // Workers match modules by byte length; skip any size that is not unique.
       const entries = compiled
         .map((m, i) => [sizes[i]!, m] as [number, WebAssembly.Module])
@@ -153,6 +156,12 @@ class HermeticToolchain implements Toolchain {
         worker.once("exit", (code) => reject(new Error(`hermetic toolchain worker exited with code ${code} while starting`)));
       }),
     };
+    pw.ready.catch(() => {}); // observed by dispatch(); never an unhandled rejection
+    // A worker that dies while idle leaves the pool; the next job starts a fresh one.
+    worker.once("exit", () => {
+      const i = this.workers.indexOf(pw);
+      if (i >= 0) this.workers.splice(i, 1);
+    });
     // YoWASP prints nothing when given callbacks; anything else must not reach our stdout.
     worker.stdout.resume();
     this.workers.push(pw);
@@ -307,6 +316,17 @@ function findSystemBits(): { clang: string; wasmLd: string; sysrootLibs: string[
   return { clang: clang!, wasmLd: wasmLd!, sysrootLibs, builtins };
 }
 
+/** The LLVM/Clang/LLD shared libraries an executable loads (per `ldd`), resolved. */
+function llvmSharedLibs(exe: string): Promise<string[]> {
+  return new Promise((resolve) => {
+    execFile("ldd", [exe], { env: { PATH: "/usr/bin:/bin", LC_ALL: "C" } }, (err, stdout) => {
+      if (err) return resolve([]);
+      const libs = [...stdout.matchAll(/=>\s+(\S+)/g)].map((m) => m[1]!).filter((p) => /lib(LLVM|clang|lld)[^/]*$/.test(p) && existsSync(p));
+      resolve(libs.map((p) => realpathSync(p)));
+    });
+  });
+}
+
 function clangMajor(clang: string): Promise<number> {
   return new Promise((resolve, reject) => {
     execFile(clang, ["--version"], (err, stdout) => {
@@ -323,7 +343,10 @@ class SystemToolchain implements Toolchain {
 
   async identityFiles(): Promise<string[]> {
     const { clang, wasmLd, sysrootLibs, builtins } = this.bits;
-    return [...new Set([realpathSync(clang), realpathSync(wasmLd), ...sysrootLibs.map((f) => realpathSync(f)), ...builtins])].sort();
+    const exes = [realpathSync(clang), realpathSync(wasmLd)];
+    // Debian's clang and lld are thin executables over libclang-cpp and libLLVM.
+    const libs = (await Promise.all(exes.map(llvmSharedLibs))).flat();
+    return [...new Set([...exes, ...libs, ...sysrootLibs.map((f) => realpathSync(f)), ...builtins])].sort();
   }
 
   /** Clang before 18 knows the target as wasm32-wasi (Debian 12 ships clang 14 and a

@@ -3,7 +3,7 @@ import * as t from "typanion";
 import { availableParallelism } from "node:os";
 import { parseVariations, verify, type VerifyReport } from "../verify.ts";
 import { progressReporter, fmtMs } from "../progress.ts";
-import { describeDifference } from "../explain-diff.ts";
+import { describeDifference, type ExplainedDifference } from "../explain-diff.ts";
 import { WmbCommand } from "./base.ts";
 
 export class VerifyCommand extends WmbCommand {
@@ -48,7 +48,7 @@ export class VerifyCommand extends WmbCommand {
     } finally {
       reporter.stop();
     }
-    const diffs = [];
+    const diffs: (ExplainedDifference | undefined)[] = [];
     for (const r of report.rounds) {
       diffs.push(r.firstDivergence ? await describeDifference(store, r.firstDivergence) : undefined);
     }

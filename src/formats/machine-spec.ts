@@ -1,0 +1,343 @@
+// The machine spec (`<machine>.json`): its types, its validation, its seal, and the policy a
+// component must satisfy to be sealed. The spec and seal rules write it; `wmb run`, `inspect`
+// and `verify` read it back through the same functions, so a spec is judged one way everywhere.
+//
+// Identity: "blake3:" + BLAKE3 of the RFC 8785 (JCS) bytes of the spec without its `seal`
+// member. The sealed file is written as pretty JSON (members in JCS order, 2-space indent,
+// trailing newline) for people to read; its whitespace never matters, the identity is over JCS.
+import { hashBytes } from "../digest.ts";
+import { WmbError } from "../errors.ts";
+import { canonicalBytes } from "./jcs.ts";
+import { memoryMaximumBytes, type ComponentInfo } from "./wasm.ts";
+
+export const SCHEMA_VERSION = 1;
+export const SEAL_ALGORITHM = "blake3";
+export const SEAL_CANONICALIZATION = "jcs-rfc8785";
+/** The provider every WASI import of a machine binds to: the runtime's host implementation. */
+export const WASI_HOST = "wasi-host";
+export const KERNEL_MEDIA_TYPE = "application/wasm";
+export const ROOTFS_MEDIA_TYPE = "application/x-tar";
+
+/** "blake3:" followed by 64 lowercase hex digits. */
+export type PrefixedDigest = `blake3:${string}`;
+
+export interface ArtifactSource {
+  /** A file name relative to the directory that holds the spec. */
+  local?: string;
+  [other: string]: unknown;
+}
+
+export interface ArtifactRef {
+  digest: PrefixedDigest;
+  size: number;
+  media_type: string;
+  sources: ArtifactSource[];
+}
+
+export interface CapabilityProfile {
+  cpus: number;
+  memory_bytes: number;
+  network: "deny" | "allow";
+  filesystem: { writable: string[] };
+}
+
+export interface ComponentEntry {
+  id: string;
+  /** The 32 bytes of the component's BLAKE3 digest, as integers 0..255. */
+  digest: number[];
+}
+
+export interface Binding {
+  consumer_id: string;
+  import_name: string;
+  provider_id: string;
+  export_name: string;
+}
+
+export interface Composition {
+  version: number;
+  root: string;
+  components: ComponentEntry[];
+  bindings: Binding[];
+  secrets: unknown[];
+  policy: { determinism: string; capabilities: string[] };
+}
+
+export interface Seal {
+  algorithm: typeof SEAL_ALGORITHM;
+  canonicalization: typeof SEAL_CANONICALIZATION;
+  digest: PrefixedDigest;
+}
+
+export interface MachineSpec {
+  schema_version: number;
+  name: string;
+  version: string;
+  capability_profile: CapabilityProfile;
+  kernel_ref: ArtifactRef;
+  rootfs_ref: ArtifactRef;
+  composition: Composition;
+  seal?: Seal;
+}
+
+export type SealedSpec = MachineSpec & { seal: Seal };
+
+// ---- digests -------------------------------------------------------------------------------
+
+/** The one place the spec code hashes: lowercase hex BLAKE3. */
+export function blake3Hex(bytes: Uint8Array): string {
+  return hashBytes(bytes);
+}
+
+export function prefixedDigest(bytes: Uint8Array): PrefixedDigest {
+  return `blake3:${blake3Hex(bytes)}`;
+}
+
+const HEX64 = /^[0-9a-f]{64}$/;
+const PREFIXED = /^blake3:[0-9a-f]{64}$/;
+
+/** "blake3:ab…" or "ab…" (64 hex) -> 32 integers. */
+export function digestHexToInts(hex: string): number[] {
+  const bare = hex.startsWith("blake3:") ? hex.slice(7) : hex;
+  if (!HEX64.test(bare)) throw new Error(`"${hex}" is not a BLAKE3 digest (64 lowercase hex digits).`);
+  return Array.from(Buffer.from(bare, "hex"));
+}
+
+/** 32 integers 0..255 -> 64 lowercase hex digits (no prefix). */
+export function digestIntsToHex(ints: readonly number[]): string {
+  if (ints.length !== 32 || !ints.every((n) => Number.isInteger(n) && n >= 0 && n <= 255)) {
+    throw new Error(`a digest must be 32 integers from 0 to 255, got ${JSON.stringify(ints)}.`);
+  }
+  return Buffer.from(ints).toString("hex");
+}
+
+/** The ArtifactRef of some bytes published next to the spec as `local`. */
+export function artifactRef(bytes: Uint8Array, mediaType: string, local: string): ArtifactRef {
+  return { digest: prefixedDigest(bytes), size: bytes.length, media_type: mediaType, sources: [{ local }] };
+}
+
+// ---- identity and seal ---------------------------------------------------------------------
+
+/** The spec as the identity sees it: everything but `seal`. */
+export function withoutSeal(spec: MachineSpec): Omit<MachineSpec, "seal"> {
+  const { seal: _seal, ...rest } = spec;
+  return rest;
+}
+
+/** "blake3:" + BLAKE3(JCS(spec without seal)). */
+export function sealIdentity(spec: MachineSpec): PrefixedDigest {
+  return prefixedDigest(canonicalBytes(withoutSeal(spec)));
+}
+
+/** The spec with its seal (any previous seal replaced). */
+export function sealSpec(spec: MachineSpec): SealedSpec {
+  return { ...withoutSeal(spec), seal: { algorithm: SEAL_ALGORITHM, canonicalization: SEAL_CANONICALIZATION, digest: sealIdentity(spec) } };
+}
+
+/** The bytes of a spec file: pretty JSON with members in JCS order, and a trailing newline. */
+export function formatSpec(spec: MachineSpec): string {
+  return `${JSON.stringify(sortedCopy(spec), null, 2)}\n`;
+}
+
+function sortedCopy(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(sortedCopy);
+  if (v && typeof v === "object") {
+    return Object.fromEntries(Object.keys(v).sort().map((k) => [k, sortedCopy((v as Record<string, unknown>)[k])]));
+  }
+  return v;
+}
+
+export interface SealCheckArtifacts {
+  kernel?: Uint8Array;
+  rootfs?: Uint8Array;
+}
+
+/**
+ * Validate a sealed spec and prove it intact: the shape, the seal's digest against the identity
+ * recomputed from the document, and (when given) the kernel and rootfs bytes against their refs.
+ * Throws a WmbError("INTEGRITY") whose message says what differs; returns the typed spec.
+ * `what` names the document in messages (a path or a label).
+ */
+export function checkSealedSpec(value: unknown, artifacts: SealCheckArtifacts = {}, what = "the machine spec"): SealedSpec {
+  const spec = validateMachineSpec(value, what);
+  if (!spec.seal) throw integrity(`${what} is not sealed (it has no "seal" member); build its sealed target.`, what);
+  const identity = sealIdentity(spec);
+  if (identity !== spec.seal.digest) {
+    throw integrity(`${what} does not match its seal: its content hashes to ${identity} but the seal says ${spec.seal.digest}.`, what);
+  }
+  if (artifacts.kernel) checkArtifact(spec.kernel_ref, artifacts.kernel, `the kernel of ${what}`);
+  if (artifacts.rootfs) checkArtifact(spec.rootfs_ref, artifacts.rootfs, `the rootfs of ${what}`);
+  return spec as SealedSpec;
+}
+
+/** Throws WmbError("INTEGRITY") when `bytes` are not what `ref` describes. */
+export function checkArtifact(ref: ArtifactRef, bytes: Uint8Array, what: string): void {
+  if (bytes.length !== ref.size) throw integrity(`${what} is ${bytes.length} bytes but the spec says ${ref.size}.`, what);
+  const digest = prefixedDigest(bytes);
+  if (digest !== ref.digest) throw integrity(`${what} hashes to ${digest} but the spec says ${ref.digest}.`, what);
+}
+
+function integrity(message: string, subject: string): WmbError {
+  return new WmbError("INTEGRITY", message, { subject });
+}
+
+// ---- policy --------------------------------------------------------------------------------
+
+const NETWORK_INTERFACES = /^wasi:(sockets|http)\//;
+
+/** What a profile allows that the imports need, in one sentence each; empty when the component fits. */
+export function policyViolations(component: ComponentInfo, profile: CapabilityProfile): string[] {
+  const out: string[] = [];
+  if (profile.network === "deny") {
+    for (const i of component.imports) {
+      if (NETWORK_INTERFACES.test(i.name)) out.push(`the component imports ${i.name} but the capability profile says network: "deny".`);
+    }
+  }
+  // Imported memories are another module's memory seen from inside the component: only the
+  // memories a module defines take space. Their maxima add up: that is what the guest can hold.
+  let total = 0;
+  const parts: string[] = [];
+  for (const m of component.coreModules) {
+    for (const mem of m.memories) {
+      if (mem.importedFrom) continue;
+      const max = memoryMaximumBytes(mem);
+      if (max === null) {
+        out.push(
+          `core module ${m.path} defines memory ${mem.index} with no maximum, so it could grow past memory_bytes ${profile.memory_bytes}; link with -Wl,--max-memory=${profile.memory_bytes}.`,
+        );
+        continue;
+      }
+      total += max;
+      parts.push(`${m.path} memory ${mem.index}: ${mem.max} pages = ${max} bytes`);
+    }
+  }
+  if (total > profile.memory_bytes) {
+    out.push(`the component's memory may grow to ${total} bytes (${parts.join("; ")}), more than memory_bytes ${profile.memory_bytes}.`);
+  }
+  return out;
+}
+
+/** One binding per WASI import, to the host. Throws when an import is not WASI (nothing could provide it). */
+export function wasiBindings(consumerId: string, component: ComponentInfo): Binding[] {
+  return component.imports.map((i) => {
+    if (!i.name.startsWith("wasi:")) {
+      throw new Error(`the component imports "${i.name}", which is not a WASI interface, so no provider of this machine can satisfy it.`);
+    }
+    return { consumer_id: consumerId, import_name: i.name, provider_id: WASI_HOST, export_name: i.name };
+  });
+}
+
+// ---- validation ----------------------------------------------------------------------------
+
+/** Check the shape and internal consistency of a spec (sealed or not). Throws WmbError("INTEGRITY"). */
+export function validateMachineSpec(value: unknown, what = "the machine spec"): MachineSpec {
+  const fail = (path: string, why: string): never => {
+    throw integrity(`${what} is invalid: ${path} ${why}.`, what);
+  };
+  const obj = (v: unknown, path: string): Record<string, unknown> => {
+    if (v === null || typeof v !== "object" || Array.isArray(v)) fail(path, "must be an object");
+    return v as Record<string, unknown>;
+  };
+  const str = (v: unknown, path: string): string => {
+    if (typeof v !== "string" || v === "") fail(path, "must be a non-empty string");
+    return v as string;
+  };
+  const int = (v: unknown, path: string, min: number): number => {
+    if (typeof v !== "number" || !Number.isSafeInteger(v) || v < min) fail(path, `must be an integer >= ${min}`);
+    return v as number;
+  };
+  const arr = (v: unknown, path: string): unknown[] => {
+    if (!Array.isArray(v)) fail(path, "must be an array");
+    return v as unknown[];
+  };
+  const strings = (v: unknown, path: string): string[] => arr(v, path).map((x, i) => str(x, `${path}[${i}]`));
+  const ref = (v: unknown, path: string): ArtifactRef => {
+    const r = obj(v, path);
+    if (typeof r.digest !== "string" || !PREFIXED.test(r.digest)) fail(`${path}.digest`, 'must be "blake3:" and 64 lowercase hex digits');
+    int(r.size, `${path}.size`, 0);
+    str(r.media_type, `${path}.media_type`);
+    const sources = arr(r.sources, `${path}.sources`);
+    if (sources.length === 0) fail(`${path}.sources`, "must name at least one source");
+    sources.forEach((s, i) => {
+      const src = obj(s, `${path}.sources[${i}]`);
+      if (src.local !== undefined) {
+        const local = str(src.local, `${path}.sources[${i}].local`);
+        if (local.startsWith("/") || local.split(/[\\/]/).includes("..")) fail(`${path}.sources[${i}].local`, "must be a relative path that stays next to the spec");
+      }
+    });
+    return r as unknown as ArtifactRef;
+  };
+
+  const spec = obj(value, "the document");
+  if (spec.schema_version !== SCHEMA_VERSION) fail("schema_version", `must be ${SCHEMA_VERSION}, got ${JSON.stringify(spec.schema_version)}`);
+  const name = str(spec.name, "name");
+  if (!/^[a-z0-9][a-z0-9._-]*$/.test(name)) fail("name", "must be lowercase letters, digits, '.', '_' or '-'");
+  str(spec.version, "version");
+
+  const profile = obj(spec.capability_profile, "capability_profile");
+  int(profile.cpus, "capability_profile.cpus", 1);
+  int(profile.memory_bytes, "capability_profile.memory_bytes", 1);
+  if (profile.network !== "deny" && profile.network !== "allow") fail("capability_profile.network", 'must be "deny" or "allow"');
+  const fs = obj(profile.filesystem, "capability_profile.filesystem");
+  strings(fs.writable, "capability_profile.filesystem.writable").forEach((p, i) => {
+    if (!p.startsWith("/") || p.split("/").includes("..")) fail(`capability_profile.filesystem.writable[${i}]`, "must be an absolute path without '..'");
+  });
+
+  const kernel = ref(spec.kernel_ref, "kernel_ref");
+  ref(spec.rootfs_ref, "rootfs_ref");
+
+  const comp = obj(spec.composition, "composition");
+  int(comp.version, "composition.version", 1);
+  const root = str(comp.root, "composition.root");
+  const ids = new Map<string, number[]>();
+  arr(comp.components, "composition.components").forEach((c, i) => {
+    const e = obj(c, `composition.components[${i}]`);
+    const id = str(e.id, `composition.components[${i}].id`);
+    const digest = arr(e.digest, `composition.components[${i}].digest`);
+    if (digest.length !== 32 || !digest.every((n) => typeof n === "number" && Number.isInteger(n) && n >= 0 && n <= 255)) {
+      fail(`composition.components[${i}].digest`, "must be 32 integers from 0 to 255");
+    }
+    if (ids.has(id)) fail(`composition.components[${i}].id`, `repeats "${id}"`);
+    ids.set(id, digest as number[]);
+  });
+  const rootDigest = ids.get(root);
+  if (!rootDigest) fail("composition.root", `names "${root}", which is not among composition.components`);
+  if (`blake3:${digestIntsToHex(rootDigest!)}` !== kernel.digest) {
+    fail(`composition.components (id "${root}")`, `has digest blake3:${digestIntsToHex(rootDigest!)}, not the kernel's ${kernel.digest}`);
+  }
+  const seen = new Set<string>();
+  arr(comp.bindings, "composition.bindings").forEach((b, i) => {
+    const p = `composition.bindings[${i}]`;
+    const e = obj(b, p);
+    const consumer = str(e.consumer_id, `${p}.consumer_id`);
+    if (!ids.has(consumer)) fail(`${p}.consumer_id`, `names "${consumer}", which is not among composition.components`);
+    const imp = str(e.import_name, `${p}.import_name`);
+    str(e.provider_id, `${p}.provider_id`);
+    str(e.export_name, `${p}.export_name`);
+    if (seen.has(`${consumer}\0${imp}`)) fail(`${p}`, `binds ${consumer}'s import ${imp} a second time`);
+    seen.add(`${consumer}\0${imp}`);
+  });
+  arr(comp.secrets, "composition.secrets");
+  const policy = obj(comp.policy, "composition.policy");
+  str(policy.determinism, "composition.policy.determinism");
+  strings(policy.capabilities, "composition.policy.capabilities");
+
+  if (spec.seal !== undefined) {
+    const seal = obj(spec.seal, "seal");
+    if (seal.algorithm !== SEAL_ALGORITHM) fail("seal.algorithm", `must be "${SEAL_ALGORITHM}", got ${JSON.stringify(seal.algorithm)}`);
+    if (seal.canonicalization !== SEAL_CANONICALIZATION) fail("seal.canonicalization", `must be "${SEAL_CANONICALIZATION}", got ${JSON.stringify(seal.canonicalization)}`);
+    if (typeof seal.digest !== "string" || !PREFIXED.test(seal.digest)) fail("seal.digest", 'must be "blake3:" and 64 lowercase hex digits');
+  }
+  return spec as unknown as MachineSpec;
+}
+
+/** The bindings a spec should have for `component`, compared with the ones it has. */
+export function bindingDifferences(spec: MachineSpec, component: ComponentInfo): { missing: string[]; extra: string[] } {
+  const root = spec.composition.root;
+  const declared = new Set(spec.composition.bindings.filter((b) => b.consumer_id === root).map((b) => b.import_name));
+  const actual = new Set(component.imports.map((i) => i.name));
+  return {
+    missing: [...actual].filter((n) => !declared.has(n)).sort(),
+    extra: [...declared].filter((n) => !actual.has(n)).sort(),
+  };
+}
