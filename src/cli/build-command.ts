@@ -3,6 +3,7 @@ import * as t from "typanion";
 import { availableParallelism } from "node:os";
 import { build, type BuildSummary } from "../build.ts";
 import { WmbError } from "../errors.ts";
+import { registerSealedOutputs } from "../machine.ts";
 import { fmtMs, progressReporter } from "../progress.ts";
 import { WmbCommand, indent } from "./base.ts";
 
@@ -56,6 +57,16 @@ export class BuildCommand extends WmbCommand {
       reporter.stop();
       process.off("SIGINT", onSigint);
       process.off("SIGTERM", onSigint);
+    }
+    if (summary.ok) {
+      // Sealed machines built here become runnable by identity.
+      for (const label of summary.targets) {
+        const a = summary.actions.find((x) => x.label === label);
+        if (a?.outputs) {
+          const outs = Object.fromEntries(Object.entries(a.outputs).map(([p, d]) => [p, { digest: d, executable: false }]));
+          await registerSealedOutputs(store, label, outs);
+        }
+      }
     }
     const failures = summary.actions.filter((a) => a.status === "failed" && a.error?.code !== "INTERRUPTED");
     for (const f of failures) {

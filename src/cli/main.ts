@@ -11,6 +11,7 @@ import {
   WhyCommand,
 } from "./query-commands.ts";
 import { VerifyCommand } from "./verify-command.ts";
+import { InspectCommand, RunCommand } from "./run-command.ts";
 import { StoreFsckCommand, StoreGcCommand, StoreStatsCommand } from "./store-commands.ts";
 
 export async function main(argv: string[]): Promise<number> {
@@ -28,6 +29,8 @@ export async function main(argv: string[]): Promise<number> {
     StoreGcCommand,
     GraphCommand,
     VerifyCommand,
+    RunCommand,
+    InspectCommand,
     Builtins.HelpCommand,
     Builtins.VersionCommand,
   ]) {

@@ -1,0 +1,110 @@
+import { Command, Option } from "clipanion";
+import * as t from "typanion";
+import { mkdirSync, mkdtempSync, promises as fsp } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { transpiledFiles } from "../machine.ts";
+import { fmtMs } from "../progress.ts";
+import { WmbCommand } from "./base.ts";
+import { resolveMachine } from "./machine-ref.ts";
+
+export class RunCommand extends WmbCommand {
+  static paths = [["run"]];
+  static usage = Command.Usage({
+    description: "Check every digest of a sealed machine, then run it with exactly the capabilities its spec grants",
+    details: `
+      The machine is a label (built first if needed), a sealed spec file, or an identity
+      (blake3:<64 hex>) known to the store. Before anything runs, the kernel, the rootfs and
+      every component are re-hashed and the seal recomputed. The guest sees the rootfs
+      read-only as /, one host directory as /db (--db), HOME=/, its arguments and stdio, and
+      nothing else of the host.
+
+      Exit codes: the guest's own exit code when it ran; 3 when a digest or the seal does not
+      match (nothing ran); 1 or 2 for wmb's own errors.
+    `,
+    examples: [
+      ["Print the SQLite version", "$0 run //sqlite-cli:sealed -- -version"],
+      ["Keep a database in ./data", "$0 run //sqlite-cli:sealed --db ./data -- /db/app.db \"create table t(x);\""],
+      ["Pipe SQL into a machine found by identity", "echo 'select 40+2;' | $0 run blake3:<identity> -- :memory:"],
+    ],
+  });
+  machine = Option.String({ name: "machine" });
+  db = Option.String("--db", { description: "Host directory mounted writable as /db (default: one per machine under the store)" });
+  toolchain = Option.String("--toolchain", "hermetic", { validator: t.isEnum(["hermetic", "system"] as const) });
+  timings = Option.Boolean("--timings", false, { description: "Print check, transpile and run times on stderr" });
+  args = Option.Rest({ name: "guest arguments" });
+
+  async run(): Promise<number> {
+    const t0 = performance.now();
+    const store = await this.store();
+    const m = await resolveMachine(this.machine, store, () => this.workspace(), this.context.stderr as NodeJS.WriteStream, this.toolchain);
+    const tChecked = performance.now();
+    const { outputs, cached } = await transpiledFiles(store, m.kernel, m.kernelDigest);
+    const tTranspiled = performance.now();
+    const dbDir = this.db ? resolve(this.db) : join(store.dir, "machines", m.identity.slice("blake3:".length), "db");
+    mkdirSync(dbDir, { recursive: true });
+    const scratch = mkdtempSync(join(tmpdir(), "wmb-run-"));
+    try {
+      const jsDir = join(scratch, "js");
+      await fsp.mkdir(jsDir);
+      for (const [name, o] of Object.entries(outputs)) await store.materialize(o.digest, join(jsDir, name), false);
+      const { extractRootfs } = await import("../run/rootfs-extract.ts");
+      const rootfsDir = join(scratch, "rootfs");
+      await extractRootfs(m.rootfs, rootfsDir);
+      store.close(); // the guest may run for long; do not hold the index open
+      const { runMachine } = await import("../run/runtime.ts");
+      const code = await runMachine({ jsDir, rootfsDir, dbDir, args: this.args, argv0: m.spec.name });
+      if (this.timings) {
+        this.context.stderr.write(
+          `wmb: checked in ${fmtMs(tChecked - t0)}, transpile ${cached ? "cached" : fmtMs(tTranspiled - tChecked)}, ran in ${fmtMs(performance.now() - tTranspiled)}\n`,
+        );
+      }
+      return code;
+    } finally {
+      const { removeExtractedRootfs } = await import("../run/rootfs-extract.ts");
+      await removeExtractedRootfs(join(scratch, "rootfs")).catch(() => {});
+      await fsp.rm(scratch, { recursive: true, force: true });
+    }
+  }
+}
+
+export class InspectCommand extends WmbCommand {
+  static paths = [["inspect"]];
+  static usage = Command.Usage({
+    description: "Check a sealed machine like `run` does, without running it, and describe it",
+    details: "Prints the identity, the artifacts with sizes, the capabilities and the component's imports. Exit code 3 when a check fails.",
+    examples: [["Inspect the built machine", "$0 inspect wmb-out/sqlite-cli/sqlite-cli.json"]],
+  });
+  machine = Option.String({ name: "machine" });
+  asJson = Option.Boolean("--json", false, { description: "JSON output" });
+
+  async run(): Promise<number> {
+    const store = await this.store();
+    const m = await resolveMachine(this.machine, store, () => this.workspace(), this.context.stderr as NodeJS.WriteStream);
+    const { readComponent } = await import("../formats/wasm.ts");
+    const imports = readComponent(m.kernel).imports.map((i) => i.name).sort();
+    const info = {
+      identity: m.identity,
+      name: m.spec.name,
+      version: m.spec.version,
+      kernel: { digest: m.spec.kernel_ref.digest, size: m.spec.kernel_ref.size, media_type: m.spec.kernel_ref.media_type },
+      rootfs: { digest: m.spec.rootfs_ref.digest, size: m.spec.rootfs_ref.size, media_type: m.spec.rootfs_ref.media_type },
+      capabilities: m.spec.capability_profile,
+      policy: m.spec.composition.policy,
+      imports,
+      checks: "kernel, rootfs, components and seal verified",
+    };
+    if (this.asJson) {
+      this.json(info);
+      return 0;
+    }
+    const out = this.context.stdout;
+    out.write(`identity  ${info.identity}\nmachine   ${info.name} ${info.version}\n`);
+    out.write(`kernel    ${info.kernel.digest}  ${info.kernel.size} bytes\nrootfs    ${info.rootfs.digest}  ${info.rootfs.size} bytes\n`);
+    const c = info.capabilities;
+    out.write(`profile   cpus ${c.cpus}, memory ${c.memory_bytes} bytes, network ${c.network}, writable ${c.filesystem.writable.join(", ")}\n`);
+    out.write(`imports   ${imports.length}\n${imports.map((i) => `  ${i}`).join("\n")}\n`);
+    out.write(`verified  ${info.checks}\n`);
+    return 0;
+  }
+}

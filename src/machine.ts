@@ -1,0 +1,147 @@
+// Sealed machines in the store: find one by label, spec path or identity, prove every digest
+// before anything runs, and keep the transpiled component per kernel digest.
+import { existsSync, promises as fsp } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { hashBytes, type ActionKey, type Digest } from "./digest.ts";
+import { WmbError } from "./errors.ts";
+import { checkSealedSpec, digestIntsToHex, type SealedSpec } from "./formats/machine-spec.ts";
+import type { OutputMap, Store } from "../store/store.ts";
+
+export interface LoadedMachine {
+  identity: string;
+  spec: SealedSpec;
+  /** Where it came from, for messages. */
+  origin: string;
+  kernel: Buffer;
+  rootfs: Buffer;
+  kernelDigest: Digest;
+  rootfsDigest: Digest;
+  specDigest?: Digest;
+}
+
+const IDENTITY = /^blake3:[0-9a-f]{64}$/;
+
+export function isIdentity(ref: string): boolean {
+  return IDENTITY.test(ref);
+}
+
+/** Remember a sealed spec (already in the CAS) by its identity, and root its blobs for gc. */
+export function registerMachine(store: Store, spec: SealedSpec, specDigest: Digest, label?: string): void {
+  store.db
+    .prepare(`INSERT OR REPLACE INTO machines (identity, spec_digest, label, created_at) VALUES (?, ?, ?, ?)`)
+    .run(spec.seal.digest, specDigest, label ?? null, Date.now());
+  store.addRoot(`machine:${spec.seal.digest}`, [specDigest, hexOf(spec.kernel_ref.digest), hexOf(spec.rootfs_ref.digest)]);
+}
+
+/** Register every sealed spec among a build's outputs. */
+export async function registerSealedOutputs(store: Store, label: string, outputs: OutputMap): Promise<SealedSpec[]> {
+  const found: SealedSpec[] = [];
+  for (const [path, o] of Object.entries(outputs)) {
+    if (!path.endsWith(".json")) continue;
+    let value: unknown;
+    try {
+      value = JSON.parse((await store.readBlob(o.digest)).toString("utf8"));
+    } catch {
+      continue;
+    }
+    if (!value || typeof value !== "object" || !("seal" in value)) continue;
+    const spec = checkSealedSpec(value, {}, `${label} (${path})`);
+    registerMachine(store, spec, o.digest, label);
+    found.push(spec);
+  }
+  return found;
+}
+
+/** A sealed spec given as a path or an identity (labels are built by the caller first). */
+export async function loadMachine(store: Store, ref: string): Promise<LoadedMachine> {
+  let specBytes: Buffer;
+  let origin: string;
+  let specDir: string | undefined;
+  let specDigest: Digest | undefined;
+  if (isIdentity(ref)) {
+    const row = store.db.prepare(`SELECT spec_digest FROM machines WHERE identity = ?`).get(ref) as { spec_digest: Digest } | undefined;
+    if (!row) {
+      throw new WmbError("USAGE", `No machine with identity ${ref} in the store ${store.dir}; build it, or import its bundle with \`wmb store import\`.`, { subject: ref });
+    }
+    specDigest = row.spec_digest;
+    if ((await store.checkBlob(specDigest)) !== "ok") {
+      throw new WmbError("INTEGRITY", `The stored spec of ${ref} is missing or corrupt (blob ${specDigest}); rebuild or re-import the machine.`, { subject: ref });
+    }
+    specBytes = await store.readBlob(specDigest);
+    origin = ref;
+  } else {
+    const path = resolve(ref);
+    if (!existsSync(path)) {
+      throw new WmbError("USAGE", `${ref} is neither a label (//pkg:name), an identity (blake3:<64 hex>) nor an existing sealed spec file.`, { subject: ref });
+    }
+    specBytes = await fsp.readFile(path);
+    origin = ref;
+    specDir = dirname(path);
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(specBytes.toString("utf8"));
+  } catch (e) {
+    throw new WmbError("INTEGRITY", `${origin} is not valid JSON (${(e as Error).message}); it is not a sealed spec.`, { subject: origin });
+  }
+  // Shape and seal first: a spec that is not what it claims is refused before any artifact is read.
+  const spec = checkSealedSpec(value, {}, origin);
+  const kernel = await artifactBytes(store, spec.kernel_ref.digest, spec.kernel_ref.sources, specDir, `the kernel of ${origin}`);
+  const rootfs = await artifactBytes(store, spec.rootfs_ref.digest, spec.rootfs_ref.sources, specDir, `the rootfs of ${origin}`);
+  checkSealedSpec(value, { kernel, rootfs }, origin);
+  const kernelHex = hashBytes(kernel);
+  for (const c of spec.composition.components) {
+    const hex = digestIntsToHex(c.digest);
+    if (hex !== kernelHex) {
+      throw new WmbError("INTEGRITY", `Component "${c.id}" of ${origin} has digest blake3:${hex} but the kernel hashes to blake3:${kernelHex}; the spec does not describe these bits.`, { subject: origin });
+    }
+  }
+  return { identity: spec.seal.digest, spec, origin, kernel, rootfs, kernelDigest: kernelHex, rootfsDigest: hashBytes(rootfs), specDigest };
+}
+
+/** An artifact's bytes: from the store by digest when whole there, else from the spec's local sources. */
+async function artifactBytes(store: Store, prefixed: string, sources: { local?: string }[], specDir: string | undefined, what: string): Promise<Buffer> {
+  const hex = hexOf(prefixed);
+  if (store.hasBlob(hex) && (await store.checkBlob(hex)) === "ok") return store.readBlob(hex);
+  for (const s of sources) {
+    if (!specDir || typeof s.local !== "string") continue;
+    if (s.local.includes("/") || s.local.includes("\\") || s.local === ".." || s.local === ".") {
+      throw new WmbError("INTEGRITY", `${what} names the local source "${s.local}", which is not a plain file name next to the spec.`);
+    }
+    const p = join(specDir, s.local);
+    if (existsSync(p)) return fsp.readFile(p);
+  }
+  throw new WmbError("INTEGRITY", `${what} (${prefixed}) is neither in the store nor next to the spec; rebuild the machine or import its bundle.`);
+}
+
+function hexOf(prefixed: string): Digest {
+  return prefixed.replace(/^blake3:/, "") as Digest;
+}
+
+/** The transpiled component, from the store when this kernel was transpiled before. */
+export async function transpiledFiles(store: Store, kernel: Buffer, kernelDigest: Digest): Promise<{ outputs: OutputMap; cached: boolean }> {
+  const { TRANSPILER_ID, transpileComponent } = await import("./run/transpile.ts");
+  const key = hashBytes(`transpile\n${TRANSPILER_ID}\n${kernelDigest}`) as string as ActionKey;
+  const hit = store.lookupResult(key);
+  if (hit) {
+    let whole = true;
+    for (const o of Object.values(hit.outputs)) if ((await store.checkBlob(o.digest)) !== "ok") whole = false;
+    if (whole) return { outputs: hit.outputs, cached: true };
+  }
+  const t0 = performance.now();
+  const { files } = await transpileComponent(kernel);
+  const outputs: OutputMap = {};
+  for (const [name, bytes] of Object.entries(files)) {
+    const { digest } = await store.putBytes(bytes);
+    outputs[name] = { digest, executable: false };
+  }
+  store.recordResult({
+    key,
+    label: `transpile:${kernelDigest}`,
+    rule: "transpile@1",
+    keyInputs: JSON.stringify({ transpiler: TRANSPILER_ID, kernel: kernelDigest }),
+    outputs,
+    durationMs: performance.now() - t0,
+  });
+  return { outputs, cached: false };
+}
