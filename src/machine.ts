@@ -17,6 +17,8 @@ export interface LoadedMachine {
   kernelDigest: Digest;
   rootfsDigest: Digest;
   specDigest?: Digest;
+  /** The sealed spec file's bytes, as found. */
+  specBytes: Buffer;
 }
 
 const IDENTITY = /^blake3:[0-9a-f]{64}$/;
@@ -96,7 +98,7 @@ export async function loadMachine(store: Store, ref: string): Promise<LoadedMach
       throw new WmbError("INTEGRITY", `Component "${c.id}" of ${origin} has digest blake3:${hex} but the kernel hashes to blake3:${kernelHex}; the spec does not describe these bits.`, { subject: origin });
     }
   }
-  return { identity: spec.seal.digest, spec, origin, kernel, rootfs, kernelDigest: kernelHex, rootfsDigest: hashBytes(rootfs), specDigest };
+  return { identity: spec.seal.digest, spec, origin, kernel, rootfs, kernelDigest: kernelHex, rootfsDigest: hashBytes(rootfs), specDigest, specBytes };
 }
 
 /** An artifact's bytes: from the store by digest when whole there, else from the spec's local sources. */

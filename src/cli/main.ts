@@ -12,6 +12,7 @@ import {
 } from "./query-commands.ts";
 import { VerifyCommand } from "./verify-command.ts";
 import { InspectCommand, RunCommand } from "./run-command.ts";
+import { BundleCommand, StoreImportCommand } from "./bundle-commands.ts";
 import { StoreFsckCommand, StoreGcCommand, StoreStatsCommand } from "./store-commands.ts";
 
 export async function main(argv: string[]): Promise<number> {
@@ -31,6 +32,8 @@ export async function main(argv: string[]): Promise<number> {
     VerifyCommand,
     RunCommand,
     InspectCommand,
+    BundleCommand,
+    StoreImportCommand,
     Builtins.HelpCommand,
     Builtins.VersionCommand,
   ]) {
