@@ -1,0 +1,146 @@
+// wmb run on the real sealed machine: checks before running, capabilities, persistence.
+import { beforeAll, describe, expect, it } from "vitest";
+import { cpSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { wmbSync } from "./helpers/cli.ts";
+import { sqliteFixture, type SqliteFixture } from "./helpers/sqlite-fixture.ts";
+
+let fx: SqliteFixture;
+let specPath: string;
+let identity: string;
+const run = (args: string[], input?: string) => wmbSync(fx.workspace, ["run", "--store", fx.store, ...args], { input });
+
+beforeAll(async () => {
+  fx = await sqliteFixture();
+  specPath = join(fx.workspace, "wmb-out/sqlite-cli/sqlite-cli.json");
+  identity = JSON.parse(readFileSync(specPath, "utf8")).seal.digest;
+});
+
+/** A copy of the built machine's three files, with `mutate` applied, in a directory of its own. */
+function tamperedCopy(mutate: (dir: string) => void): string {
+  const dir = mkdtempSync(join(tmpdir(), "wmb-tampered-"));
+  cpSync(join(fx.workspace, "wmb-out/sqlite-cli"), dir, { recursive: true });
+  for (const f of ["sqlite-cli.json", "sqlite-cli.wasm", "sqlite-cli.rootfs.tar"]) {
+    const p = join(dir, f);
+    writeFileSync(p, readFileSync(p)); // writable copies
+  }
+  mutate(dir);
+  return join(dir, "sqlite-cli.json");
+}
+
+function flipByte(path: string, offset: number): void {
+  const b = readFileSync(path);
+  b[offset] = b[offset]! ^ 0x01;
+  writeFileSync(path, b);
+}
+
+describe("wmb run", () => {
+  it("gives the same output from the label, the spec path and the identity", () => {
+    const q = ["--", ":memory:", "select 6*7 as answer;"];
+    const a = run(["//sqlite-cli:sealed", ...q]);
+    const b = run([specPath, ...q]);
+    const c = run([identity, ...q]);
+    expect(a.code, a.stderr).toBe(0);
+    expect(a.stdout).toContain("42");
+    expect(b.stdout).toBe(a.stdout);
+    expect(c.stdout).toBe(a.stdout);
+  });
+
+  it("applies the rootfs /.sqliterc (box mode with headers)", () => {
+    const r = run([specPath, "--", ":memory:", "select 1 as one;"]);
+    expect(r.stdout).toContain("one");
+    expect(r.stdout).toMatch(/[┌│└]/);
+  });
+
+  it("pipes stdin to the guest", () => {
+    const r = run([specPath, "--", ":memory:"], "select 40+2 as v;\n");
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain("42");
+  });
+
+  it("keeps /db data between runs", () => {
+    const db = mkdtempSync(join(tmpdir(), "wmb-db-"));
+    expect(run([specPath, "--db", db, "--", "/db/app.db", "create table t(x); insert into t values (7),(8);"]).code).toBe(0);
+    expect(existsSync(join(db, "app.db"))).toBe(true);
+    const r = run([specPath, "--db", db, "--", "/db/app.db", "select sum(x) as s from t;"]);
+    expect(r.stdout).toContain("15");
+  });
+
+  it("propagates the guest's failure exit code", () => {
+    const r = run([specPath, "--", "-bail", ":memory:", "select * from no_such_table;"]);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain("no such table");
+  });
+
+  it("keeps the guest inside its capabilities, and the host untouched", () => {
+    const db = mkdtempSync(join(tmpdir(), "wmb-db-"));
+    const secretDir = mkdtempSync(join(tmpdir(), "wmb-secret-"));
+    writeFileSync(join(secretDir, "x.sql"), "select 'LEAKED';\n");
+    const rel = `../../../../../..${secretDir}/x.sql`;
+    const outFile = join(secretDir, "out.txt");
+    const attempts = [
+      `ATTACH '/etc/hostname' AS h; select * from h.sqlite_master;`,
+      `.read ${rel}`,
+      `.output ${outFile}\nselect 'written';`,
+      `ATTACH '${secretDir}/new.db' AS n; create table n.t(x);`,
+    ];
+    for (const sql of attempts) {
+      const r = run([specPath, "--db", db, "--", ":memory:"], sql + "\n");
+      expect(r.stdout + r.stderr).not.toContain("LEAKED");
+    }
+    expect(existsSync(outFile)).toBe(false);
+    expect(existsSync(join(secretDir, "new.db"))).toBe(false);
+    expect(readFileSync(join(secretDir, "x.sql"), "utf8")).toBe("select 'LEAKED';\n");
+  });
+
+  it("sees no host environment variable", () => {
+    const r = wmbSync(fx.workspace, ["run", "--store", fx.store, specPath, "--", ":memory:", ".shell env"], { env: { WMB_HOST_SECRET: "s3cret" } });
+    expect(r.stdout + r.stderr).not.toContain("s3cret");
+  });
+
+  it.each([
+    ["the kernel", (d: string) => flipByte(join(d, "sqlite-cli.wasm"), 5000)],
+    ["the rootfs", (d: string) => flipByte(join(d, "sqlite-cli.rootfs.tar"), 600)],
+    [
+      "the integer digest array",
+      (d: string) => {
+        const p = join(d, "sqlite-cli.json");
+        const s = JSON.parse(readFileSync(p, "utf8"));
+        s.composition.components[0].digest[0] ^= 1;
+        writeFileSync(p, JSON.stringify(s, null, 2));
+      },
+    ],
+    [
+      "the seal",
+      (d: string) => {
+        const p = join(d, "sqlite-cli.json");
+        const s = JSON.parse(readFileSync(p, "utf8"));
+        s.seal.digest = s.seal.digest.slice(0, -1) + (s.seal.digest.endsWith("0") ? "1" : "0");
+        writeFileSync(p, JSON.stringify(s, null, 2));
+      },
+    ],
+  ])("refuses a machine whose %s has one flipped byte, with exit 3 and no guest output", (_what, mutate) => {
+    // A fresh store: the kernel and rootfs can only come from the (tampered) files next to the spec.
+    const store = mkdtempSync(join(tmpdir(), "wmb-empty-store-"));
+    const spec = tamperedCopy(mutate);
+    const r = wmbSync(fx.workspace, ["run", "--store", store, spec, "--", "-version"]);
+    expect(r.code).toBe(3);
+    expect(r.stdout).toBe("");
+    expect(r.stderr).toMatch(/^error: .*(hashes to|does not match|digest)/m);
+  });
+
+  it("transpiles a kernel once, then reuses it", () => {
+    const r = run(["--timings", specPath, "--", "-version"]);
+    expect(r.stderr).toContain("transpile cached");
+  });
+
+  it("inspect checks and describes without running", () => {
+    const r = wmbSync(fx.workspace, ["inspect", "--store", fx.store, "--json", specPath]);
+    expect(r.code, r.stderr).toBe(0);
+    const info = JSON.parse(r.stdout);
+    expect(info.identity).toBe(identity);
+    expect(info.imports.length).toBeGreaterThan(5);
+    expect(info.capabilities.network).toBe("deny");
+  });
+});
