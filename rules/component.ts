@@ -5,6 +5,7 @@
 // @bytecodealliance/jco tarball), so its bytes are part of the key.
 import { promises as fsp } from "node:fs";
 import { dirname, join } from "node:path";
+import { packageVersion } from "../src/package-version.ts";
 import { defineRule, type CommonAttrs } from "./rule.ts";
 
 export interface ComponentAttrs extends CommonAttrs {
@@ -21,8 +22,9 @@ const PREVIEW1 = "wasi_snapshot_preview1";
 
 export const component = defineRule<ComponentAttrs>({
   name: "component",
-  // The output also depends on the jco-transpile (wasm-tools) version, pinned by the lockfile.
   version: 1,
+  // The output also depends on the jco-transpile (wasm-tools) version.
+  tools: `jco-transpile@${packageVersion("@bytecodealliance/jco-transpile")}`,
   attrTypes: { module: "string", adapter: "string", out: "string?" },
   outputs: (a) => [a.out ?? `${a.name}.wasm`],
   async run(ctx) {

@@ -78,6 +78,9 @@ export interface RuleDef<A extends CommonAttrs = CommonAttrs> {
   outputs(attrs: A): string[];
   /** Names of host environment variables the action may see; their values enter the key. */
   env?(attrs: A): string[];
+  /** Versions of npm-pinned tools the rule runs in-process (e.g. "jco-transpile@0.15.0");
+   * they enter the key next to the rule's own version. */
+  readonly tools?: string;
   /** True when the rule runs the C toolchain: its identity enters the key. */
   readonly usesToolchain?: boolean;
   /** True when the rule may use the network (fetch): the engine never verifies it by re-running offline. */

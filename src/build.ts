@@ -243,7 +243,7 @@ export async function planAction(
   const { name: _name, srcs: _srcs, ...attrs } = t.attrs;
   const keyInputs: ActionKeyInputs = {
     format: 1,
-    rule: `${t.rule.name}@${t.rule.version}`,
+    rule: `${t.rule.name}@${t.rule.version}${t.rule.tools ? `+${t.rule.tools}` : ""}`,
     attrs,
     outputs: t.outputs,
     inputs: Object.fromEntries(inputs.map((i) => [i.path, i.digest])),

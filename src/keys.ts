@@ -6,7 +6,8 @@ import { hashBytes, type ActionKey, type Digest } from "./digest.ts";
 export interface ActionKeyInputs {
   /** Version of this encoding: bumping it invalidates every cached result. */
   format: 1;
-  /** Rule name and version ("write@1"): a rule bumps its version when its behaviour changes. */
+  /** Rule name and version ("write@1"), plus the versions of in-process tools it runs
+   * ("component@1+jco-transpile@0.15.0"): a rule bumps its version when its behaviour changes. */
   rule: string;
   /** The target's attributes minus `name` (renaming a target changes nothing it makes) and
    * `srcs` (sources enter below, by content). */

@@ -1,8 +1,8 @@
 // Turns a WASI 0.2 component into JavaScript that runs on @bytecodealliance/preview2-shim.
 // The output is a pure function of the component bytes and the jco-transpile version, so the
 // store can cache it once per component digest (the caller folds TRANSPILER_ID into that key).
-import { createRequire } from "node:module";
-import { promises as fsp, readFileSync } from "node:fs";
+import { packageVersion } from "../package-version.ts";
+import { promises as fsp } from "node:fs";
 import { dirname, join } from "node:path";
 import { transpileBytes } from "@bytecodealliance/jco-transpile";
 
@@ -10,12 +10,7 @@ import { transpileBytes } from "@bytecodealliance/jco-transpile";
 export const ENTRY_FILE = "component.js";
 export const MANIFEST_FILE = "wmb-transpile.json";
 
-// The package does not export its package.json: find it next to its resolved entry point.
-const jcoVersion: string = (
-  JSON.parse(
-    readFileSync(join(dirname(createRequire(import.meta.url).resolve("@bytecodealliance/jco-transpile")), "..", "package.json"), "utf8"),
-  ) as { version: string }
-).version;
+const jcoVersion = packageVersion("@bytecodealliance/jco-transpile");
 
 /** Identity of the transpiler: enters the cache key of a transpiled component. */
 export const TRANSPILER_ID = `jco-transpile@${jcoVersion};instantiation=async;manifest=2`;
