@@ -1,10 +1,17 @@
-// `npm run bench`: prints figures; it asserts nothing. Sections: engine, sqlite-cli, run, verify.
+// `npm run bench`: prints figures; it asserts nothing. Sections (all by default, or name
+// them): engine, sqlite, system, run.
+import { availableParallelism } from "node:os";
 import { engineBench } from "./engine-bench.ts";
+import { runBench } from "./run-bench.ts";
+import { sqliteBench } from "./sqlite-bench.ts";
 
 export async function main(args: string[]): Promise<number> {
   const only = new Set(args);
   const want = (s: string) => only.size === 0 || only.has(s);
-  console.log(`wmb benchmark — node ${process.version}, ${(await import("node:os")).availableParallelism()} cores`);
+  console.log(`wmb benchmark — node ${process.version}, ${availableParallelism()} cores`);
   if (want("engine")) await engineBench();
+  const kinds = (["hermetic", "system"] as const).filter((k) => want(k === "hermetic" ? "sqlite" : "system"));
+  if (kinds.length) await sqliteBench([...kinds]);
+  if (want("run")) await runBench();
   return 0;
 }
