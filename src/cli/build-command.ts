@@ -3,7 +3,6 @@ import * as t from "typanion";
 import { availableParallelism } from "node:os";
 import { build, type BuildSummary } from "../build.ts";
 import { WmbError } from "../errors.ts";
-import { registerSealedOutputs } from "../machine.ts";
 import { fmtMs, progressReporter } from "../progress.ts";
 import { WmbCommand, indent } from "./base.ts";
 
@@ -62,7 +61,8 @@ export class BuildCommand extends WmbCommand {
       // Sealed machines built here become runnable by identity.
       for (const label of summary.targets) {
         const a = summary.actions.find((x) => x.label === label);
-        if (a?.outputs) {
+        if (a?.outputs && summary.graph.get(label).rule.name === "seal") {
+          const { registerSealedOutputs } = await import("../machine.ts");
           const outs = Object.fromEntries(Object.entries(a.outputs).map(([p, d]) => [p, { digest: d, executable: false }]));
           await registerSealedOutputs(store, label, outs);
         }

@@ -1,10 +1,8 @@
 import { Command, Option } from "clipanion";
 import { promises as fsp } from "node:fs";
 import { resolve } from "node:path";
-import { importBundle, makeBundle } from "../bundle.ts";
 import { WmbError } from "../errors.ts";
 import { WmbCommand } from "./base.ts";
-import { resolveMachine } from "./machine-ref.ts";
 
 export class BundleCommand extends WmbCommand {
   static paths = [["bundle"]];
@@ -16,6 +14,8 @@ export class BundleCommand extends WmbCommand {
   out = Option.String("-o,--output", { required: true, description: "Bundle file to write" });
 
   async run(): Promise<number> {
+    const { resolveMachine } = await import("./machine-ref.ts");
+    const { makeBundle } = await import("../bundle.ts");
     const store = await this.store();
     const m = await resolveMachine(this.machine, store, () => this.workspace(), this.context.stderr as NodeJS.WriteStream);
     const bytes = await makeBundle(m);
@@ -45,6 +45,7 @@ export class StoreImportCommand extends WmbCommand {
     } catch {
       throw new WmbError("USAGE", `Cannot read the bundle ${this.file}; check the path.`, { subject: this.file });
     }
+    const { importBundle } = await import("../bundle.ts");
     const store = await this.store();
     const r = await importBundle(store, bytes, this.file);
     this.context.stdout.write(`${r.identity}\n`);

@@ -3,10 +3,8 @@ import * as t from "typanion";
 import { mkdirSync, mkdtempSync, promises as fsp } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { transpiledFiles } from "../machine.ts";
 import { fmtMs } from "../progress.ts";
 import { WmbCommand } from "./base.ts";
-import { resolveMachine } from "./machine-ref.ts";
 
 export class RunCommand extends WmbCommand {
   static paths = [["run"]];
@@ -36,6 +34,8 @@ export class RunCommand extends WmbCommand {
 
   async run(): Promise<number> {
     const t0 = performance.now();
+    const { resolveMachine } = await import("./machine-ref.ts");
+    const { transpiledFiles } = await import("../machine.ts");
     const store = await this.store();
     const m = await resolveMachine(this.machine, store, () => this.workspace(), this.context.stderr as NodeJS.WriteStream, this.toolchain);
     const tChecked = performance.now();
@@ -79,6 +79,7 @@ export class InspectCommand extends WmbCommand {
   asJson = Option.Boolean("--json", false, { description: "JSON output" });
 
   async run(): Promise<number> {
+    const { resolveMachine } = await import("./machine-ref.ts");
     const store = await this.store();
     const m = await resolveMachine(this.machine, store, () => this.workspace(), this.context.stderr as NodeJS.WriteStream);
     const { readComponent } = await import("../formats/wasm.ts");

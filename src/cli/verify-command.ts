@@ -1,9 +1,9 @@
 import { Command, Option } from "clipanion";
 import * as t from "typanion";
 import { availableParallelism } from "node:os";
-import { parseVariations, verify, type VerifyReport } from "../verify.ts";
+import type { VerifyReport } from "../verify.ts";
 import { progressReporter, fmtMs } from "../progress.ts";
-import { describeDifference, type ExplainedDifference } from "../explain-diff.ts";
+import type { ExplainedDifference } from "../explain-diff.ts";
 import { WmbCommand } from "./base.ts";
 
 export class VerifyCommand extends WmbCommand {
@@ -30,6 +30,8 @@ export class VerifyCommand extends WmbCommand {
   asJson = Option.Boolean("--json", false, { description: "JSON report on stdout" });
 
   async run(): Promise<number> {
+    const { parseVariations, verify } = await import("../verify.ts");
+    const { describeDifference } = await import("../explain-diff.ts");
     const workspace = this.workspace();
     const store = await this.store();
     const reporter = progressReporter(this.context.stderr as NodeJS.WriteStream, { quiet: this.asJson });

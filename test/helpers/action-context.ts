@@ -1,20 +1,14 @@
 // Run a rule outside the engine: a temp sandbox holding the given inputs, the same
 // scrubbed environment the engine uses, and a context built by hand.
-import { spawn } from "node:child_process";
-import { createHash } from "node:crypto";
 import { mkdtempSync, promises as fsp } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
-import type { ActionContext, CommonAttrs, ExecResult, MaterializedInput, RuleDef, Toolchain } from "../../rules/rule.ts";
+import type { ActionContext, CommonAttrs, MaterializedInput, RuleDef, Toolchain } from "../../rules/rule.ts";
+import { hashBytes } from "../../src/digest.ts";
+import { execInSandbox, SANDBOX_ENV } from "../../src/sandbox.ts";
 
-export const TEST_ENV: Readonly<Record<string, string>> = {
-  PATH: "/usr/local/bin:/usr/bin:/bin",
-  TZ: "UTC",
-  LC_ALL: "C",
-  LANG: "C",
-  SOURCE_DATE_EPOCH: "0",
-  HOME: "/nonexistent",
-};
+/** The engine's own sandbox environment. */
+export const TEST_ENV = SANDBOX_ENV;
 
 export interface TestAction<A> {
   ctx: ActionContext<A>;
@@ -36,7 +30,7 @@ export async function makeActionContext<A extends CommonAttrs>(
     const dest = join(dir, path);
     await fsp.mkdir(dirname(dest), { recursive: true });
     await fsp.writeFile(dest, content, { mode: 0o444 });
-    inputs.push({ path, digest: createHash("sha256").update(content).digest("hex") });
+    inputs.push({ path, digest: hashBytes(content) });
   }
   const outputs = rule.outputs(attrs);
   for (const o of outputs) await fsp.mkdir(dirname(join(dir, o)), { recursive: true });
@@ -51,7 +45,7 @@ export async function makeActionContext<A extends CommonAttrs>(
     env: TEST_ENV,
     signal,
     toolchain: rule.usesToolchain ? opts.toolchain : undefined,
-    exec: (argv, o) => exec(argv, o?.cwd ? join(dir, o.cwd) : dir, { ...TEST_ENV, ...(o?.env ?? {}) }, o?.stdin),
+    exec: (argv, o) => execInSandbox(argv, dir, TEST_ENV, signal, o),
     log: (line) => logs.push(line),
   };
   return { ctx, dir, logs, outputPaths: outputs.map((o) => join(dir, o)) };
@@ -66,21 +60,4 @@ export async function runRule<A extends CommonAttrs>(
   const action = await makeActionContext(rule, attrs, opts);
   await rule.run(action.ctx);
   return action;
-}
-
-function exec(argv: string[], cwd: string, env: Record<string, string>, stdin?: string | Uint8Array): Promise<ExecResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(argv[0]!, argv.slice(1), { cwd, env, stdio: ["pipe", "pipe", "pipe"] });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout.on("data", (b: Buffer) => out.push(b));
-    child.stderr.on("data", (b: Buffer) => err.push(b));
-    child.on("error", reject);
-    child.on("close", (code) => {
-      const r = { stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() };
-      if (code === 0) resolve(r);
-      else reject(Object.assign(new Error(`${argv.join(" ")} exited with code ${code}`), r));
-    });
-    child.stdin.end(stdin);
-  });
 }
