@@ -127,7 +127,8 @@ export async function verify(opts: {
     const rounds: VerifyRound[] = [];
     for (let r = 1; r <= opts.rounds; r++) {
       const v = variationFor(opts.vary, r);
-      const jobs = opts.vary.has("jobs") ? (opts.jobs > 1 ? 1 : 2) : opts.jobs;
+      // Another job count, never fewer: a serial round would only be slower, not more telling.
+      const jobs = opts.vary.has("jobs") ? opts.jobs + 1 : opts.jobs;
       if (opts.vary.has("jobs")) v.described.jobs = String(jobs);
       const restore = applyProcessVariation(v.tz, v.umask);
       let round;

@@ -25,7 +25,7 @@ export class VerifyCommand extends WmbCommand {
   target = Option.String({ name: "label" });
   rounds = Option.String("--rounds", "1", { description: "Rebuild rounds (default 1)", validator: t.isNumber() });
   vary = Option.String("--vary", { description: "Comma-separated dimensions to vary (default: all)" });
-  jobs = Option.String("-j,--jobs", { description: "Parallel actions of the recorded build (rounds use another count when varying jobs)", validator: t.isNumber() });
+  jobs = Option.String("-j,--jobs", { description: "Parallel actions (default: cores; rounds that vary jobs use one more)", validator: t.isNumber() });
   toolchain = Option.String("--toolchain", "hermetic", { validator: t.isEnum(["hermetic", "system"] as const) });
   asJson = Option.Boolean("--json", false, { description: "JSON report on stdout" });
 
