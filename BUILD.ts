@@ -54,7 +54,8 @@ export default (w: Workspace) => {
     out: "sqlite-cli.core.wasm",
     copts: ["-Os"],
     // What SQLite's shell needs on WASI: no extensions, threads or system(); emulated
-    // signals, getpid and process clocks from wasi-libc.
+    // signals, getpid and process clocks from wasi-libc; temp tables and sorts in memory,
+    // since the machine has no writable temp directory (only /db).
     defines: [
       "SQLITE_OMIT_LOAD_EXTENSION",
       "SQLITE_THREADSAFE=0",
@@ -63,6 +64,7 @@ export default (w: Workspace) => {
       "_WASI_EMULATED_GETPID",
       "_WASI_EMULATED_PROCESS_CLOCKS",
       "SQLITE_ENABLE_MATH_FUNCTIONS",
+      "SQLITE_TEMP_STORE=3",
     ],
     sources: [
       { src: "sqlite3.c", srcs: [":src"] },

@@ -54,10 +54,16 @@ export async function sqliteBench(kinds: ("hermetic" | "system")[]): Promise<voi
       row("cold build", "skipped", (e as Error).message.split("\n")[1] ?? "");
       continue;
     }
-    row("cold build (empty store, wall)", fmt(cold));
-    cli(ws, ["build", "//sqlite-cli:src"]);
-    const direct = await directCompile(kind, join(ws, "wmb-out/sqlite-cli"));
-    row("same compiles + link run directly (wall)", fmt(direct), `wmb overhead ratio ${(cold / direct).toFixed(2)} (target < 1.10)`);
+    row("cold build (empty store, wall)", fmt(cold), "fetch, extract, compiles, link, component, rootfs, spec, seal");
+    // Like for like: the compile and link actions through wmb (sources already fetched) ...
+    const ws2 = workspaceCopy();
+    cli(ws2, ["build", "//sqlite-cli:src"]);
+    const viaWmb = cli(ws2, ["build", "--toolchain", kind, "//sqlite-cli:wasm"]).ms;
+    // ... and the same compiler invocations run straight on the toolchain.
+    const direct = await directCompile(kind, join(ws2, "wmb-out/sqlite-cli"));
+    rmSync(ws2, { recursive: true, force: true });
+    row("compiles + link through wmb (wall)", fmt(viaWmb));
+    row("same compiles + link run directly (wall)", fmt(direct), `wmb overhead ratio ${(viaWmb / direct).toFixed(2)} (target < 1.10)`);
     const noop = [0, 1, 2].map(() => cli(ws, ["build", "--toolchain", kind, "//sqlite-cli:sealed"]).ms);
     row("no-op build (wall, median of 3)", fmt(median(noop)), "target < 300 ms");
     appendFileSync(join(ws, "sqlite-cli/rootfs/.sqliterc"), `-- bench ${Date.now()}\n`);

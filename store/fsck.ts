@@ -13,7 +13,7 @@ export interface FsckReport {
   missing: Digest[];
   /** File present, no row (a crash between rename and insert, or an interrupted import). */
   orphaned: Digest[];
-  /** Output rows naming a blob with no row. */
+  /** Output, root and machine rows naming a blob with no row. */
   danglingRows: number;
   staleTemps: number;
   repaired: boolean;
@@ -38,9 +38,11 @@ export async function fsck(store: Store, opts: { repair: boolean }): Promise<Fsc
   for await (const d of store.cas.list()) {
     if (!known.has(d)) report.orphaned.push(d);
   }
-  report.danglingRows = (
-    store.db.prepare(`SELECT count(*) AS n FROM action_outputs WHERE digest NOT IN (SELECT digest FROM blobs)`).get() as { n: number }
-  ).n;
+  const count = (sql: string) => (store.db.prepare(sql).get() as { n: number }).n;
+  report.danglingRows =
+    count(`SELECT count(*) AS n FROM action_outputs WHERE digest NOT IN (SELECT digest FROM blobs)`) +
+    count(`SELECT count(*) AS n FROM gc_roots WHERE digest NOT IN (SELECT digest FROM blobs)`) +
+    count(`SELECT count(*) AS n FROM machines WHERE spec_digest NOT IN (SELECT digest FROM blobs)`);
   const temps = await store.cas.staleTemps(60 * 60 * 1000);
   report.staleTemps = temps.length;
 
@@ -50,6 +52,8 @@ export async function fsck(store: Store, opts: { repair: boolean }): Promise<Fsc
       store.forgetBlob(d);
     }
     store.db.prepare(`DELETE FROM action_results WHERE id IN (SELECT result_id FROM action_outputs WHERE digest NOT IN (SELECT digest FROM blobs))`).run();
+    store.db.prepare(`DELETE FROM gc_roots WHERE digest NOT IN (SELECT digest FROM blobs)`).run();
+    store.db.prepare(`DELETE FROM machines WHERE spec_digest NOT IN (SELECT digest FROM blobs)`).run();
     for (const d of report.orphaned) {
       // Adopt an orphan whose bytes are right (cheap to keep, may be referenced by a retry); drop the rest.
       const path = store.blobPath(d);

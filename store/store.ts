@@ -121,6 +121,7 @@ export class Store {
         .prepare(`DELETE FROM action_results WHERE id IN (SELECT result_id FROM action_outputs WHERE digest = ?)`)
         .run(digest);
       this.db.prepare(`DELETE FROM gc_roots WHERE digest = ?`).run(digest);
+      this.db.prepare(`DELETE FROM machines WHERE spec_digest = ?`).run(digest);
       this.db.prepare(`DELETE FROM blobs WHERE digest = ?`).run(digest);
     })();
   }

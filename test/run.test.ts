@@ -67,6 +67,16 @@ describe("wmb run", () => {
     expect(r.stdout).toContain("15");
   });
 
+  it("sorts and groups 100,000 rows in :memory: (temp storage stays in memory: no temp dir exists)", () => {
+    const sql = `create table t(k, v);
+with recursive c(i) as (select 1 union all select i + 1 from c where i < 100000)
+insert into t select i % 97, 'row-' || i from c;
+select count(distinct v) as n from t;`;
+    const r = run([specPath, "--", ":memory:", sql]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain("100000");
+  });
+
   it("propagates the guest's failure exit code", () => {
     const r = run([specPath, "--", "-bail", ":memory:", "select * from no_such_table;"]);
     expect(r.code).not.toBe(0);
