@@ -13,6 +13,7 @@ import { dirname, join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { Worker } from "node:worker_threads";
 import type { ExecResult, Toolchain } from "./rule.ts";
+import { wmbFile } from "../src/repo-root.ts";
 
 export type ToolchainKind = "hermetic" | "system";
 export type Tool = "clang" | "wasm-ld";
@@ -134,7 +135,7 @@ class HermeticToolchain implements Toolchain {
 
   private async spawnWorker(): Promise<PoolWorker> {
     const modules = await this.compiledModules();
-    const worker = new Worker(new URL("./toolchain-worker.mjs", import.meta.url), {
+    const worker = new Worker(wmbFile("rules/toolchain-worker.mjs"), {
       workerData: { modules, bundleUrl: pathToFileURL(join(this.genDir, "bundle.js")).href },
       // Workers would inherit a TS loader's flags; the worker is plain JS and needs none.
       execArgv: [],

@@ -1,9 +1,11 @@
 // Loading BUILD.ts: it is TypeScript (transpiled on the fly by tsx, registered by bin/wmb.mjs),
 // and its default export receives a Workspace on which packages declare targets.
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { hashBytes } from "./digest.ts";
+import { packageVersion } from "./package-version.ts";
 import { dirname, isAbsolute, join, normalize, resolve, sep } from "node:path";
 import { pathToFileURL } from "node:url";
-import { tsImport } from "tsx/esm/api";
 import { WmbError } from "./errors.ts";
 import { canonicalLabel, formatLabel, isLabelRef, isValidPackageName, isValidTargetName } from "./label.ts";
 import { expandGlobs } from "./glob.ts";
@@ -68,20 +70,13 @@ export function findWorkspaceRoot(start: string): string {
   }
 }
 
-export async function loadWorkspace(root: string): Promise<LoadedWorkspace> {
+/** `cacheDir` keeps BUILD.ts compiled per content (the store passes its own). */
+export async function loadWorkspace(root: string, cacheDir?: string): Promise<LoadedWorkspace> {
   const buildFile = join(root, "BUILD.ts");
   if (!existsSync(buildFile)) {
     throw new WmbError("BUILD_FILE", `No BUILD.ts in ${root}; create one or pass --workspace DIR.`, { subject: buildFile });
   }
-  let mod: { default?: unknown };
-  try {
-    // In an ES module package (the normal case) BUILD.ts is imported as is, keeping its line
-    // numbers; elsewhere tsx compiles it to CommonJS, which tsImport can load.
-    const url = pathToFileURL(buildFile).href;
-    mod = (isEsmScope(root) ? await import(url) : await tsImport(url, import.meta.url)) as { default?: unknown };
-  } catch (e) {
-    throw buildFileError(buildFile, e);
-  }
+  let mod = await importBuildFile(buildFile, cacheDir);
   // Outside a "type": "module" package, tsx compiles BUILD.ts to CommonJS: unwrap its exports.
   const inner = mod.default as { default?: unknown } | undefined;
   if (typeof mod.default !== "function" && inner && typeof inner === "object" && typeof inner.default === "function") {
@@ -99,6 +94,43 @@ export async function loadWorkspace(root: string): Promise<LoadedWorkspace> {
     throw buildFileError(buildFile, e);
   }
   return { root, buildFile, targets };
+}
+
+/** BUILD.ts as a module. The usual BUILD.ts imports only types: esbuild strips them once per
+ * content (cached in `cacheDir`, under the store) and the module loads with a source map, so
+ * stack lines point into BUILD.ts. One with runtime imports goes through tsx, which resolves
+ * them next to BUILD.ts. */
+async function importBuildFile(buildFile: string, cacheDir: string | undefined): Promise<{ default?: unknown }> {
+  const source = readFileSync(buildFile, "utf8");
+  const dir = cacheDir ?? mkdtempSync(join(tmpdir(), "wmb-buildfile-"));
+  const compiled = join(dir, `${hashBytes(`${buildFile}\n${packageVersion("esbuild")}\n${source}`)}.mjs`);
+  try {
+    if (!existsSync(compiled)) {
+      const { transformSync } = await import("esbuild");
+      let code: string;
+      try {
+        code = transformSync(source, { loader: "ts", format: "esm", target: "node20", sourcefile: buildFile, sourcemap: "inline" }).code;
+      } catch (e) {
+        throw buildFileError(buildFile, e);
+      }
+      mkdirSync(dir, { recursive: true });
+      const tmp = `${compiled}.${process.pid}.tmp`;
+      writeFileSync(tmp, code);
+      renameSync(tmp, compiled);
+    }
+    try {
+      if (!/^\s*(import|export\s[^;]*\sfrom)\s|\bimport\s*\(|\brequire\s*\(/m.test(readFileSync(compiled, "utf8"))) {
+        process.setSourceMapsEnabled(true);
+        return (await import(pathToFileURL(compiled).href)) as { default?: unknown };
+      }
+      const { tsImport } = await import("tsx/esm/api");
+      return (await tsImport(pathToFileURL(buildFile).href, import.meta.url)) as { default?: unknown };
+    } catch (e) {
+      throw buildFileError(buildFile, e);
+    }
+  } finally {
+    if (!cacheDir) rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 function makePackage(root: string, buildFile: string, pkg: string, targets: Map<string, Target>): Package {
@@ -227,19 +259,4 @@ function siteFromStack(stack: string, buildFile: string): string | undefined {
     if (m) return `BUILD.ts:${m[1]}`;
   }
   return undefined;
-}
-
-/** Whether the nearest package.json above `dir` says "type": "module". */
-function isEsmScope(dir: string): boolean {
-  for (let d = dir; ; d = dirname(d)) {
-    const pj = join(d, "package.json");
-    if (existsSync(pj)) {
-      try {
-        return (JSON.parse(readFileSync(pj, "utf8")) as { type?: string }).type === "module";
-      } catch {
-        return false;
-      }
-    }
-    if (dirname(d) === d) return false;
-  }
 }

@@ -109,7 +109,7 @@ export class ToolchainProvider {
 export async function build(opts: BuildOptions): Promise<BuildSummary> {
   const started = performance.now();
   const { store } = opts;
-  const loaded = opts.loaded ?? (await loadWorkspace(opts.workspace));
+  const loaded = opts.loaded ?? (await loadWorkspace(opts.workspace, join(store.dir, "buildfile")));
   const graph = new Graph(loaded.targets);
   const requested = opts.targets.map((t) => canonicalLabel(t));
   const closure = graph.closure(requested);

@@ -117,7 +117,7 @@ export async function verify(opts: {
   signal?: AbortSignal;
 }): Promise<VerifyReport> {
   const { store } = opts;
-  const loaded = await loadWorkspace(opts.workspace);
+  const loaded = await loadWorkspace(opts.workspace, join(store.dir, "buildfile"));
   const toolchains = new ToolchainProvider(opts.toolchain, opts.jobs, store);
   try {
     // The recorded build: what is in the store now (built first if it is not).

@@ -2,7 +2,8 @@
 // few statements the engine needs. The schema itself is in schema.sql.
 import Database from "better-sqlite3";
 import { readFileSync } from "node:fs";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
+import { wmbFile } from "../src/repo-root.ts";
 import { WmbError } from "../src/errors.ts";
 
 type Db = Database.Database;
@@ -13,7 +14,7 @@ const MIGRATIONS: { version: number; sql: () => string }[] = [
   { version: 2, sql: () => sqlFile("./migration-2-machines.sql") },
 ];
 function sqlFile(rel: string): string {
-  return readFileSync(fileURLToPath(new URL(rel, import.meta.url)), "utf8");
+  return readFileSync(wmbFile(join("store", rel)), "utf8");
 }
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

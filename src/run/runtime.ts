@@ -13,13 +13,13 @@
 import { spawn, type StdioOptions } from "node:child_process";
 import { existsSync, promises as fsp } from "node:fs";
 import { constants as osConstants } from "node:os";
-import { fileURLToPath } from "node:url";
 import { join, relative, isAbsolute } from "node:path";
 import type { Readable, Writable } from "node:stream";
 import { WmbError, type ErrorCode } from "../errors.ts";
 import { MANIFEST_FILE } from "./transpile.ts";
+import { wmbFile } from "../repo-root.ts";
 
-const RUNNER = fileURLToPath(new URL("./guest-runner.mjs", import.meta.url));
+const RUNNER = wmbFile("src/run/guest-runner.mjs");
 
 /** No dedicated code exists yet for "the machine could not be started"; the CLI may add one. */
 const RUN_ERROR: ErrorCode = "ACTION_FAILED";
