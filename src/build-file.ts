@@ -4,6 +4,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, w
 import { tmpdir } from "node:os";
 import { hashBytes } from "./digest.ts";
 import { packageVersion } from "./package-version.ts";
+import { checkBuildFileTypes } from "./build-file-types.ts";
 import { dirname, isAbsolute, join, normalize, resolve, sep } from "node:path";
 import { pathToFileURL } from "node:url";
 import { WmbError } from "./errors.ts";
@@ -96,8 +97,9 @@ export async function loadWorkspace(root: string, cacheDir?: string): Promise<Lo
   return { root, buildFile, targets };
 }
 
-/** BUILD.ts as a module. The usual BUILD.ts imports only types: esbuild strips them once per
- * content (cached in `cacheDir`, under the store) and the module loads with a source map, so
+/** BUILD.ts as a module. The usual BUILD.ts imports only types: it is type-checked (when the
+ * workspace has a tsconfig.json) and esbuild strips the types, once per content (cached in
+ * `cacheDir`, under the store), and the module loads with a source map, so
  * stack lines point into BUILD.ts. One with runtime imports goes through tsx, which resolves
  * them next to BUILD.ts. */
 async function importBuildFile(buildFile: string, cacheDir: string | undefined): Promise<{ default?: unknown }> {
@@ -106,6 +108,7 @@ async function importBuildFile(buildFile: string, cacheDir: string | undefined):
   const compiled = join(dir, `${hashBytes(`${buildFile}\n${packageVersion("esbuild")}\n${source}`)}.mjs`);
   try {
     if (!existsSync(compiled)) {
+      await checkBuildFileTypes(dirname(buildFile), buildFile);
       const { transformSync } = await import("esbuild");
       let code: string;
       try {

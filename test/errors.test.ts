@@ -1,6 +1,8 @@
 // Bad input: one sentence naming the file or label, a non-zero exit, nothing cached.
 import { describe, expect, it } from "vitest";
-import { makeWorkspace, wmbSync } from "./helpers/cli.ts";
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { makeWorkspace, REPO, wmbSync, writeFiles } from "./helpers/cli.ts";
 
 function failBuild(buildTs: string, extra: Record<string, string> = {}, target = "//p:a") {
   const ws = makeWorkspace({ "BUILD.ts": buildTs, ...extra });
@@ -15,6 +17,22 @@ describe("errors", () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/^error: BUILD\.ts:2:\d+: syntax error: .*fix .*BUILD\.ts/m);
     expect(r.stats.action_results).toBe(0);
+  });
+
+  it("reports a TypeScript type error in BUILD.ts when the workspace has a tsconfig.json", () => {
+    // Inside the repository, so the workspace resolves this repository's typescript.
+    const parent = join(REPO, "node_modules/.cache");
+    mkdirSync(parent, { recursive: true });
+    const ws = mkdtempSync(join(parent, "wmb-typed-ws-"));
+    writeFiles(ws, {
+      "package.json": '{ "type": "module" }\n',
+      "tsconfig.json": JSON.stringify({ compilerOptions: { strict: true, noEmit: true, types: [] }, include: ["BUILD.ts"] }),
+      "BUILD.ts": `const n: number = "not a number";\nexport default (w: { package(n: string): { write(a: object): string } }) => {\n  w.package("p").write({ name: "a", out: "a", content: String(n) });\n};\n`,
+    });
+    const r = wmbSync(ws, ["build", "//p:a"]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("BUILD.ts:1:7: type error TS2322: Type 'string' is not assignable to type 'number'");
+    rmSync(ws, { recursive: true, force: true });
   });
 
   it("reports a wrong attribute type with the line that declares it", () => {
