@@ -58,14 +58,26 @@ export class Store {
   }
 
   close(): void {
+    this.flushBuildActions();
     if (this.db.open) this.db.close();
+  }
+
+  private readonly statements = new Map<string, Database.Statement>();
+
+  /** Prepared once per store handle: a no-op build runs these thousands of times. */
+  private sql(text: string): Database.Statement {
+    let st = this.statements.get(text);
+    if (!st) {
+      st = this.db.prepare(text);
+      this.statements.set(text, st);
+    }
+    return st;
   }
 
   // ---- blobs ---------------------------------------------------------------------------
 
   private recordBlob(b: { digest: Digest; size: number; statSig: string }): void {
-    this.db
-      .prepare(
+    this.sql(
         `INSERT INTO blobs (digest, size, stat_sig, created_at) VALUES (?, ?, ?, ?)
          ON CONFLICT (digest) DO UPDATE SET stat_sig = excluded.stat_sig`,
       )
@@ -89,13 +101,13 @@ export class Store {
   }
 
   hasBlob(digest: Digest): boolean {
-    return this.db.prepare(`SELECT 1 FROM blobs WHERE digest = ?`).get(digest) !== undefined;
+    return this.sql(`SELECT 1 FROM blobs WHERE digest = ?`).get(digest) !== undefined;
   }
 
   /** Cheap when the blob's stat is unchanged since it was verified; re-hashes otherwise.
    * A corrupt blob is removed with every result that names it, so it is never served. */
   async checkBlob(digest: Digest): Promise<BlobHealth> {
-    const row = this.db.prepare(`SELECT size, stat_sig FROM blobs WHERE digest = ?`).get(digest) as
+    const row = this.sql(`SELECT size, stat_sig FROM blobs WHERE digest = ?`).get(digest) as
       | { size: number; stat_sig: string }
       | undefined;
     const sig = this.cas.statSig(digest);
@@ -106,7 +118,7 @@ export class Store {
     if (sig === row.stat_sig) return "ok";
     const actual = await hashFile(this.cas.path(digest)).catch(() => undefined);
     if (actual?.digest === digest) {
-      this.db.prepare(`UPDATE blobs SET stat_sig = ? WHERE digest = ?`).run(sig, digest);
+      this.sql(`UPDATE blobs SET stat_sig = ? WHERE digest = ?`).run(sig, digest);
       return "ok";
     }
     await this.cas.remove(digest);
@@ -117,12 +129,11 @@ export class Store {
   /** Drop a blob's row and every action result that names it (the actions will rerun). */
   forgetBlob(digest: Digest): void {
     this.db.transaction(() => {
-      this.db
-        .prepare(`DELETE FROM action_results WHERE id IN (SELECT result_id FROM action_outputs WHERE digest = ?)`)
+      this.sql(`DELETE FROM action_results WHERE id IN (SELECT result_id FROM action_outputs WHERE digest = ?)`)
         .run(digest);
-      this.db.prepare(`DELETE FROM gc_roots WHERE digest = ?`).run(digest);
-      this.db.prepare(`DELETE FROM machines WHERE spec_digest = ?`).run(digest);
-      this.db.prepare(`DELETE FROM blobs WHERE digest = ?`).run(digest);
+      this.sql(`DELETE FROM gc_roots WHERE digest = ?`).run(digest);
+      this.sql(`DELETE FROM machines WHERE spec_digest = ?`).run(digest);
+      this.sql(`DELETE FROM blobs WHERE digest = ?`).run(digest);
     })();
   }
 
@@ -142,16 +153,14 @@ export class Store {
   /** The first result recorded for a key: a later, different one (a non-deterministic
    * action run again) is kept for `query nondeterministic` but never replaces it. */
   lookupResult(key: ActionKey): ActionResult | undefined {
-    const r = this.db
-      .prepare(`SELECT id, outputs_digest FROM action_results WHERE action_key = ? ORDER BY id ASC LIMIT 1`)
+    const r = this.sql(`SELECT id, outputs_digest FROM action_results WHERE action_key = ? ORDER BY id ASC LIMIT 1`)
       .get(key) as { id: number; outputs_digest: string } | undefined;
     if (!r) return undefined;
     return { id: r.id, outputsDigest: r.outputs_digest as Digest, outputs: this.outputsOf(r.id) };
   }
 
   outputsOf(resultId: number): OutputMap {
-    const rows = this.db
-      .prepare(`SELECT path, digest, executable FROM action_outputs WHERE result_id = ? ORDER BY path`)
+    const rows = this.sql(`SELECT path, digest, executable FROM action_outputs WHERE result_id = ? ORDER BY path`)
       .all(resultId) as { path: string; digest: string; executable: number }[];
     const out: OutputMap = {};
     for (const row of rows) out[row.path] = { digest: row.digest as Digest, executable: row.executable === 1 };
@@ -170,21 +179,18 @@ export class Store {
   }): { id: number; outputsDigest: Digest; divergentFrom: Digest[] } {
     const outputsDigest = outputsDigestOf(r.outputs);
     return this.db.transaction(() => {
-      const earlier = this.db
-        .prepare(`SELECT DISTINCT outputs_digest FROM action_results WHERE action_key = ? AND outputs_digest != ?`)
+      const earlier = this.sql(`SELECT DISTINCT outputs_digest FROM action_results WHERE action_key = ? AND outputs_digest != ?`)
         .all(r.key, outputsDigest) as { outputs_digest: string }[];
       const now = Date.now();
-      this.db
-        .prepare(
+      this.sql(
           `INSERT INTO action_results (action_key, outputs_digest, label, rule, key_inputs, created_at, duration_ms)
            VALUES (?, ?, ?, ?, ?, ?, ?)
            ON CONFLICT (action_key, outputs_digest) DO NOTHING`,
         )
         .run(r.key, outputsDigest, r.label, r.rule, r.keyInputs, now, Math.round(r.durationMs));
-      const { id } = this.db
-        .prepare(`SELECT id FROM action_results WHERE action_key = ? AND outputs_digest = ?`)
+      const { id } = this.sql(`SELECT id FROM action_results WHERE action_key = ? AND outputs_digest = ?`)
         .get(r.key, outputsDigest) as { id: number };
-      const ins = this.db.prepare(
+      const ins = this.sql(
         `INSERT OR REPLACE INTO action_outputs (result_id, path, digest, executable) VALUES (?, ?, ?, ?)`,
       );
       for (const [path, o] of Object.entries(r.outputs)) ins.run(id, path, o.digest, o.executable ? 1 : 0);
@@ -195,12 +201,16 @@ export class Store {
   // ---- builds (history) ----------------------------------------------------------------
 
   beginBuild(b: { command: string; targets: string[]; workspace: string; toolchain?: string }): number {
-    const info = this.db
-      .prepare(`INSERT INTO builds (started_at, command, targets, status, workspace, toolchain) VALUES (?, ?, ?, 'running', ?, ?)`)
+    const info = this.sql(`INSERT INTO builds (started_at, command, targets, status, workspace, toolchain) VALUES (?, ?, ?, 'running', ?, ?)`)
       .run(Date.now(), b.command, JSON.stringify(b.targets), b.workspace, b.toolchain ?? null);
     return Number(info.lastInsertRowid);
   }
 
+  private pendingBuildActions: unknown[][] = [];
+
+  /** Buffered and written in batches (one transaction each): a build of thousands of cached
+   * actions would otherwise commit once per action. A kill -9 loses at most the last batch of
+   * history rows, never a result. */
   recordBuildAction(a: {
     buildId: number;
     label: string;
@@ -213,35 +223,45 @@ export class Store {
     const outputs = a.outputs
       ? JSON.stringify(Object.fromEntries(Object.entries(a.outputs).map(([p, o]) => [p, o.digest])))
       : null;
-    this.db
-      .prepare(
-        `INSERT OR REPLACE INTO build_actions (build_id, label, action_key, result_id, outputs, status, duration_ms)
-         VALUES (?, ?, ?, ?, ?, ?, ?)`,
-      )
-      .run(a.buildId, a.label, a.key, a.resultId ?? null, outputs, a.status, Math.round(a.durationMs));
+    this.pendingBuildActions.push([a.buildId, a.label, a.key, a.resultId ?? null, outputs, a.status, Math.round(a.durationMs)]);
+    if (this.pendingBuildActions.length >= 500) this.flushBuildActions();
+  }
+
+  flushBuildActions(): void {
+    if (this.pendingBuildActions.length === 0 || !this.db.open) return;
+    const rows = this.pendingBuildActions;
+    this.pendingBuildActions = [];
+    const ins = this.sql(
+      `INSERT OR REPLACE INTO build_actions (build_id, label, action_key, result_id, outputs, status, duration_ms)
+       VALUES (?, ?, ?, ?, ?, ?, ?)`,
+    );
+    this.db.transaction(() => {
+      for (const r of rows) ins.run(...r);
+    })();
   }
 
   finishBuild(id: number, status: "ok" | "failed" | "interrupted"): void {
-    this.db.prepare(`UPDATE builds SET finished_at = ?, status = ? WHERE id = ?`).run(Date.now(), status, id);
+    this.flushBuildActions();
+    this.sql(`UPDATE builds SET finished_at = ?, status = ? WHERE id = ?`).run(Date.now(), status, id);
   }
 
   // ---- stat cache ----------------------------------------------------------------------
 
   cachedDigest(path: string, statSig: string): Digest | undefined {
-    const r = this.db.prepare(`SELECT stat_sig, digest FROM stat_cache WHERE path = ?`).get(path) as
+    const r = this.sql(`SELECT stat_sig, digest FROM stat_cache WHERE path = ?`).get(path) as
       | { stat_sig: string; digest: string }
       | undefined;
     return r && r.stat_sig === statSig ? (r.digest as Digest) : undefined;
   }
 
   rememberDigest(path: string, statSig: string, digest: Digest): void {
-    this.db.prepare(`INSERT OR REPLACE INTO stat_cache (path, stat_sig, digest) VALUES (?, ?, ?)`).run(path, statSig, digest);
+    this.sql(`INSERT OR REPLACE INTO stat_cache (path, stat_sig, digest) VALUES (?, ?, ?)`).run(path, statSig, digest);
   }
 
   // ---- roots ---------------------------------------------------------------------------
 
   addRoot(name: string, digests: Digest[]): void {
-    const ins = this.db.prepare(`INSERT OR IGNORE INTO gc_roots (name, digest, created_at) VALUES (?, ?, ?)`);
+    const ins = this.sql(`INSERT OR IGNORE INTO gc_roots (name, digest, created_at) VALUES (?, ?, ?)`);
     this.db.transaction(() => {
       for (const d of digests) ins.run(name, d, Date.now());
     })();
