@@ -55,15 +55,22 @@ export async function sqliteBench(kinds: ("hermetic" | "system")[]): Promise<voi
       continue;
     }
     row("cold build (empty store, wall)", fmt(cold), "fetch, extract, compiles, link, component, rootfs, spec, seal");
-    // Like for like: the compile and link actions through wmb (sources already fetched) ...
-    const ws2 = workspaceCopy();
-    cli(ws2, ["build", "//sqlite-cli:src"]);
-    const viaWmb = cli(ws2, ["build", "--toolchain", kind, "//sqlite-cli:wasm"]).ms;
-    // ... and the same compiler invocations run straight on the toolchain.
-    const direct = await directCompile(kind, join(ws2, "wmb-out/sqlite-cli"));
-    rmSync(ws2, { recursive: true, force: true });
-    row("compiles + link through wmb (wall)", fmt(viaWmb));
-    row("same compiles + link run directly (wall)", fmt(direct), `wmb overhead ratio ${(viaWmb / direct).toFixed(2)} (target < 1.10)`);
+    // Like for like: the compile and link actions through wmb (sources already fetched),
+    // and the same compiler invocations run straight on the toolchain. Alternated, best of
+    // two each: hermetic compiles of sqlite3.c vary by +-20% from run to run here.
+    const viaWmbRuns: number[] = [];
+    const directRuns: number[] = [];
+    for (let i = 0; i < 2; i++) {
+      const ws2 = workspaceCopy();
+      cli(ws2, ["build", "//sqlite-cli:src"]);
+      viaWmbRuns.push(cli(ws2, ["build", "--toolchain", kind, "//sqlite-cli:wasm"]).ms);
+      directRuns.push(await directCompile(kind, join(ws2, "wmb-out/sqlite-cli")));
+      rmSync(ws2, { recursive: true, force: true });
+    }
+    const viaWmb = Math.min(...viaWmbRuns);
+    const direct = Math.min(...directRuns);
+    row("compiles + link through wmb (wall, best of 2)", fmt(viaWmb), viaWmbRuns.map(fmt).join(", "));
+    row("same compiles + link run directly (best of 2)", fmt(direct), `wmb overhead ratio ${(viaWmb / direct).toFixed(2)} (target < 1.10)`);
     const noop = [0, 1, 2].map(() => cli(ws, ["build", "--toolchain", kind, "//sqlite-cli:sealed"]).ms);
     row("no-op build (wall, median of 3)", fmt(median(noop)), "target < 300 ms");
     appendFileSync(join(ws, "sqlite-cli/rootfs/.sqliterc"), `-- bench ${Date.now()}\n`);
