@@ -19,7 +19,7 @@ export function progressReporter(stream: NodeJS.WriteStream, opts: { quiet?: boo
       .map(([l, t]) => `${l} ${((now - t) / 1000).toFixed(1)}s`)
       .join(", ");
     const line = `[${done}/${total}] ${names}`;
-    const width = (stream.columns ?? 100) - 1;
+    const width = (stream.columns || 100) - 1;
     stream.write(`\r\x1b[K${line.length > width ? line.slice(0, width - 1) + "…" : line}`);
   };
   const print = (text: string) => {

@@ -2,7 +2,8 @@
 import { describe, expect, it } from "vitest";
 import { readFileSync, utimesSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { buildJson, executed, makeWorkspace, wmbSync } from "./helpers/cli.ts";
+import { spawnSync } from "node:child_process";
+import { buildJson, executed, makeWorkspace, WMB, wmbSync } from "./helpers/cli.ts";
 
 const CHAIN = `
 export default (w) => {
@@ -72,6 +73,27 @@ export default (w) => {
     const overlaps = ([a, b]: bigint[][]) => a![0]! < b![1]! && b![0]! < a![1]!;
     expect(overlaps(build("2"))).toBe(true);
     expect(overlaps(build("1"))).toBe(false);
+  });
+});
+
+describe("progress", () => {
+  it("on a terminal, redraws done/total and the running actions with their elapsed time", () => {
+    const ws = makeWorkspace({
+      "BUILD.ts": `export default (w) => { w.package("p").run({ name: "slow", outs: ["s"], cmd: "sleep 1.2; touch s" }); };\n`,
+    });
+    // `script` gives the CLI a pseudo-terminal.
+    const r = spawnSync("script", ["-qec", `${process.execPath} ${WMB} build //p:slow`, "/dev/null"], { cwd: ws, encoding: "utf8" });
+    expect(r.status).toBe(0);
+    expect(r.stdout).toContain("\r\x1b[K[0/1] //p:slow 1.");
+    expect(r.stdout).toContain("[1/1] built //p:slow");
+  });
+
+  it("elsewhere, prints one line per executed action and a summary", () => {
+    const ws = chainWorkspace();
+    const r = wmbSync(ws, ["build", "//app:all"]);
+    expect(r.stderr).not.toContain("\x1b[");
+    expect(r.stderr.match(/^\[\d\/4\] built /gm)).toHaveLength(4);
+    expect(r.stderr).toMatch(/^Build OK: 4 executed, 0 cached in /m);
   });
 });
 
