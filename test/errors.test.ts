@@ -98,6 +98,13 @@ describe("errors", () => {
     expect(r.stats.action_results).toBe(0);
   });
 
+  it("refuses an output that is a symlink (it could point anywhere on the host)", () => {
+    const r = failBuild(`export default (w) => { w.package("p").run({ name: "a", outs: ["a.txt"], cmd: "ln -s /etc/passwd a.txt" }); };\n`);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`//p:a's output "a.txt" is a symlink; outputs must be regular files`);
+    expect(r.stats.blobs).toBe(0);
+  });
+
   it("shows the failing command and its stderr tail", () => {
     const r = failBuild(`export default (w) => { w.package("p").run({ name: "a", outs: ["a"], cmd: "echo something broke >&2; exit 7" }); };\n`);
     expect(r.code).toBe(1);

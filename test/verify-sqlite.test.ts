@@ -45,6 +45,20 @@ describe("//sqlite-cli:sealed reproducibility and bundles", () => {
     expect(ins.identity).toBe(identity);
   });
 
+  it("refuses a truncated bundle, admitting nothing", () => {
+    const dir = mkdtempSync(join(tmpdir(), "wmb-bundle-cut-"));
+    const bundle = join(dir, "b.tar");
+    expect(wmbSync(fx.workspace, ["bundle", "--store", fx.store, "//sqlite-cli:sealed", "-o", bundle]).code).toBe(0);
+    const bytes = readFileSync(bundle);
+    const cut = join(dir, "cut.tar");
+    writeFileSync(cut, bytes.subarray(0, Math.floor(bytes.length / 2)));
+    const store = join(dir, "store");
+    const r = wmbSync(dir, ["store", "import", cut, "--store", store]);
+    expect(r.code).toBe(3);
+    expect(r.stderr).toContain("nothing was imported");
+    expect(JSON.parse(wmbSync(dir, ["store", "stats", "--json", "--store", store]).stdout).blobs).toBe(0);
+  });
+
   it("refuses a bundle with one flipped byte and admits nothing", () => {
     const dir = mkdtempSync(join(tmpdir(), "wmb-bundle-bad-"));
     const bundle = join(dir, "b.tar");
