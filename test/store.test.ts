@@ -1,7 +1,7 @@
 // The store under stress: concurrent writers, kill -9, flipped bytes, gc.
 import { describe, expect, it } from "vitest";
 import { spawn } from "node:child_process";
-import { chmodSync, existsSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
@@ -117,6 +117,25 @@ describe("store", () => {
     expect(wmbSync(ws, ["store", "fsck", "--repair"]).code).toBe(0);
     expect(wmbSync(ws, ["store", "fsck"]).code).toBe(0);
     expect(buildJson(ws, ["//p:a"]).counts.executed).toBe(1);
+  });
+
+  it("fsck reports an orphaned blob (a crash between rename and insert) and --repair adopts it when whole", () => {
+    const ws = makeWorkspace({ "BUILD.ts": `export default (w) => { w.package("p").write({ name: "a", out: "a.txt", content: "x\\n" }); };\n` });
+    buildJson(ws, ["//p:a"]);
+    const whole = Buffer.from("an orphan's bytes\n");
+    const d = hashBytesReference(whole);
+    mkdirSync(join(ws, ".wmb/cas", d.slice(0, 2)), { recursive: true });
+    writeFileSync(join(ws, ".wmb/cas", d.slice(0, 2), d.slice(2)), whole);
+    const bogus = "ab".repeat(32);
+    mkdirSync(join(ws, ".wmb/cas/ab"), { recursive: true });
+    writeFileSync(join(ws, ".wmb/cas/ab", bogus.slice(2)), "not what the name says");
+    const r = JSON.parse(wmbSync(ws, ["store", "fsck", "--json"]).stdout);
+    expect(r.orphaned.sort()).toEqual([d, bogus].sort());
+    expect(r.clean).toBe(true); // orphans waste space but break nothing
+    expect(wmbSync(ws, ["store", "fsck", "--repair"]).code).toBe(0);
+    const after = JSON.parse(wmbSync(ws, ["store", "stats", "--json"]).stdout);
+    expect(after.blobs).toBe(2); // a.txt and the adopted orphan; the bogus file is gone
+    expect(existsSync(join(ws, ".wmb/cas/ab", bogus.slice(2)))).toBe(false);
   });
 
   it("gc keeps what the last builds reach, frees the rest, and keeps the history", () => {
