@@ -3,7 +3,7 @@
 import { cpSync, mkdirSync, mkdtempSync, appendFileSync, rmSync, copyFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
-import { loadWorkspace } from "../src/build-file.ts";
+import { buildFileCache, loadWorkspace } from "../src/build-file.ts";
 import { createToolchain } from "../rules/toolchain.ts";
 import { compileArgs, linkArgs, type WasiCompileAttrs, type WasiLinkAttrs } from "../rules/wasi-cc.ts";
 import { cli, fmt, median, REPO, row, section } from "./harness.ts";
@@ -17,7 +17,7 @@ function workspaceCopy(): string {
 
 /** The compile and link of //sqlite-cli:wasm run straight on the toolchain, -j2, no wmb. */
 async function directCompile(kind: "hermetic" | "system", srcDir: string): Promise<number> {
-  const ws = await loadWorkspace(REPO);
+  const ws = await loadWorkspace(REPO, buildFileCache(join(REPO, ".wmb")));
   const compiles = [...ws.targets.values()].filter((t) => t.rule.name === "wasi_compile");
   const link = ws.targets.get("//sqlite-cli:wasm")!;
   const dir = mkdtempSync(join(tmpdir(), "wmb-bench-direct-"));

@@ -30,9 +30,10 @@ export interface Toolchain {
   /** Files whose bytes define this toolchain; their digests enter every key of a rule
    * that sets `usesToolchain`. */
   identityFiles(): Promise<string[]>;
-  /** Run `clang` or `wasm-ld` with argv in `cwd` (an absolute sandbox path).
-   * Rejects with an error carrying the command and stderr on non-zero exit. */
-  run(tool: "clang" | "wasm-ld", args: string[], cwd: string, signal?: AbortSignal): Promise<ExecResult>;
+  /** Run `clang` or `wasm-ld` with argv in `cwd` (an absolute sandbox path). `env` is the
+   * action's environment, for a toolchain that runs host processes (the hermetic one has no
+   * host environment). Rejects with a CommandError on non-zero exit. */
+  run(tool: "clang" | "wasm-ld", args: string[], cwd: string, signal?: AbortSignal, env?: Readonly<Record<string, string>>): Promise<ExecResult>;
   close(): Promise<void>;
 }
 
@@ -86,6 +87,34 @@ export interface RuleDef<A extends CommonAttrs = CommonAttrs> {
   /** True when the rule may use the network (fetch): the engine never verifies it by re-running offline. */
   readonly network?: boolean;
   run(ctx: ActionContext<A>): Promise<void>;
+}
+
+/** How many stderr lines a failed command keeps for the user. */
+const TAIL_LINES = 30;
+
+/** The last lines of a command's output. */
+export function tailLines(text: string, lines = TAIL_LINES): string {
+  return text.trimEnd().split("\n").slice(-lines).join("\n");
+}
+
+/** A command (a sandboxed host command or a toolchain tool) that exited non-zero or could not
+ * start. The engine shows its command and stderr tail under the failing action. */
+export class CommandError extends Error {
+  constructor(
+    readonly command: string,
+    /** null when it could not start or was killed by a signal. */
+    readonly exitCode: number | null,
+    /** The tail of its stderr (or stdout when stderr was empty). */
+    readonly stderr: string,
+  ) {
+    super(`command ${exitCode === null ? "could not run" : `exited with code ${exitCode}`}: ${command}`);
+    this.name = "CommandError";
+  }
+}
+
+/** What enters a key as the rule's identity: name, version, and in-process tool versions. */
+export function ruleId(rule: Pick<RuleDef<any>, "name" | "version" | "tools">): string {
+  return `${rule.name}@${rule.version}${rule.tools ? `+${rule.tools}` : ""}`;
 }
 
 export type AttrType =

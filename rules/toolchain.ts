@@ -12,7 +12,7 @@ import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { Worker } from "node:worker_threads";
-import type { ExecResult, Toolchain } from "./rule.ts";
+import { CommandError, tailLines, type ExecResult, type Toolchain } from "./rule.ts";
 import { wmbFile } from "../src/repo-root.ts";
 
 export type ToolchainKind = "hermetic" | "system";
@@ -23,25 +23,8 @@ export interface ToolchainOptions {
   jobs: number;
 }
 
-/** A tool exited non-zero (or could not start). Carries the command and its stderr tail,
- * which the engine shows under the failing action. */
-export class ToolchainError extends Error {
-  constructor(
-    readonly command: string,
-    readonly exitCode: number | null,
-    readonly stderr: string,
-  ) {
-    const first = stderr.split("\n").find((l) => /\berror\b/i.test(l))?.trim();
-    super(`${exitCode === null ? "could not run" : `exited with code ${exitCode}`}: ${command}${first ? `\n${first}` : ""}`);
-    this.name = "ToolchainError";
-  }
-}
-
-const STDERR_TAIL_LINES = 30;
-
-function stderrTail(text: string): string {
-  return text.trimEnd().split("\n").slice(-STDERR_TAIL_LINES).join("\n");
-}
+/** Toolchain failures are the engine's CommandError (command + stderr tail). */
+export { CommandError as ToolchainError } from "./rule.ts";
 
 function shellQuote(args: readonly string[]): string {
   return args.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(" ");
@@ -230,14 +213,14 @@ class HermeticToolchain implements Toolchain {
       pw.busy = false;
       pw.worker.unref();
       if (m.ok) job.resolve({ stdout: m.stdout, stderr: m.stderr });
-      else if (m.code !== null) job.reject(new ToolchainError(command, m.code, stderrTail(withoutDriverBanner(m.stderr || m.stdout))));
-      else job.reject(new ToolchainError(command, null, stderrTail(`${m.stderr}${m.message ?? ""}`)));
+      else if (m.code !== null) job.reject(new CommandError(command, m.code, tailLines(withoutDriverBanner(m.stderr || m.stdout))));
+      else job.reject(new CommandError(command, null, tailLines(`${m.stderr}${m.message ?? ""}`)));
       this.pump();
     };
     const onError = (e: Error) => {
       done();
       this.removeWorker(pw);
-      job.reject(new ToolchainError(command, null, stderrTail(String(e.stack ?? e))));
+      job.reject(new CommandError(command, null, tailLines(String(e.stack ?? e))));
       this.pump();
     };
     const onExit = (code: number) => onError(new Error(`hermetic toolchain worker exited with code ${code}`));
@@ -317,15 +300,15 @@ function findSystemBits(): { clang: string; wasmLd: string; sysrootLibs: string[
   return { clang: clang!, wasmLd: wasmLd!, sysrootLibs, builtins };
 }
 
-/** The LLVM/Clang/LLD shared libraries an executable loads (per `ldd`), resolved. */
-function llvmSharedLibs(exe: string): Promise<string[]> {
-  return new Promise((resolve) => {
-    execFile("ldd", [exe], { env: { PATH: "/usr/bin:/bin", LC_ALL: "C" } }, (err, stdout) => {
-      if (err) return resolve([]);
-      const libs = [...stdout.matchAll(/=>\s+(\S+)/g)].map((m) => m[1]!).filter((p) => /lib(LLVM|clang|lld)[^/]*$/.test(p) && existsSync(p));
-      resolve(libs.map((p) => realpathSync(p)));
-    });
-  });
+/** The LLVM and libclang shared libraries Debian's clang and lld load, resolved. They sit in
+ * the LLVM install's lib/ (found without running ldd, so a no-op build starts no process). */
+function llvmSharedLibs(clang: string): string[] {
+  const libDir = join(dirname(dirname(realpathSync(clang))), "lib");
+  if (!existsSync(libDir)) return [];
+  const libs = readdirSync(libDir)
+    .filter((n) => /^lib(LLVM|clang-cpp)[^/]*\.so(\.|$)/.test(n))
+    .map((n) => realpathSync(join(libDir, n)));
+  return [...new Set(libs)];
 }
 
 function clangMajor(clang: string): Promise<number> {
@@ -346,8 +329,7 @@ class SystemToolchain implements Toolchain {
     const { clang, wasmLd, sysrootLibs, builtins } = this.bits;
     const exes = [realpathSync(clang), realpathSync(wasmLd)];
     // Debian's clang and lld are thin executables over libclang-cpp and libLLVM.
-    const libs = (await Promise.all(exes.map(llvmSharedLibs))).flat();
-    return [...new Set([...exes, ...libs, ...sysrootLibs.map((f) => realpathSync(f)), ...builtins])].sort();
+    return [...new Set([...exes, ...llvmSharedLibs(clang), ...sysrootLibs.map((f) => realpathSync(f)), ...builtins])].sort();
   }
 
   /** Clang before 18 knows the target as wasm32-wasi (Debian 12 ships clang 14 and a
@@ -361,14 +343,14 @@ class SystemToolchain implements Toolchain {
     return [`-ffile-prefix-map=${cwd}=.`, ...out];
   }
 
-  async run(tool: Tool, args: string[], cwd: string, signal?: AbortSignal): Promise<ExecResult> {
+  async run(tool: Tool, args: string[], cwd: string, signal?: AbortSignal, env?: Readonly<Record<string, string>>): Promise<ExecResult> {
     const exe = tool === "clang" ? this.bits.clang : this.bits.wasmLd;
     const argv = await this.adapt(tool, args, cwd);
     const command = `${tool} ${shellQuote(args)}`;
     return new Promise<ExecResult>((resolve, reject) => {
       const child = spawn(exe, argv, {
         cwd,
-        env: { PATH: "/usr/bin:/bin", LC_ALL: "C", TZ: "UTC", SOURCE_DATE_EPOCH: "0" },
+        env: { PATH: "/usr/bin:/bin", LC_ALL: "C", TZ: "UTC", SOURCE_DATE_EPOCH: "0", ...env },
         stdio: ["ignore", "pipe", "pipe"],
         signal,
       });
@@ -376,12 +358,12 @@ class SystemToolchain implements Toolchain {
       const err: Buffer[] = [];
       child.stdout.on("data", (b: Buffer) => out.push(b));
       child.stderr.on("data", (b: Buffer) => err.push(b));
-      child.on("error", (e) => reject(signal?.aborted ? (signal.reason ?? e) : new ToolchainError(command, null, e.message)));
+      child.on("error", (e) => reject(signal?.aborted ? (signal.reason ?? e) : new CommandError(command, null, e.message)));
       child.on("close", (code) => {
         const stdout = Buffer.concat(out).toString("utf8");
         const stderr = Buffer.concat(err).toString("utf8");
         if (code === 0) resolve({ stdout, stderr });
-        else if (!signal?.aborted) reject(new ToolchainError(command, code, stderrTail(stderr || stdout)));
+        else if (!signal?.aborted) reject(new CommandError(command, code, tailLines(stderr || stdout)));
       });
     });
   }

@@ -79,7 +79,7 @@ export const wasiCompile = defineRule<WasiCompileAttrs>({
   async run(ctx) {
     const tc = requireToolchain(ctx);
     await fsp.mkdir(dirname(join(ctx.dir, ctx.outputs[0]!)), { recursive: true });
-    const { stderr } = await tc.run("clang", compileArgs(ctx.attrs), ctx.dir, ctx.signal);
+    const { stderr } = await tc.run("clang", compileArgs(ctx.attrs), ctx.dir, ctx.signal, ctx.env);
     if (stderr.trim()) ctx.log(stderr.trimEnd());
   },
 });
@@ -116,7 +116,7 @@ export const wasiLink = defineRule<WasiLinkAttrs>({
     const tc = requireToolchain(ctx);
     const args = linkArgs(ctx.attrs, ctx.inputs.map((i) => i.path));
     await fsp.mkdir(dirname(join(ctx.dir, ctx.outputs[0]!)), { recursive: true });
-    const { stderr } = await tc.run("clang", args, ctx.dir, ctx.signal);
+    const { stderr } = await tc.run("clang", args, ctx.dir, ctx.signal, ctx.env);
     if (stderr.trim()) ctx.log(stderr.trimEnd());
   },
 });

@@ -1,7 +1,6 @@
 // Loading BUILD.ts: it is TypeScript (transpiled on the fly by tsx, registered by bin/wmb.mjs),
 // and its default export receives a Workspace on which packages declare targets.
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { hashBytes } from "./digest.ts";
 import { packageVersion } from "./package-version.ts";
 import { checkBuildFileTypes } from "./build-file-types.ts";
@@ -71,18 +70,18 @@ export function findWorkspaceRoot(start: string): string {
   }
 }
 
-/** `cacheDir` keeps BUILD.ts compiled per content (the store passes its own). */
-export async function loadWorkspace(root: string, cacheDir?: string): Promise<LoadedWorkspace> {
+/** Where a store keeps compiled BUILD.ts files. */
+export function buildFileCache(storeDir: string): string {
+  return join(storeDir, "buildfile");
+}
+
+/** `cacheDir` (under the store) keeps BUILD.ts compiled, once per content. */
+export async function loadWorkspace(root: string, cacheDir: string): Promise<LoadedWorkspace> {
   const buildFile = join(root, "BUILD.ts");
   if (!existsSync(buildFile)) {
     throw new WmbError("BUILD_FILE", `No BUILD.ts in ${root}; create one or pass --workspace DIR.`, { subject: buildFile });
   }
-  let mod = await importBuildFile(buildFile, cacheDir);
-  // Outside a "type": "module" package, tsx compiles BUILD.ts to CommonJS: unwrap its exports.
-  const inner = mod.default as { default?: unknown } | undefined;
-  if (typeof mod.default !== "function" && inner && typeof inner === "object" && typeof inner.default === "function") {
-    mod = inner;
-  }
+  const mod = await importBuildFile(buildFile, cacheDir);
   if (typeof mod.default !== "function") {
     throw new WmbError("BUILD_FILE", `${buildFile} must export default a function (w: Workspace) => void that declares targets.`, { subject: buildFile });
   }
@@ -102,38 +101,41 @@ export async function loadWorkspace(root: string, cacheDir?: string): Promise<Lo
  * `cacheDir`, under the store), and the module loads with a source map, so
  * stack lines point into BUILD.ts. One with runtime imports goes through tsx, which resolves
  * them next to BUILD.ts. */
-async function importBuildFile(buildFile: string, cacheDir: string | undefined): Promise<{ default?: unknown }> {
+async function importBuildFile(buildFile: string, cacheDir: string): Promise<{ default?: unknown }> {
   const source = readFileSync(buildFile, "utf8");
-  const dir = cacheDir ?? mkdtempSync(join(tmpdir(), "wmb-buildfile-"));
-  const compiled = join(dir, `${hashBytes(`${buildFile}\n${packageVersion("esbuild")}\n${source}`)}.mjs`);
-  try {
-    if (!existsSync(compiled)) {
-      await checkBuildFileTypes(dirname(buildFile), buildFile);
-      const { transformSync } = await import("esbuild");
-      let code: string;
-      try {
-        code = transformSync(source, { loader: "ts", format: "esm", target: "node20", sourcefile: buildFile, sourcemap: "inline" }).code;
-      } catch (e) {
-        throw buildFileError(buildFile, e);
-      }
-      mkdirSync(dir, { recursive: true });
-      const tmp = `${compiled}.${process.pid}.tmp`;
-      writeFileSync(tmp, code);
-      renameSync(tmp, compiled);
-    }
+  const compiled = join(cacheDir, `${hashBytes(`${buildFile}\n${packageVersion("esbuild")}\n${source}`)}.mjs`);
+  let code: string;
+  if (existsSync(compiled)) {
+    code = readFileSync(compiled, "utf8");
+  } else {
+    await checkBuildFileTypes(dirname(buildFile), buildFile);
+    const { transformSync } = await import("esbuild");
     try {
-      if (!/^\s*(import|export\s[^;]*\sfrom)\s|\bimport\s*\(|\brequire\s*\(/m.test(readFileSync(compiled, "utf8"))) {
-        process.setSourceMapsEnabled(true);
-        return (await import(pathToFileURL(compiled).href)) as { default?: unknown };
-      }
-      const { tsImport } = await import("tsx/esm/api");
-      return (await tsImport(pathToFileURL(buildFile).href, import.meta.url)) as { default?: unknown };
+      code = transformSync(source, { loader: "ts", format: "esm", target: "node20", sourcefile: buildFile, sourcemap: "inline" }).code;
     } catch (e) {
       throw buildFileError(buildFile, e);
     }
-  } finally {
-    if (!cacheDir) rmSync(dir, { recursive: true, force: true });
+    mkdirSync(cacheDir, { recursive: true });
+    const tmp = `${compiled}.${process.pid}.tmp`;
+    writeFileSync(tmp, code);
+    renameSync(tmp, compiled);
   }
+  try {
+    if (!/^\s*(import|export\s[^;]*\sfrom)\s|\bimport\s*\(|\brequire\s*\(/m.test(code)) {
+      process.setSourceMapsEnabled(true);
+      return (await import(pathToFileURL(compiled).href)) as { default?: unknown };
+    }
+    const mod = (await tsImport(pathToFileURL(buildFile).href, import.meta.url)) as { default?: unknown };
+    // Outside a "type": "module" package, tsx compiles BUILD.ts to CommonJS: unwrap its exports.
+    const inner = mod.default as { default?: unknown } | undefined;
+    return typeof mod.default !== "function" && inner && typeof inner === "object" ? inner : mod;
+  } catch (e) {
+    throw buildFileError(buildFile, e);
+  }
+}
+
+async function tsImport(url: string, parent: string): Promise<unknown> {
+  return (await import("tsx/esm/api")).tsImport(url, parent);
 }
 
 function makePackage(root: string, buildFile: string, pkg: string, targets: Map<string, Target>): Package {
@@ -197,7 +199,9 @@ function makePackage(root: string, buildFile: string, pkg: string, targets: Map<
 function checkAttrs(rule: RuleDef<any>, raw: unknown, site: string, pkg: string): CommonAttrs & Record<string, unknown> {
   const fail = (why: string) => new WmbError("BUILD_FILE", `${site}: ${rule.name}(): ${why}.`);
   if (raw === null || typeof raw !== "object" || Array.isArray(raw)) throw fail("expects an attributes object");
-  const attrs = { ...(raw as Record<string, unknown>) } as CommonAttrs & Record<string, unknown>;
+  // An attribute set to undefined is an attribute left out (keys are canonical JSON, which has no undefined).
+  const attrs = Object.fromEntries(Object.entries(raw as Record<string, unknown>).filter(([, v]) => v !== undefined)) as CommonAttrs &
+    Record<string, unknown>;
   if (typeof attrs.name !== "string" || !isValidTargetName(attrs.name)) {
     throw fail(`"name" must be a target name (letters, digits, _ - . +), got ${JSON.stringify(attrs.name)}`);
   }

@@ -1,19 +1,20 @@
 // One build: load BUILD.ts, plan the closure of the requested targets, let the scheduler
 // walk it and the rebuilder decide each action, record everything, materialize outputs.
-import { promises as fsp, lstatSync, realpathSync, statSync } from "node:fs";
+import { existsSync, promises as fsp } from "node:fs";
 import { randomBytes } from "node:crypto";
 import { dirname, join, relative, sep } from "node:path";
-import { hashBytes, hashFile, type ActionKey, type Digest } from "./digest.ts";
+import { hashBytes, type ActionKey, type Digest } from "./digest.ts";
 import { WmbError } from "./errors.ts";
 import { actionKey, type ActionKeyInputs } from "./keys.ts";
 import { canonicalLabel } from "./label.ts";
 import { Graph } from "./graph.ts";
-import { loadWorkspace, type LoadedWorkspace, type Target } from "./build-file.ts";
+import { buildFileCache, loadWorkspace, type LoadedWorkspace, type Target } from "./build-file.ts";
 import { Rebuilder, type PlannedAction, type PlannedInput } from "./rebuilder.ts";
 import { schedule } from "./scheduler.ts";
 import { SANDBOX_ENV, type SandboxVariation } from "./sandbox.ts";
 import type { OutputMap, Store } from "../store/store.ts";
-import type { Toolchain } from "../rules/rule.ts";
+import { ruleId, type Toolchain } from "../rules/rule.ts";
+import { hashStatCached, SourceHasher } from "./source-hash.ts";
 
 export type ToolchainKind = "hermetic" | "system";
 
@@ -49,7 +50,6 @@ export interface BuildOptions {
   noCache?: boolean | ((t: Target) => boolean);
   /** Copy the requested targets' outputs to wmb-out/ (default true). */
   materialize?: boolean;
-  outDir?: string;
   variation?: SandboxVariation;
   command?: "build" | "verify";
   events?: BuildEvents;
@@ -95,7 +95,7 @@ export class ToolchainProvider {
       const tc = await this.get();
       const files = (await tc.identityFiles()).slice().sort();
       const parts: string[] = [this.kind];
-      for (const f of files) parts.push(`${f.split(sep).slice(-3).join("/")}=${await hashSourceFile(this.store, f)}`);
+      for (const f of files) parts.push(`${f.split(sep).slice(-3).join("/")}=${await hashStatCached(this.store, f)}`);
       return hashBytes(parts.join("\n"));
     })();
     return this.identity;
@@ -109,7 +109,7 @@ export class ToolchainProvider {
 export async function build(opts: BuildOptions): Promise<BuildSummary> {
   const started = performance.now();
   const { store } = opts;
-  const loaded = opts.loaded ?? (await loadWorkspace(opts.workspace, join(store.dir, "buildfile")));
+  const loaded = opts.loaded ?? (await loadWorkspace(opts.workspace, buildFileCache(store.dir)));
   const graph = new Graph(loaded.targets);
   const requested = opts.targets.map((t) => canonicalLabel(t));
   const closure = graph.closure(requested);
@@ -132,6 +132,7 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
     toolchain: () => toolchains.get(),
     log: (label, line) => opts.events?.log?.(label, line),
   });
+  const sources = new SourceHasher(store, loaded.root);
   const results = new Map<string, OutputMap>();
   const reports = new Map<string, ActionReport>();
   opts.events?.planned?.(closure.length);
@@ -141,7 +142,7 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
     const t0 = performance.now();
     let plan: PlannedAction | undefined;
     try {
-      plan = await planAction(t, loaded.root, store, results, toolchains);
+      plan = await planAction(t, sources, results, toolchains);
       let status: ActionStatus = "cached";
       const bypass = typeof opts.noCache === "function" ? opts.noCache(t) : opts.noCache === true;
       let result = bypass ? undefined : await rebuilder.cached(plan);
@@ -158,7 +159,7 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
       store.recordBuildAction({ buildId, label, key: plan.key, resultId: result.id, outputs: result.outputs, status, durationMs });
       const report: ActionReport = {
         label,
-        rule: `${t.rule.name}@${t.rule.version}`,
+        rule: plan.keyInputs.rule,
         key: plan.key,
         status,
         durationMs,
@@ -173,7 +174,7 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
       if (plan && error.code !== "INTERRUPTED") {
         store.recordBuildAction({ buildId, label, key: plan.key, status: "failed", durationMs });
       }
-      const report: ActionReport = { label, rule: `${t.rule.name}@${t.rule.version}`, key: plan?.key, status: "failed", durationMs, error };
+      const report: ActionReport = { label, rule: ruleId(t.rule), key: plan?.key, status: "failed", durationMs, error };
       reports.set(label, report);
       opts.events?.finished?.(report);
       throw error;
@@ -193,13 +194,13 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
   }
   for (const label of sched.skipped) {
     const t = graph.get(label);
-    reports.set(label, { label, rule: `${t.rule.name}@${t.rule.version}`, status: "skipped", durationMs: 0 });
+    reports.set(label, { label, rule: ruleId(t.rule), status: "skipped", durationMs: 0 });
   }
   const interrupted = abort.signal.aborted;
   const ok = sched.failed.size === 0 && !interrupted;
   let materialized: string[] = [];
   if (ok && opts.materialize !== false) {
-    materialized = await materializeOutputs(store, loaded.root, opts.outDir ?? join(loaded.root, "wmb-out"), requested.map((l) => graph.get(l)), results);
+    materialized = await materializeOutputs(store, loaded.root, requested.map((l) => graph.get(l)), results);
   }
   store.finishBuild(buildId, interrupted ? "interrupted" : ok ? "ok" : "failed");
   const actions = closure.map((t) => reports.get(t.label)!).filter(Boolean);
@@ -211,8 +212,7 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
 /** Compute an action's inputs and key. Dependencies are done, so their outputs are known. */
 export async function planAction(
   t: Target,
-  root: string,
-  store: Store,
+  sources: SourceHasher,
   results: Map<string, OutputMap>,
   toolchains: ToolchainProvider,
 ): Promise<PlannedAction> {
@@ -227,8 +227,8 @@ export async function planAction(
     inputs.push(input);
   };
   for (const s of t.sources) {
-    const digest = await hashSource(store, s.file, root, t);
-    add({ path: s.path, digest, file: s.file }, s.file);
+    const { digest, statSig } = await sources.hash(s.file, t);
+    add({ path: s.path, digest, file: s.file, statSig }, s.file);
   }
   for (const d of t.deps) {
     const outs = results.get(d);
@@ -243,7 +243,7 @@ export async function planAction(
   const { name: _name, srcs: _srcs, ...attrs } = t.attrs;
   const keyInputs: ActionKeyInputs = {
     format: 1,
-    rule: `${t.rule.name}@${t.rule.version}${t.rule.tools ? `+${t.rule.tools}` : ""}`,
+    rule: ruleId(t.rule),
     attrs,
     outputs: t.outputs,
     inputs: Object.fromEntries(inputs.map((i) => [i.path, i.digest])),
@@ -253,53 +253,20 @@ export async function planAction(
   return { target: t, inputs, keyInputs, key: actionKey(keyInputs) };
 }
 
-/** A source file's digest, from the stat cache when size, mtime and inode are unchanged.
- * Refuses symlinks that leave the workspace. */
-async function hashSource(store: Store, file: string, root: string, t: Target): Promise<Digest> {
-  let real: string;
-  try {
-    lstatSync(file);
-    real = realpathSync(file);
-  } catch {
-    throw new WmbError("MISSING_SOURCE", `${t.declaredAt}: source file ${relative(root, file)} of ${t.label} does not exist; create it or fix srcs.`, { subject: t.label });
-  }
-  const rootReal = realpathSync(root);
-  if (real !== rootReal && !real.startsWith(rootReal + sep)) {
-    throw new WmbError("MISSING_SOURCE", `${t.declaredAt}: source ${relative(root, file)} of ${t.label} resolves to ${real}, outside the workspace; sources must live in the workspace.`, { subject: t.label });
-  }
-  if (!statSync(real).isFile()) {
-    throw new WmbError("MISSING_SOURCE", `${t.declaredAt}: source ${relative(root, file)} of ${t.label} is not a regular file.`, { subject: t.label });
-  }
-  return hashSourceFile(store, real);
-}
-
-export async function hashSourceFile(store: Store, file: string): Promise<Digest> {
-  const st = statSync(file, { bigint: true });
-  const sig = `${st.size}:${st.mtimeNs}:${st.ino}`;
-  const cached = store.cachedDigest(file, sig);
-  if (cached) return cached;
-  const { digest } = await hashFile(file);
-  store.rememberDigest(file, sig, digest);
-  return digest;
-}
-
-async function materializeOutputs(
-  store: Store,
-  root: string,
-  outDir: string,
-  targets: Target[],
-  results: Map<string, OutputMap>,
-): Promise<string[]> {
+/** Copy the requested targets' outputs to wmb-out/<pkg>/, skipping files that already hold
+ * the right bytes (stat-cached, so a no-op build copies nothing). */
+async function materializeOutputs(store: Store, root: string, targets: Target[], results: Map<string, OutputMap>): Promise<string[]> {
   const written: string[] = [];
   for (const t of targets) {
     for (const [path, o] of Object.entries(results.get(t.label) ?? {})) {
-      const dest = join(outDir, t.pkg, path);
+      const dest = join(root, "wmb-out", t.pkg, path);
+      written.push(relative(root, dest));
+      if (existsSync(dest) && (await hashStatCached(store, dest)) === o.digest) continue;
       await fsp.mkdir(dirname(dest), { recursive: true });
       // Copy then rename, so a concurrent build or reader never sees half a file.
       const tmp = `${dest}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`;
       await store.materialize(o.digest, tmp, o.executable);
       await fsp.rename(tmp, dest);
-      written.push(relative(root, dest));
     }
   }
   return written;
@@ -307,6 +274,13 @@ async function materializeOutputs(
 
 function digestsOf(outputs: OutputMap): Record<string, Digest> {
   return Object.fromEntries(Object.entries(outputs).map(([p, o]) => [p, o.digest]));
+}
+
+/** The error a failed build stands for: its first failed action's, or a general one. */
+export function buildFailure(summary: BuildSummary): WmbError {
+  const failed = summary.actions.find((a) => a.status === "failed");
+  const target = summary.targets.join(" ");
+  return failed?.error ?? new WmbError(summary.interrupted ? "INTERRUPTED" : "ACTION_FAILED", `Building ${target} failed.`, { subject: target });
 }
 
 function asWmbError(e: unknown, t: Target): WmbError {

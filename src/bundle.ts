@@ -79,24 +79,31 @@ export async function importBundle(store: Store, bytes: Uint8Array, what: string
     if (actual !== named) throw bad(`holds blob ${named} whose bytes hash to ${actual}`);
     blobs.set(named, data);
   }
-  const byRole = (role: string) => {
+  const byRole = (role: string): { digest: Digest; data: Uint8Array } => {
     const b = manifest.blobs?.find((x) => x.role === role);
     const data = b && blobs.get(b.digest);
     if (!b || !data) throw bad(`lacks its ${role} blob`);
-    return data;
+    return { digest: b.digest, data };
   };
-  const specBytes = byRole("spec");
+  const specBlob = byRole("spec");
   let spec;
   try {
-    spec = checkSealedSpec(JSON.parse(Buffer.from(specBytes).toString("utf8")), { kernel: byRole("kernel"), rootfs: byRole("rootfs") }, `the spec in ${what}`);
+    spec = checkSealedSpec(JSON.parse(Buffer.from(specBlob.data).toString("utf8")), {}, `the spec in ${what}`);
   } catch (e) {
     if (e instanceof WmbError) throw new WmbError("INTEGRITY", `${e.message} Nothing was imported.`, { subject: what });
     throw bad("holds a spec that is not JSON");
+  }
+  // Every blob already hashes to its name: the artifacts are right when the names are the refs'.
+  for (const [role, ref] of [["kernel", spec.kernel_ref], ["rootfs", spec.rootfs_ref]] as const) {
+    const b = byRole(role);
+    if (ref.digest !== `blake3:${b.digest}` || ref.size !== b.data.length) {
+      throw bad(`holds a ${role} (blake3:${b.digest}, ${b.data.length} bytes) that is not the spec's (${ref.digest}, ${ref.size} bytes)`);
+    }
   }
   if (spec.seal.digest !== manifest.identity) throw bad(`says identity ${manifest.identity} but its spec is sealed as ${spec.seal.digest}`);
   if (blobs.size !== new Set(manifest.blobs.map((b) => b.digest)).size) throw bad("holds blobs its manifest does not list");
   // Everything checked: admit.
   for (const data of blobs.values()) await store.putBytes(data);
-  registerMachine(store, spec, hashBytes(specBytes));
+  registerMachine(store, spec, specBlob.digest);
   return { identity: spec.seal.digest, blobs: blobs.size };
 }

@@ -60,12 +60,3 @@ export async function hashFile(path: string): Promise<{ digest: Digest; size: nu
   }
   return { digest: h.hex() as Digest, size };
 }
-
-const HEX64 = /^[0-9a-f]{64}$/;
-export function isDigest(s: string): s is Digest {
-  return HEX64.test(s);
-}
-
-export function digestToInts(hex: string): number[] {
-  return Array.from(Buffer.from(hex, "hex"));
-}

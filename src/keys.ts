@@ -2,6 +2,7 @@
 // lists every input that can change an action's output, `actionKey` hashes its canonical
 // encoding, and `diffKeyInputs` is what `wmb why` prints.
 import { hashBytes, type ActionKey, type Digest } from "./digest.ts";
+import { canonicalize } from "./formats/jcs.ts";
 
 export interface ActionKeyInputs {
   /** Version of this encoding: bumping it invalidates every cached result. */
@@ -24,21 +25,9 @@ export interface ActionKeyInputs {
   env: Record<string, string>;
 }
 
-/** JSON with object keys sorted at every level: the canonical encoding of key inputs. */
-export function stableStringify(value: unknown): string {
-  if (value === null || typeof value !== "object") {
-    if (value === undefined) return "null";
-    if (typeof value === "number" && !Number.isFinite(value)) throw new Error(`cannot encode ${value} in a key`);
-    return JSON.stringify(value);
-  }
-  if (Array.isArray(value)) return `[${value.map(stableStringify).join(",")}]`;
-  const obj = value as Record<string, unknown>;
-  const keys = Object.keys(obj).filter((k) => obj[k] !== undefined).sort();
-  return `{${keys.map((k) => `${JSON.stringify(k)}:${stableStringify(obj[k])}`).join(",")}}`;
-}
-
+/** The canonical encoding of key inputs: RFC 8785 JSON, the same canonical form the seal uses. */
 export function encodeKeyInputs(k: ActionKeyInputs): string {
-  return stableStringify(k);
+  return canonicalize(k);
 }
 
 export function actionKey(k: ActionKeyInputs): ActionKey {
@@ -63,11 +52,15 @@ export function diffKeyInputs(before: ActionKeyInputs, after: ActionKeyInputs): 
       const ao = (a ?? {}) as Record<string, unknown>;
       const bo = (b ?? {}) as Record<string, unknown>;
       for (const k of [...new Set([...Object.keys(ao), ...Object.keys(bo)])].sort()) {
-        if (stableStringify(ao[k]) !== stableStringify(bo[k])) changes.push({ path: `${f}.${k}`, before: ao[k], after: bo[k] });
+        if (!same(ao[k], bo[k])) changes.push({ path: `${f}.${k}`, before: ao[k], after: bo[k] });
       }
-    } else if (stableStringify(a) !== stableStringify(b)) {
+    } else if (!same(a, b)) {
       changes.push({ path: f, before: a, after: b });
     }
   }
   return changes;
+}
+
+function same(a: unknown, b: unknown): boolean {
+  return a === undefined || b === undefined ? a === b : canonicalize(a) === canonicalize(b);
 }

@@ -4,8 +4,9 @@ import { existsSync, promises as fsp } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { hashBytes, type ActionKey, type Digest } from "./digest.ts";
 import { WmbError } from "./errors.ts";
-import { checkSealedSpec, digestIntsToHex, type SealedSpec } from "./formats/machine-spec.ts";
+import { checkArtifact, checkSealedSpec, type SealedSpec } from "./formats/machine-spec.ts";
 import type { OutputMap, Store } from "../store/store.ts";
+import type { BuildSummary } from "./build.ts";
 
 export interface LoadedMachine {
   identity: string;
@@ -29,27 +30,37 @@ export function isIdentity(ref: string): boolean {
 
 /** Remember a sealed spec (already in the CAS) by its identity, and root its blobs for gc. */
 export function registerMachine(store: Store, spec: SealedSpec, specDigest: Digest, label?: string): void {
-  store.db
-    .prepare(`INSERT OR REPLACE INTO machines (identity, spec_digest, label, created_at) VALUES (?, ?, ?, ?)`)
-    .run(spec.seal.digest, specDigest, label ?? null, Date.now());
+  store.db.prepare(`INSERT OR REPLACE INTO machines (identity, spec_digest, label, created_at) VALUES (?, ?, ?, ?)`).run(spec.seal.digest, specDigest, label ?? null, Date.now());
   store.addRoot(`machine:${spec.seal.digest}`, [specDigest, hexOf(spec.kernel_ref.digest), hexOf(spec.rootfs_ref.digest)]);
 }
 
-/** Register every sealed spec among a build's outputs. */
-export async function registerSealedOutputs(store: Store, label: string, outputs: OutputMap): Promise<SealedSpec[]> {
-  const found: SealedSpec[] = [];
-  for (const [path, o] of Object.entries(outputs)) {
+/** The sealed specs among an action's outputs (path -> digest): its JSON outputs that carry a
+ * `seal` member, each checked against its seal. */
+export async function sealedSpecsAmong(store: Store, label: string, outputs: Record<string, Digest>): Promise<{ spec: SealedSpec; digest: Digest }[]> {
+  const found: { spec: SealedSpec; digest: Digest }[] = [];
+  for (const [path, digest] of Object.entries(outputs)) {
     if (!path.endsWith(".json")) continue;
     let value: unknown;
     try {
-      value = JSON.parse((await store.readBlob(o.digest)).toString("utf8"));
+      value = JSON.parse((await store.readBlob(digest)).toString("utf8"));
     } catch {
       continue;
     }
-    if (!value || typeof value !== "object" || !("seal" in value)) continue;
-    const spec = checkSealedSpec(value, {}, `${label} (${path})`);
-    registerMachine(store, spec, o.digest, label);
-    found.push(spec);
+    if (value && typeof value === "object" && "seal" in value) found.push({ spec: checkSealedSpec(value, {}, `${label} (${path})`), digest });
+  }
+  return found;
+}
+
+/** Register every sealed spec among the requested targets' outputs of a successful build, so
+ * those machines run by identity. */
+export async function registerBuiltMachines(store: Store, summary: BuildSummary): Promise<SealedSpec[]> {
+  const found: SealedSpec[] = [];
+  for (const label of summary.targets) {
+    const outputs = summary.actions.find((a) => a.label === label)?.outputs ?? {};
+    for (const { spec, digest } of await sealedSpecsAmong(store, label, outputs)) {
+      registerMachine(store, spec, digest, label);
+      found.push(spec);
+    }
   }
   return found;
 }
@@ -86,25 +97,22 @@ export async function loadMachine(store: Store, ref: string): Promise<LoadedMach
   } catch (e) {
     throw new WmbError("INTEGRITY", `${origin} is not valid JSON (${(e as Error).message}); it is not a sealed spec.`, { subject: origin });
   }
-  // Shape and seal first: a spec that is not what it claims is refused before any artifact is read.
+  // Shape and seal first (this also holds the root component's integer digest to the kernel's):
+  // a spec that is not what it claims is refused before any artifact is read.
   const spec = checkSealedSpec(value, {}, origin);
   const kernel = await artifactBytes(store, spec.kernel_ref.digest, spec.kernel_ref.sources, specDir, `the kernel of ${origin}`);
   const rootfs = await artifactBytes(store, spec.rootfs_ref.digest, spec.rootfs_ref.sources, specDir, `the rootfs of ${origin}`);
-  checkSealedSpec(value, { kernel, rootfs }, origin);
-  const kernelHex = hashBytes(kernel);
-  for (const c of spec.composition.components) {
-    const hex = digestIntsToHex(c.digest);
-    if (hex !== kernelHex) {
-      throw new WmbError("INTEGRITY", `Component "${c.id}" of ${origin} has digest blake3:${hex} but the kernel hashes to blake3:${kernelHex}; the spec does not describe these bits.`, { subject: origin });
-    }
-  }
-  return { identity: spec.seal.digest, spec, origin, kernel, rootfs, kernelDigest: kernelHex, rootfsDigest: hashBytes(rootfs), specDigest, specBytes };
+  checkArtifact(spec.kernel_ref, kernel, `the kernel of ${origin}`);
+  checkArtifact(spec.rootfs_ref, rootfs, `the rootfs of ${origin}`);
+  const kernelDigest = hexOf(spec.kernel_ref.digest);
+  const rootfsDigest = hexOf(spec.rootfs_ref.digest);
+  return { identity: spec.seal.digest, spec, origin, kernel, rootfs, kernelDigest, rootfsDigest, specDigest, specBytes };
 }
 
 /** An artifact's bytes: from the store by digest when whole there, else from the spec's local sources. */
 async function artifactBytes(store: Store, prefixed: string, sources: { local?: string }[], specDir: string | undefined, what: string): Promise<Buffer> {
   const hex = hexOf(prefixed);
-  if (store.hasBlob(hex) && (await store.checkBlob(hex)) === "ok") return store.readBlob(hex);
+  if ((await store.checkBlob(hex)) === "ok") return store.readBlob(hex);
   for (const s of sources) {
     if (!specDir || typeof s.local !== "string") continue;
     if (s.local.includes("/") || s.local.includes("\\") || s.local === ".." || s.local === ".") {
@@ -124,12 +132,8 @@ function hexOf(prefixed: string): Digest {
 export async function transpiledFiles(store: Store, kernel: Buffer, kernelDigest: Digest): Promise<{ outputs: OutputMap; cached: boolean }> {
   const { TRANSPILER_ID, transpileComponent } = await import("./run/transpile.ts");
   const key = hashBytes(`transpile\n${TRANSPILER_ID}\n${kernelDigest}`) as string as ActionKey;
-  const hit = store.lookupResult(key);
-  if (hit) {
-    let whole = true;
-    for (const o of Object.values(hit.outputs)) if ((await store.checkBlob(o.digest)) !== "ok") whole = false;
-    if (whole) return { outputs: hit.outputs, cached: true };
-  }
+  const hit = await store.wholeResult(key);
+  if (hit) return { outputs: hit.outputs, cached: true };
   const t0 = performance.now();
   const { files } = await transpileComponent(kernel);
   const outputs: OutputMap = {};

@@ -1,22 +1,15 @@
 // The rebuilder: for one action, "cached or run". It looks the key up in the store's
 // constructive traces, and otherwise runs the rule in a sandbox and records what it made.
 import { promises as fsp } from "node:fs";
-import { join } from "node:path";
-import { hashFile, type ActionKey, type Digest } from "./digest.ts";
+import { dirname, join } from "node:path";
+import type { ActionKey, Digest } from "./digest.ts";
 import { WmbError } from "./errors.ts";
 import { encodeKeyInputs, type ActionKeyInputs } from "./keys.ts";
-import {
-  ActionExecError,
-  createSandboxDir,
-  execInSandbox,
-  placeFile,
-  removeSandboxDir,
-  tail,
-  type SandboxVariation,
-} from "./sandbox.ts";
+import { createSandboxDir, execInSandbox, placeFile, removeSandboxDir, type SandboxVariation } from "./sandbox.ts";
+import { sourceStatSignature } from "./source-hash.ts";
 import type { Target } from "./build-file.ts";
 import type { ActionResult, OutputMap, Store } from "../store/store.ts";
-import type { ActionContext, MaterializedInput, Toolchain } from "../rules/rule.ts";
+import { CommandError, type ActionContext, type MaterializedInput, type Toolchain } from "../rules/rule.ts";
 
 export interface PlannedInput {
   /** Path in the sandbox. */
@@ -24,6 +17,8 @@ export interface PlannedInput {
   digest: Digest;
   /** A source file's absolute path; absent for a dependency output (served from the store). */
   file?: string;
+  /** The source file's stat signature when it was hashed (see source-hash.ts). */
+  statSig?: string;
   /** The label that produced it. */
   from?: string;
   executable?: boolean;
@@ -45,8 +40,6 @@ export interface Executed {
 export interface RebuilderOptions {
   store: Store;
   variation?: SandboxVariation;
-  /** Keep sandboxes of failed actions for inspection. */
-  keepSandboxes?: boolean;
   toolchain: () => Promise<Toolchain>;
   log: (label: string, line: string) => void;
 }
@@ -54,45 +47,33 @@ export interface RebuilderOptions {
 export class Rebuilder {
   constructor(private readonly opts: RebuilderOptions) {}
 
-  /** The recorded result for this key, if every output blob is whole. A corrupt or missing
-   * blob drops the result (see Store.checkBlob), so the action reruns. */
-  async cached(plan: PlannedAction): Promise<ActionResult | undefined> {
-    const { store } = this.opts;
-    for (;;) {
-      const r = store.lookupResult(plan.key);
-      if (!r) return undefined;
-      let whole = true;
-      for (const o of Object.values(r.outputs)) {
-        if ((await store.checkBlob(o.digest)) !== "ok") whole = false;
-      }
-      if (whole) return r;
-      // checkBlob forgot the result(s) naming the bad blob; an older result may still be whole.
-    }
+  /** The recorded result for this key, if every output blob is whole (see Store.wholeResult). */
+  cached(plan: PlannedAction): Promise<ActionResult | undefined> {
+    return this.opts.store.wholeResult(plan.key);
   }
 
   async execute(plan: PlannedAction, signal: AbortSignal): Promise<Executed> {
     const { store, variation } = this.opts;
     const t = plan.target;
     const dir = await createSandboxDir(t.label, variation);
-    let ok = false;
     try {
       const materialized: MaterializedInput[] = [];
       const inputs = variation?.reverseInputs ? [...plan.inputs].reverse() : plan.inputs;
       for (const input of inputs) {
         if (input.file) {
-          const dest = await placeFile(input.file, dir, input.path);
-          // The key was computed from the file as it was; refuse to run on other bytes.
-          if ((await hashFile(dest)).digest !== input.digest) {
+          await placeFile(input.file, dir, input.path);
+          // The key was computed from the file as it was hashed; refuse to run on other bytes.
+          if (sourceStatSignature(input.file) !== input.statSig) {
             throw new WmbError("MISSING_SOURCE", `${input.file} changed while ${t.label} was building; run the build again.`, { subject: t.label });
           }
         } else {
           const dest = join(dir, input.path);
-          await fsp.mkdir(join(dest, ".."), { recursive: true });
+          await fsp.mkdir(dirname(dest), { recursive: true });
           await store.materialize(input.digest, dest, input.executable ?? false);
         }
         materialized.push({ path: input.path, digest: input.digest, from: input.from });
       }
-      for (const out of plan.target.outputs) await fsp.mkdir(join(dir, out, ".."), { recursive: true });
+      for (const out of plan.target.outputs) await fsp.mkdir(dirname(join(dir, out)), { recursive: true });
       const env = { ...plan.keyInputs.env, ...(variation?.env ?? {}) };
       const toolchain = t.rule.usesToolchain ? await this.opts.toolchain() : undefined;
       const ctx: ActionContext<any> = {
@@ -112,22 +93,21 @@ export class Rebuilder {
         await t.rule.run(ctx);
       } catch (e) {
         if (signal.aborted) throw new WmbError("INTERRUPTED", "Interrupted.");
-        throw actionFailure(t, e, dir, this.opts.keepSandboxes);
+        throw actionFailure(t, e);
       }
       const durationMs = performance.now() - started;
       const outputs = await this.collectOutputs(t, dir);
       const recorded = store.recordResult({
         key: plan.key,
         label: t.label,
-        rule: `${t.rule.name}@${t.rule.version}`,
+        rule: plan.keyInputs.rule,
         keyInputs: encodeKeyInputs(plan.keyInputs),
         outputs,
         durationMs,
       });
-      ok = true;
       return { result: { id: recorded.id, outputsDigest: recorded.outputsDigest, outputs }, divergentFrom: recorded.divergentFrom };
     } finally {
-      if (ok || !this.opts.keepSandboxes) await removeSandboxDir(dir);
+      await removeSandboxDir(dir);
     }
   }
 
@@ -149,13 +129,10 @@ export class Rebuilder {
   }
 }
 
-function actionFailure(t: Target, e: unknown, dir: string, kept?: boolean): WmbError {
+function actionFailure(t: Target, e: unknown): WmbError {
   if (e instanceof WmbError) return e;
-  const where = kept ? ` (sandbox kept at ${dir})` : "";
-  if (e instanceof ActionExecError) {
-    return new WmbError("ACTION_FAILED", `${t.label} failed: ${e.message}${where}.`, { subject: t.label, detail: e.stderrTail });
+  if (e instanceof CommandError) {
+    return new WmbError("ACTION_FAILED", `${t.label} failed: ${e.message}.`, { subject: t.label, detail: e.stderr });
   }
-  const err = e as Error & { stderr?: string; command?: string };
-  const detail = err.stderr ? tail(err.stderr) : undefined;
-  return new WmbError("ACTION_FAILED", `${t.label} failed: ${err.message ?? String(e)}${where}.`, { subject: t.label, detail, cause: e });
+  return new WmbError("ACTION_FAILED", `${t.label} failed: ${(e as Error)?.message ?? String(e)}.`, { subject: t.label, cause: e });
 }

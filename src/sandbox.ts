@@ -5,7 +5,7 @@ import { constants as fsc, promises as fsp } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { WmbError } from "./errors.ts";
-import type { ExecOptions, ExecResult } from "../rules/rule.ts";
+import { CommandError, tailLines, type ExecOptions, type ExecResult } from "../rules/rule.ts";
 
 /** The fixed part of every action's environment. SOURCE_DATE_EPOCH is part of the key. */
 export const SANDBOX_ENV: Readonly<Record<string, string>> = {
@@ -48,23 +48,6 @@ export async function placeFile(src: string, dir: string, rel: string): Promise<
   return dest;
 }
 
-const STDERR_TAIL_LINES = 20;
-
-export class ActionExecError extends Error {
-  constructor(
-    readonly command: string,
-    readonly exitCode: number | null,
-    readonly stderrTail: string,
-  ) {
-    super(`command exited with ${exitCode === null ? "a signal" : `code ${exitCode}`}: ${command}`);
-  }
-}
-
-export function tail(text: string, lines = STDERR_TAIL_LINES): string {
-  const all = text.trimEnd().split("\n");
-  return all.slice(-lines).join("\n");
-}
-
 /** Run a host command in the sandbox with exactly `env`. Killed (whole process group) on abort. */
 export function execInSandbox(
   argv: string[],
@@ -98,7 +81,7 @@ export function execInSandbox(
     child.stderr.on("data", (b: Buffer) => err.push(b));
     child.on("error", (e) => {
       signal.removeEventListener("abort", onAbort);
-      reject(new ActionExecError(argv.join(" "), null, e.message));
+      reject(new CommandError(argv.join(" "), null, e.message));
     });
     child.on("close", (code) => {
       signal.removeEventListener("abort", onAbort);
@@ -106,7 +89,7 @@ export function execInSandbox(
       const stderr = Buffer.concat(err).toString("utf8");
       if (signal.aborted) reject(new WmbError("INTERRUPTED", "Interrupted."));
       else if (code === 0) resolve({ stdout, stderr });
-      else reject(new ActionExecError(argv.join(" "), code, tail(stderr || stdout)));
+      else reject(new CommandError(argv.join(" "), code, tailLines(stderr || stdout)));
     });
     child.stdin.on("error", () => {});
     if (opts.stdin !== undefined) child.stdin.end(opts.stdin);

@@ -4,8 +4,9 @@ import { existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
-import { build, ToolchainProvider, type ActionReport, type BuildEvents, type ToolchainKind } from "./build.ts";
-import { loadWorkspace } from "./build-file.ts";
+import { build, buildFailure, ToolchainProvider, type ActionReport, type BuildEvents, type ToolchainKind } from "./build.ts";
+import type { Graph } from "./graph.ts";
+import { buildFileCache, loadWorkspace } from "./build-file.ts";
 import { WmbError } from "./errors.ts";
 import type { Digest } from "./digest.ts";
 import type { SandboxVariation } from "./sandbox.ts";
@@ -117,12 +118,12 @@ export async function verify(opts: {
   signal?: AbortSignal;
 }): Promise<VerifyReport> {
   const { store } = opts;
-  const loaded = await loadWorkspace(opts.workspace, join(store.dir, "buildfile"));
+  const loaded = await loadWorkspace(opts.workspace, buildFileCache(store.dir));
   const toolchains = new ToolchainProvider(opts.toolchain, opts.jobs, store);
   try {
     // The recorded build: what is in the store now (built first if it is not).
     const baseline = await build({ workspace: opts.workspace, store, targets: [opts.target], jobs: opts.jobs, loaded, toolchainProvider: toolchains, materialize: false, events: opts.events, signal: opts.signal });
-    if (!baseline.ok) throw firstError(baseline.actions, opts.target);
+    if (!baseline.ok) throw buildFailure(baseline);
     const recorded = new Map(baseline.actions.map((a) => [a.label, a]));
     const rounds: VerifyRound[] = [];
     for (let r = 1; r <= opts.rounds; r++) {
@@ -151,15 +152,16 @@ export async function verify(opts: {
       } finally {
         restore();
       }
-      if (!round.ok) throw firstError(round.actions, opts.target);
+      if (!round.ok) throw buildFailure(round);
       rounds.push(compareRound(r, v.described, baseline.graph, recorded, round.actions));
     }
+    const target = baseline.targets[0]!;
+    const identityBefore = await identityOf(store, target, recorded.get(target)?.outputs);
     for (const round of rounds) {
-      round.identityBefore = await identityOf(store, recorded.get(baseline.targets[0]!));
-      const rebuiltTop = round.actions.find((a) => a.label === baseline.targets[0]);
-      round.identityAfter = rebuiltTop ? await identityOf(store, { outputs: rebuiltTop.rebuilt } as ActionReport) : undefined;
+      round.identityBefore = identityBefore;
+      round.identityAfter = await identityOf(store, target, round.actions.find((a) => a.label === target)?.rebuilt);
     }
-    return { target: baseline.targets[0]!, rounds, reproducible: rounds.every((r) => !r.firstDivergence) };
+    return { target, rounds, reproducible: rounds.every((r) => !r.firstDivergence) };
   } finally {
     await toolchains.close();
   }
@@ -168,7 +170,7 @@ export async function verify(opts: {
 function compareRound(
   round: number,
   variation: Record<string, string>,
-  graph: { closure(roots: string[]): { label: string; deps: string[] }[] },
+  graph: Graph,
   recorded: Map<string, ActionReport>,
   rebuiltActions: ActionReport[],
 ): VerifyRound {
@@ -178,12 +180,11 @@ function compareRound(
   for (const a of rebuiltActions) {
     const before = recorded.get(a.label)?.outputs ?? {};
     const after = a.outputs ?? {};
-    const node = graph.closure([a.label]).at(-1)!;
     const differing = Object.keys({ ...before, ...after }).sort().filter((p) => before[p] !== after[p]);
     let status: VerifyStatus;
     if (a.status === "cached") status = "pinned";
     else if (differing.length === 0) status = "identical";
-    else if (node.deps.some((d) => diverged.has(d))) status = "consequence";
+    else if (graph.get(a.label).deps.some((d) => diverged.has(d))) status = "consequence";
     else status = "differs";
     if (differing.length) diverged.add(a.label);
     if (status === "differs" && !first) {
@@ -196,17 +197,10 @@ function compareRound(
 }
 
 /** A sealed machine's identity, when the target's outputs hold a sealed spec. */
-async function identityOf(store: Store, report: Pick<ActionReport, "outputs"> | undefined): Promise<string | undefined> {
-  for (const [path, digest] of Object.entries(report?.outputs ?? {})) {
-    if (!path.endsWith(".json")) continue;
-    try {
-      const spec = JSON.parse((await store.readBlob(digest)).toString("utf8")) as { seal?: { digest?: string } };
-      if (spec.seal?.digest) return spec.seal.digest;
-    } catch {
-      /* not a spec */
-    }
-  }
-  return undefined;
+async function identityOf(store: Store, label: string, outputs: Record<string, Digest> | undefined): Promise<string | undefined> {
+  if (!outputs) return undefined;
+  const { sealedSpecsAmong } = await import("./machine.ts");
+  return (await sealedSpecsAmong(store, label, outputs))[0]?.spec.seal.digest;
 }
 
 function applyProcessVariation(tz: string | undefined, umask: number | undefined): () => void {
@@ -221,9 +215,4 @@ function applyProcessVariation(tz: string | undefined, umask: number | undefined
     }
     if (oldUmask !== undefined) process.umask(oldUmask);
   };
-}
-
-function firstError(actions: ActionReport[], target: string): WmbError {
-  const failed = actions.find((a) => a.status === "failed");
-  return failed?.error ?? new WmbError("ACTION_FAILED", `Building ${target} failed.`, { subject: target });
 }

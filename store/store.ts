@@ -30,8 +30,9 @@ export function outputsDigestOf(outputs: OutputMap): Digest {
   return hashBytes(JSON.stringify(entries));
 }
 
-export function defaultStoreDir(workspace: string): string {
-  return process.env.WMB_STORE ? resolve(process.env.WMB_STORE) : join(workspace, ".wmb");
+/** $WMB_STORE, else <workspace>/.wmb (the workspace is found only when needed). */
+export function defaultStoreDir(workspace: () => string): string {
+  return process.env.WMB_STORE ? resolve(process.env.WMB_STORE) : join(workspace(), ".wmb");
 }
 
 export class Store {
@@ -78,10 +79,9 @@ export class Store {
 
   private recordBlob(b: { digest: Digest; size: number; statSig: string }): void {
     this.sql(
-        `INSERT INTO blobs (digest, size, stat_sig, created_at) VALUES (?, ?, ?, ?)
-         ON CONFLICT (digest) DO UPDATE SET stat_sig = excluded.stat_sig`,
-      )
-      .run(b.digest, b.size, b.statSig, Date.now());
+      `INSERT INTO blobs (digest, size, stat_sig, created_at) VALUES (?, ?, ?, ?)
+       ON CONFLICT (digest) DO UPDATE SET stat_sig = excluded.stat_sig`,
+    ).run(b.digest, b.size, b.statSig, Date.now());
   }
 
   async putFile(path: string): Promise<{ digest: Digest; size: number }> {
@@ -100,16 +100,10 @@ export class Store {
     return this.cas.path(digest);
   }
 
-  hasBlob(digest: Digest): boolean {
-    return this.sql(`SELECT 1 FROM blobs WHERE digest = ?`).get(digest) !== undefined;
-  }
-
   /** Cheap when the blob's stat is unchanged since it was verified; re-hashes otherwise.
    * A corrupt blob is removed with every result that names it, so it is never served. */
   async checkBlob(digest: Digest): Promise<BlobHealth> {
-    const row = this.sql(`SELECT size, stat_sig FROM blobs WHERE digest = ?`).get(digest) as
-      | { size: number; stat_sig: string }
-      | undefined;
+    const row = this.sql(`SELECT stat_sig FROM blobs WHERE digest = ?`).get(digest) as { stat_sig: string } | undefined;
     const sig = this.cas.statSig(digest);
     if (!row || sig === undefined) {
       if (row) this.forgetBlob(digest);
@@ -129,8 +123,7 @@ export class Store {
   /** Drop a blob's row and every action result that names it (the actions will rerun). */
   forgetBlob(digest: Digest): void {
     this.db.transaction(() => {
-      this.sql(`DELETE FROM action_results WHERE id IN (SELECT result_id FROM action_outputs WHERE digest = ?)`)
-        .run(digest);
+      this.sql(`DELETE FROM action_results WHERE id IN (SELECT result_id FROM action_outputs WHERE digest = ?)`).run(digest);
       this.sql(`DELETE FROM gc_roots WHERE digest = ?`).run(digest);
       this.sql(`DELETE FROM machines WHERE spec_digest = ?`).run(digest);
       this.sql(`DELETE FROM blobs WHERE digest = ?`).run(digest);
@@ -153,15 +146,27 @@ export class Store {
   /** The first result recorded for a key: a later, different one (a non-deterministic
    * action run again) is kept for `query nondeterministic` but never replaces it. */
   lookupResult(key: ActionKey): ActionResult | undefined {
-    const r = this.sql(`SELECT id, outputs_digest FROM action_results WHERE action_key = ? ORDER BY id ASC LIMIT 1`)
-      .get(key) as { id: number; outputs_digest: string } | undefined;
+    const r = this.sql(`SELECT id, outputs_digest FROM action_results WHERE action_key = ? ORDER BY id ASC LIMIT 1`).get(key) as { id: number; outputs_digest: string } | undefined;
     if (!r) return undefined;
     return { id: r.id, outputsDigest: r.outputs_digest as Digest, outputs: this.outputsOf(r.id) };
   }
 
+  /** The first result for a key whose every output blob is whole. A corrupt or missing blob
+   * drops the results naming it (see checkBlob), so the caller reruns the action. */
+  async wholeResult(key: ActionKey): Promise<ActionResult | undefined> {
+    for (;;) {
+      const r = this.lookupResult(key);
+      if (!r) return undefined;
+      let whole = true;
+      for (const o of Object.values(r.outputs)) {
+        if ((await this.checkBlob(o.digest)) !== "ok") whole = false;
+      }
+      if (whole) return r;
+    }
+  }
+
   outputsOf(resultId: number): OutputMap {
-    const rows = this.sql(`SELECT path, digest, executable FROM action_outputs WHERE result_id = ? ORDER BY path`)
-      .all(resultId) as { path: string; digest: string; executable: number }[];
+    const rows = this.sql(`SELECT path, digest, executable FROM action_outputs WHERE result_id = ? ORDER BY path`).all(resultId) as { path: string; digest: string; executable: number }[];
     const out: OutputMap = {};
     for (const row of rows) out[row.path] = { digest: row.digest as Digest, executable: row.executable === 1 };
     return out;
@@ -179,20 +184,15 @@ export class Store {
   }): { id: number; outputsDigest: Digest; divergentFrom: Digest[] } {
     const outputsDigest = outputsDigestOf(r.outputs);
     return this.db.transaction(() => {
-      const earlier = this.sql(`SELECT DISTINCT outputs_digest FROM action_results WHERE action_key = ? AND outputs_digest != ?`)
-        .all(r.key, outputsDigest) as { outputs_digest: string }[];
+      const earlier = this.sql(`SELECT DISTINCT outputs_digest FROM action_results WHERE action_key = ? AND outputs_digest != ?`).all(r.key, outputsDigest) as { outputs_digest: string }[];
       const now = Date.now();
       this.sql(
-          `INSERT INTO action_results (action_key, outputs_digest, label, rule, key_inputs, created_at, duration_ms)
-           VALUES (?, ?, ?, ?, ?, ?, ?)
-           ON CONFLICT (action_key, outputs_digest) DO NOTHING`,
-        )
-        .run(r.key, outputsDigest, r.label, r.rule, r.keyInputs, now, Math.round(r.durationMs));
-      const { id } = this.sql(`SELECT id FROM action_results WHERE action_key = ? AND outputs_digest = ?`)
-        .get(r.key, outputsDigest) as { id: number };
-      const ins = this.sql(
-        `INSERT OR REPLACE INTO action_outputs (result_id, path, digest, executable) VALUES (?, ?, ?, ?)`,
-      );
+        `INSERT INTO action_results (action_key, outputs_digest, label, rule, key_inputs, created_at, duration_ms)
+         VALUES (?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (action_key, outputs_digest) DO NOTHING`,
+      ).run(r.key, outputsDigest, r.label, r.rule, r.keyInputs, now, Math.round(r.durationMs));
+      const { id } = this.sql(`SELECT id FROM action_results WHERE action_key = ? AND outputs_digest = ?`).get(r.key, outputsDigest) as { id: number };
+      const ins = this.sql(`INSERT OR REPLACE INTO action_outputs (result_id, path, digest, executable) VALUES (?, ?, ?, ?)`);
       for (const [path, o] of Object.entries(r.outputs)) ins.run(id, path, o.digest, o.executable ? 1 : 0);
       return { id, outputsDigest, divergentFrom: earlier.map((e) => e.outputs_digest as Digest) };
     }).immediate();
@@ -201,8 +201,7 @@ export class Store {
   // ---- builds (history) ----------------------------------------------------------------
 
   beginBuild(b: { command: string; targets: string[]; workspace: string; toolchain?: string }): number {
-    const info = this.sql(`INSERT INTO builds (started_at, command, targets, status, workspace, toolchain) VALUES (?, ?, ?, 'running', ?, ?)`)
-      .run(Date.now(), b.command, JSON.stringify(b.targets), b.workspace, b.toolchain ?? null);
+    const info = this.sql(`INSERT INTO builds (started_at, command, targets, status, workspace, toolchain) VALUES (?, ?, ?, 'running', ?, ?)`).run(Date.now(), b.command, JSON.stringify(b.targets), b.workspace, b.toolchain ?? null);
     return Number(info.lastInsertRowid);
   }
 

@@ -2,7 +2,7 @@
 // sentence on stderr and its exit code (internal errors keep their stack).
 import { Command, Option } from "clipanion";
 import { isWmbError } from "../errors.ts";
-import { findWorkspaceRoot } from "../build-file.ts";
+import { buildFileCache, findWorkspaceRoot, loadWorkspace, type LoadedWorkspace } from "../build-file.ts";
 import { defaultStoreDir, Store } from "../../store/store.ts";
 import { resolve } from "node:path";
 
@@ -16,16 +16,20 @@ export abstract class WmbCommand extends Command {
     return this.workspaceDir ? resolve(this.workspaceDir) : findWorkspaceRoot(process.cwd());
   }
 
-  /** The store; needs no workspace when --store or WMB_STORE says where it is. */
+  /** Where the store is; needs no workspace when --store or WMB_STORE says. */
+  storePath(): string {
+    return this.storeDir ? resolve(this.storeDir) : defaultStoreDir(() => this.workspace());
+  }
+
   async store(): Promise<Store> {
-    const dir = this.storeDir
-      ? resolve(this.storeDir)
-      : process.env.WMB_STORE
-        ? resolve(process.env.WMB_STORE)
-        : defaultStoreDir(this.workspace());
-    const s = await Store.open(dir);
+    const s = await Store.open(this.storePath());
     this.openStores.push(s);
     return s;
+  }
+
+  /** BUILD.ts's targets, with BUILD.ts compiled once per content under the store. */
+  loadWorkspace(): Promise<LoadedWorkspace> {
+    return loadWorkspace(this.workspace(), buildFileCache(this.storePath()));
   }
 
   abstract run(): Promise<number>;

@@ -57,16 +57,10 @@ export class BuildCommand extends WmbCommand {
       process.off("SIGINT", onSigint);
       process.off("SIGTERM", onSigint);
     }
-    if (summary.ok) {
-      // Sealed machines built here become runnable by identity.
-      for (const label of summary.targets) {
-        const a = summary.actions.find((x) => x.label === label);
-        if (a?.outputs && summary.graph.get(label).rule.name === "seal") {
-          const { registerSealedOutputs } = await import("../machine.ts");
-          const outs = Object.fromEntries(Object.entries(a.outputs).map(([p, d]) => [p, { digest: d, executable: false }]));
-          await registerSealedOutputs(store, label, outs);
-        }
-      }
+    // Sealed machines built here become runnable by identity (only JSON outputs can be one).
+    if (summary.ok && summary.materialized.some((m) => m.endsWith(".json"))) {
+      const { registerBuiltMachines } = await import("../machine.ts");
+      await registerBuiltMachines(store, summary);
     }
     const failures = summary.actions.filter((a) => a.status === "failed" && a.error?.code !== "INTERRUPTED");
     for (const f of failures) {

@@ -2,7 +2,6 @@ import { Command, Option } from "clipanion";
 import * as t from "typanion";
 import { canonicalLabel } from "../label.ts";
 import { Graph } from "../graph.ts";
-import { loadWorkspace } from "../build-file.ts";
 import { WmbCommand } from "./base.ts";
 
 export class GraphCommand extends WmbCommand {
@@ -15,7 +14,7 @@ export class GraphCommand extends WmbCommand {
   format = Option.String("--format", "dot", { description: "dot or json", validator: t.isEnum(["dot", "json"] as const) });
 
   async run(): Promise<number> {
-    const g = new Graph((await loadWorkspace(this.workspace())).targets);
+    const g = new Graph((await this.loadWorkspace()).targets);
     const nodes = this.labels.length ? g.closure(this.labels.map((l) => canonicalLabel(l))) : [...g.targets.values()];
     if (this.format === "json") {
       this.json({ nodes: nodes.map((n) => ({ label: n.label, rule: n.rule.name, deps: n.deps, outputs: n.outputs })) });

@@ -1,7 +1,6 @@
 import { Command, Option } from "clipanion";
 import { canonicalLabel } from "../label.ts";
 import { Graph } from "../graph.ts";
-import { loadWorkspace } from "../build-file.ts";
 import { diffKeyInputs, type ActionKeyInputs } from "../keys.ts";
 import { WmbError } from "../errors.ts";
 import { WmbCommand } from "./base.ts";
@@ -56,7 +55,7 @@ abstract class GraphQuery extends WmbCommand {
   asJson = Option.Boolean("--json", false, { description: "JSON output" });
 
   async graph(): Promise<Graph> {
-    return new Graph((await loadWorkspace(this.workspace())).targets);
+    return new Graph((await this.loadWorkspace()).targets);
   }
 
   print(labels: string[]): number {
@@ -91,7 +90,7 @@ export class QueryTargetsCommand extends WmbCommand {
   static usage = Command.Usage({ category: "Query", description: "Every target declared in BUILD.ts, with its rule" });
   asJson = Option.Boolean("--json", false, { description: "JSON output" });
   async run(): Promise<number> {
-    const ws = await loadWorkspace(this.workspace());
+    const ws = await this.loadWorkspace();
     const list = [...ws.targets.values()].map((t) => ({ label: t.label, rule: t.rule.name, outputs: t.outputs, declared_at: t.declaredAt }));
     if (this.asJson) this.json(list);
     else for (const t of list) this.context.stdout.write(`${t.label}  (${t.rule})\n`);
