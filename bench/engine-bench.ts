@@ -5,7 +5,7 @@ import { mkdirSync, mkdtempSync, writeFileSync, rmSync, existsSync } from "node:
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
-import { hashFile, hashImplementation, type ActionKey } from "../src/digest.ts";
+import { hashFile, hashImplementation } from "../src/digest.ts";
 import { Store } from "../store/store.ts";
 import { cli, fmt, median, REPO, row, section } from "./harness.ts";
 
@@ -81,7 +81,7 @@ export async function engineBench(): Promise<void> {
 
   section("action cache");
   const s = await Store.open(join(ws, ".wmb"));
-  const keys = (s.db.prepare(`SELECT action_key FROM action_results`).all() as { action_key: ActionKey }[]).map((r) => r.action_key);
+  const keys = s.actionKeys(500);
   const t2 = performance.now();
   let n = 0;
   while (performance.now() - t2 < 1000) for (const k of keys.slice(0, 500)) if (s.lookupResult(k)) n++;

@@ -2,6 +2,7 @@
 // A rule is data plus one function: it declares how a target's attributes map to
 // outputs, and `run` turns materialized inputs into those outputs inside a sandbox.
 // A rule never touches the store, the scheduler or the terminal.
+// How to add one: docs/ARCHITECTURE.md, "Where to add things".
 
 /** Attributes every target has. `srcs` holds labels (":x", "//pkg:x") and/or
  * source files relative to the package directory. */
@@ -84,6 +85,10 @@ export interface RuleDef<A extends CommonAttrs = CommonAttrs> {
   readonly tools?: string;
   /** True when the rule runs the C toolchain: its identity enters the key. */
   readonly usesToolchain?: boolean;
+  /** The output that is a sealed machine spec, for a rule that seals machines: `build`
+   * registers it by identity (so `wmb run blake3:…` finds it). Machines are known by the rule
+   * that made them, never by sniffing output contents. */
+  machineOutput?(attrs: A): string;
   /** True when the rule may use the network (fetch): the engine never verifies it by re-running offline. */
   readonly network?: boolean;
   run(ctx: ActionContext<A>): Promise<void>;

@@ -45,6 +45,7 @@ export const seal = defineRule<SealAttrs>({
     bundle: "boolean?",
   },
   outputs: (a) => (a.bundle === false ? [sealedOutput(a)] : [sealedOutput(a), kernelFile(a), rootfsFile(a)]),
+  machineOutput: sealedOutput,
   async run(ctx) {
     const a = ctx.attrs;
     const fail = (why: string): never => {

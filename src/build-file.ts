@@ -1,6 +1,7 @@
 // Loading BUILD.ts: it is TypeScript (transpiled on the fly by tsx, registered by bin/wmb.mjs),
 // and its default export receives a Workspace on which packages declare targets.
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { ensureStoreDir } from "../store/store-dir.ts";
 import { hashBytes } from "./digest.ts";
 import { packageVersion } from "./package-version.ts";
 import { checkBuildFileTypes } from "./build-file-types.ts";
@@ -115,6 +116,8 @@ async function importBuildFile(buildFile: string, cacheDir: string): Promise<{ d
     } catch (e) {
       throw buildFileError(buildFile, e);
     }
+    // The cache lives under the store: check the store's path first (a bad one fails at once).
+    ensureStoreDir(dirname(cacheDir));
     mkdirSync(cacheDir, { recursive: true });
     const tmp = `${compiled}.${process.pid}.tmp`;
     writeFileSync(tmp, code);

@@ -1,5 +1,6 @@
 // One build: load BUILD.ts, plan the closure of the requested targets, let the scheduler
 // walk it and the rebuilder decide each action, record everything, materialize outputs.
+// The layers and the action-key contract: docs/ARCHITECTURE.md.
 import { existsSync, promises as fsp } from "node:fs";
 import { randomBytes } from "node:crypto";
 import { dirname, join, relative, sep } from "node:path";
@@ -120,7 +121,11 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
   opts.signal?.addEventListener("abort", onAbort, { once: true });
   if (opts.signal?.aborted) abort.abort();
 
-  const buildId = store.beginBuild({
+  // Every source of the closure exists and stays in the workspace, or nothing runs or is recorded.
+  const sources = new SourceHasher(store, loaded.root);
+  for (const t of closure) for (const s of t.sources) sources.check(s.file, t);
+
+  const buildId = store.history.begin({
     command: opts.command ?? "build",
     targets: requested,
     workspace: loaded.root,
@@ -128,11 +133,11 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
   });
   const rebuilder = new Rebuilder({
     store,
+    producedBy: opts.command === "verify" ? "verify" : "build",
     variation: opts.variation,
     toolchain: () => toolchains.get(),
     log: (label, line) => opts.events?.log?.(label, line),
   });
-  const sources = new SourceHasher(store, loaded.root);
   const results = new Map<string, OutputMap>();
   const reports = new Map<string, ActionReport>();
   opts.events?.planned?.(closure.length);
@@ -156,7 +161,7 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
       }
       results.set(label, result.outputs);
       const durationMs = performance.now() - t0;
-      store.recordBuildAction({ buildId, label, key: plan.key, resultId: result.id, outputs: result.outputs, status, durationMs });
+      store.history.recordAction({ buildId, label, key: plan.key, resultId: result.id, outputs: result.outputs, status, durationMs });
       const report: ActionReport = {
         label,
         rule: plan.keyInputs.rule,
@@ -172,7 +177,7 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
       const error = asWmbError(e, t);
       const durationMs = performance.now() - t0;
       if (plan && error.code !== "INTERRUPTED") {
-        store.recordBuildAction({ buildId, label, key: plan.key, status: "failed", durationMs });
+        store.history.recordAction({ buildId, label, key: plan.key, status: "failed", durationMs });
       }
       const report: ActionReport = { label, rule: ruleId(t.rule), key: plan?.key, status: "failed", durationMs, error };
       reports.set(label, report);
@@ -202,7 +207,7 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
   if (ok && opts.materialize !== false) {
     materialized = await materializeOutputs(store, loaded.root, requested.map((l) => graph.get(l)), results);
   }
-  store.finishBuild(buildId, interrupted ? "interrupted" : ok ? "ok" : "failed");
+  store.history.finish(buildId, interrupted ? "interrupted" : ok ? "ok" : "failed");
   const actions = closure.map((t) => reports.get(t.label)!).filter(Boolean);
   const counts: Record<ActionStatus, number> = { cached: 0, executed: 0, failed: 0, skipped: 0 };
   for (const a of actions) counts[a.status]++;

@@ -1,12 +1,14 @@
 // Sealed machines in the store: find one by label, spec path or identity, prove every digest
 // before anything runs, and keep the transpiled component per kernel digest.
+// The spec and seal format: docs/ARCHITECTURE.md.
 import { existsSync, promises as fsp } from "node:fs";
 import { dirname, join, resolve } from "node:path";
-import { hashBytes, type ActionKey, type Digest } from "./digest.ts";
+import type { Digest } from "./digest.ts";
 import { WmbError } from "./errors.ts";
 import { checkArtifact, checkSealedSpec, type SealedSpec } from "./formats/machine-spec.ts";
 import type { OutputMap, Store } from "../store/store.ts";
 import type { BuildSummary } from "./build.ts";
+import type { Target } from "./build-file.ts";
 
 export interface LoadedMachine {
   identity: string;
@@ -30,37 +32,35 @@ export function isIdentity(ref: string): boolean {
 
 /** Remember a sealed spec (already in the CAS) by its identity, and root its blobs for gc. */
 export function registerMachine(store: Store, spec: SealedSpec, specDigest: Digest, label?: string): void {
-  store.db.prepare(`INSERT OR REPLACE INTO machines (identity, spec_digest, label, created_at) VALUES (?, ?, ?, ?)`).run(spec.seal.digest, specDigest, label ?? null, Date.now());
-  store.addRoot(`machine:${spec.seal.digest}`, [specDigest, hexOf(spec.kernel_ref.digest), hexOf(spec.rootfs_ref.digest)]);
+  store.registerMachine({ identity: spec.seal.digest, specDigest, kernelDigest: hexOf(spec.kernel_ref.digest), rootfsDigest: hexOf(spec.rootfs_ref.digest), label });
 }
 
-/** The sealed specs among an action's outputs (path -> digest): its JSON outputs that carry a
- * `seal` member, each checked against its seal. */
-export async function sealedSpecsAmong(store: Store, label: string, outputs: Record<string, Digest>): Promise<{ spec: SealedSpec; digest: Digest }[]> {
-  const found: { spec: SealedSpec; digest: Digest }[] = [];
-  for (const [path, digest] of Object.entries(outputs)) {
-    if (!path.endsWith(".json")) continue;
-    let value: unknown;
-    try {
-      value = JSON.parse((await store.readBlob(digest)).toString("utf8"));
-    } catch {
-      continue;
-    }
-    if (value && typeof value === "object" && "seal" in value) found.push({ spec: checkSealedSpec(value, {}, `${label} (${path})`), digest });
+/** The sealed spec a target's rule declares among its outputs (see RuleDef.machineOutput),
+ * checked against its seal; undefined for a target whose rule seals no machine. */
+export async function sealedSpecOf(store: Store, target: Target, outputs: Record<string, Digest>): Promise<{ spec: SealedSpec; digest: Digest } | undefined> {
+  const path = target.rule.machineOutput?.(target.attrs);
+  if (path === undefined) return undefined;
+  const digest = outputs[path];
+  if (digest === undefined) throw new Error(`internal: ${target.label} has no output ${path}`);
+  const what = `${target.label} (${path})`;
+  let value: unknown;
+  try {
+    value = JSON.parse((await store.readBlob(digest)).toString("utf8"));
+  } catch (e) {
+    throw new WmbError("INTEGRITY", `${what} is not valid JSON (${(e as Error).message}); rebuild it with --no-cache.`, { subject: target.label });
   }
-  return found;
+  return { spec: checkSealedSpec(value, {}, what), digest };
 }
 
-/** Register every sealed spec among the requested targets' outputs of a successful build, so
- * those machines run by identity. */
+/** Register the machines the requested targets of a successful build sealed, so they run by identity. */
 export async function registerBuiltMachines(store: Store, summary: BuildSummary): Promise<SealedSpec[]> {
   const found: SealedSpec[] = [];
   for (const label of summary.targets) {
     const outputs = summary.actions.find((a) => a.label === label)?.outputs ?? {};
-    for (const { spec, digest } of await sealedSpecsAmong(store, label, outputs)) {
-      registerMachine(store, spec, digest, label);
-      found.push(spec);
-    }
+    const sealed = await sealedSpecOf(store, summary.graph.get(label), outputs);
+    if (!sealed) continue;
+    registerMachine(store, sealed.spec, sealed.digest, label);
+    found.push(sealed.spec);
   }
   return found;
 }
@@ -72,11 +72,11 @@ export async function loadMachine(store: Store, ref: string): Promise<LoadedMach
   let specDir: string | undefined;
   let specDigest: Digest | undefined;
   if (isIdentity(ref)) {
-    const row = store.db.prepare(`SELECT spec_digest FROM machines WHERE identity = ?`).get(ref) as { spec_digest: Digest } | undefined;
-    if (!row) {
+    const stored = store.machineSpecDigest(ref);
+    if (!stored) {
       throw new WmbError("USAGE", `No machine with identity ${ref} in the store ${store.dir}; build it, or import its bundle with \`wmb store import\`.`, { subject: ref });
     }
-    specDigest = row.spec_digest;
+    specDigest = stored;
     if ((await store.checkBlob(specDigest)) !== "ok") {
       throw new WmbError("INTEGRITY", `The stored spec of ${ref} is missing or corrupt (blob ${specDigest}); rebuild or re-import the machine.`, { subject: ref });
     }
@@ -131,23 +131,14 @@ function hexOf(prefixed: string): Digest {
 /** The transpiled component, from the store when this kernel was transpiled before. */
 export async function transpiledFiles(store: Store, kernel: Buffer, kernelDigest: Digest): Promise<{ outputs: OutputMap; cached: boolean }> {
   const { TRANSPILER_ID, transpileComponent } = await import("./run/transpile.ts");
-  const key = hashBytes(`transpile\n${TRANSPILER_ID}\n${kernelDigest}`) as string as ActionKey;
-  const hit = await store.wholeResult(key);
-  if (hit) return { outputs: hit.outputs, cached: true };
-  const t0 = performance.now();
+  const hit = await store.transpiled(kernelDigest, TRANSPILER_ID);
+  if (hit) return { outputs: hit, cached: true };
   const { files } = await transpileComponent(kernel);
   const outputs: OutputMap = {};
   for (const [name, bytes] of Object.entries(files)) {
     const { digest } = await store.putBytes(bytes);
     outputs[name] = { digest, executable: false };
   }
-  store.recordResult({
-    key,
-    label: `transpile:${kernelDigest}`,
-    rule: "transpile@1",
-    keyInputs: JSON.stringify({ transpiler: TRANSPILER_ID, kernel: kernelDigest }),
-    outputs,
-    durationMs: performance.now() - t0,
-  });
+  store.recordTranspiled(kernelDigest, TRANSPILER_ID, outputs);
   return { outputs, cached: false };
 }

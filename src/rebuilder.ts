@@ -8,7 +8,7 @@ import { encodeKeyInputs, type ActionKeyInputs } from "./keys.ts";
 import { createSandboxDir, execInSandbox, placeFile, removeSandboxDir, type SandboxVariation } from "./sandbox.ts";
 import { sourceStatSignature } from "./source-hash.ts";
 import type { Target } from "./build-file.ts";
-import type { ActionResult, OutputMap, Store } from "../store/store.ts";
+import type { ActionResult, OutputMap, ProducedBy, Store } from "../store/store.ts";
 import { CommandError, type ActionContext, type MaterializedInput, type Toolchain } from "../rules/rule.ts";
 
 export interface PlannedInput {
@@ -39,6 +39,8 @@ export interface Executed {
 
 export interface RebuilderOptions {
   store: Store;
+  /** "verify": results are kept as evidence and never served (see Store.recordResult). */
+  producedBy?: ProducedBy;
   variation?: SandboxVariation;
   toolchain: () => Promise<Toolchain>;
   log: (label: string, line: string) => void;
@@ -104,6 +106,7 @@ export class Rebuilder {
         keyInputs: encodeKeyInputs(plan.keyInputs),
         outputs,
         durationMs,
+        producedBy: this.opts.producedBy,
       });
       return { result: { id: recorded.id, outputsDigest: recorded.outputsDigest, outputs }, divergentFrom: recorded.divergentFrom };
     } finally {

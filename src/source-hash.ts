@@ -1,6 +1,6 @@
 // Source files are hashed once per change: a file's digest is reused while its stat
 // signature (size, mtime_ns, inode) is the one recorded in the store's stat cache.
-import { realpathSync, statSync } from "node:fs";
+import { realpathSync, statSync, type BigIntStats } from "node:fs";
 import { relative, sep } from "node:path";
 import { hashFile, type Digest } from "./digest.ts";
 import { WmbError } from "./errors.ts";
@@ -41,7 +41,13 @@ export class SourceHasher {
     this.rootReal = realpathSync(root);
   }
 
-  async hash(file: string, t: Target): Promise<{ digest: Digest; statSig: string }> {
+  private readonly checked = new Map<string, { real: string; st: BigIntStats }>();
+
+  /** Refuse a missing file, a non-file or a symlink out of the workspace, before anything runs
+   * (the build checks every source of its closure first). The stat is reused by `hash`. */
+  check(file: string, t: Target): { real: string; st: BigIntStats } {
+    const seen = this.checked.get(file);
+    if (seen) return seen;
     const rel = relative(this.root, file);
     let real: string;
     try {
@@ -56,7 +62,15 @@ export class SourceHasher {
     if (!st.isFile()) {
       throw new WmbError("MISSING_SOURCE", `${t.declaredAt}: source ${rel} of ${t.label} is not a regular file.`, { subject: t.label });
     }
+    const found = { real, st };
+    this.checked.set(file, found);
+    return found;
+  }
+
+  async hash(file: string, t: Target): Promise<{ digest: Digest; statSig: string }> {
+    const { real, st } = this.check(file, t);
     const statSig = statSignatureOf(st);
     return { digest: await digestFor(this.store, real, statSig), statSig };
   }
+
 }

@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { build, buildFailure, ToolchainProvider, type ActionReport, type BuildEvents, type ToolchainKind } from "./build.ts";
 import type { Graph } from "./graph.ts";
-import { buildFileCache, loadWorkspace } from "./build-file.ts";
+import { buildFileCache, loadWorkspace, type Target } from "./build-file.ts";
 import { WmbError } from "./errors.ts";
 import type { Digest } from "./digest.ts";
 import type { SandboxVariation } from "./sandbox.ts";
@@ -156,10 +156,10 @@ export async function verify(opts: {
       rounds.push(compareRound(r, v.described, baseline.graph, recorded, round.actions));
     }
     const target = baseline.targets[0]!;
-    const identityBefore = await identityOf(store, target, recorded.get(target)?.outputs);
+    const identityBefore = await identityOf(store, baseline.graph.get(target), recorded.get(target)?.outputs);
     for (const round of rounds) {
       round.identityBefore = identityBefore;
-      round.identityAfter = await identityOf(store, target, round.actions.find((a) => a.label === target)?.rebuilt);
+      round.identityAfter = await identityOf(store, baseline.graph.get(target), round.actions.find((a) => a.label === target)?.rebuilt);
     }
     return { target, rounds, reproducible: rounds.every((r) => !r.firstDivergence) };
   } finally {
@@ -197,10 +197,10 @@ function compareRound(
 }
 
 /** A sealed machine's identity, when the target's outputs hold a sealed spec. */
-async function identityOf(store: Store, label: string, outputs: Record<string, Digest> | undefined): Promise<string | undefined> {
+async function identityOf(store: Store, target: Target, outputs: Record<string, Digest> | undefined): Promise<string | undefined> {
   if (!outputs) return undefined;
-  const { sealedSpecsAmong } = await import("./machine.ts");
-  return (await sealedSpecsAmong(store, label, outputs))[0]?.spec.seal.digest;
+  const { sealedSpecOf } = await import("./machine.ts");
+  return (await sealedSpecOf(store, target, outputs))?.spec.seal.digest;
 }
 
 function applyProcessVariation(tz: string | undefined, umask: number | undefined): () => void {

@@ -1,9 +1,12 @@
 // Blob storage on disk: cas/<first 2 hex>/<other 62 hex>, named by BLAKE3.
-// Writes are atomic: temp file in cas/tmp, fsync, chmod read-only, rename.
+// Writes are atomic: temp file in cas/tmp, fsync, chmod read-only, rename over whatever is there.
 import { randomBytes } from "node:crypto";
 import { constants as fsc, promises as fsp, statSync, type BigIntStats, type Stats } from "node:fs";
 import { join } from "node:path";
 import { hashFile, type Digest } from "../src/digest.ts";
+
+/** The stat signature recorded when a blob was last verified, if the index has one. */
+export type VerifiedSig = (digest: Digest) => string | undefined;
 
 export class Cas {
   readonly root: string;
@@ -22,28 +25,33 @@ export class Cas {
     return join(this.root, digest.slice(0, 2), digest.slice(2));
   }
 
-  /** Copy `src` into the CAS under its digest (computed here), atomically. */
-  async putFile(src: string): Promise<{ digest: Digest; size: number; statSig: string }> {
-    const tmp = join(this.tmpDir, `${process.pid}-${randomBytes(6).toString("hex")}`);
+  /** Copy `src` into the CAS under its digest (computed here), atomically. `verifiedSig` gives
+   * the stat signature a blob had when last verified (see adoptTemp). */
+  async putFile(src: string, verifiedSig: VerifiedSig): Promise<{ digest: Digest; size: number; statSig: string }> {
+    const tmp = this.tempPath();
     await fsp.copyFile(src, tmp, fsc.COPYFILE_FICLONE);
-    return this.adoptTemp(tmp);
+    return this.adoptTemp(tmp, verifiedSig);
   }
 
-  async putBytes(data: Uint8Array): Promise<{ digest: Digest; size: number; statSig: string }> {
-    const tmp = join(this.tmpDir, `${process.pid}-${randomBytes(6).toString("hex")}`);
+  async putBytes(data: Uint8Array, verifiedSig: VerifiedSig): Promise<{ digest: Digest; size: number; statSig: string }> {
+    const tmp = this.tempPath();
     await fsp.writeFile(tmp, data);
-    return this.adoptTemp(tmp);
+    return this.adoptTemp(tmp, verifiedSig);
   }
 
-  private async adoptTemp(tmp: string): Promise<{ digest: Digest; size: number; statSig: string }> {
+  private tempPath(): string {
+    return join(this.tmpDir, `${process.pid}-${randomBytes(6).toString("hex")}`);
+  }
+
+  /** Hash the temp file and move it to its name. A file already there is kept only when its
+   * stat is the one recorded when it was last verified (no write since: ctime cannot be set
+   * back); otherwise it is atomically replaced, so a wrong file never stays behind a right name. */
+  private async adoptTemp(tmp: string, verifiedSig: VerifiedSig): Promise<{ digest: Digest; size: number; statSig: string }> {
     try {
       const { digest, size } = await hashFile(tmp);
       const dest = this.path(digest);
-      const existing = await statOrNull(dest);
-      if (existing && existing.size === size) {
-        // Already stored (possibly by a concurrent writer). Keep the existing file.
-        return { digest, size, statSig: statSignature(await fsp.stat(dest, { bigint: true })) };
-      }
+      const existing = this.statSig(digest);
+      if (existing !== undefined && existing === verifiedSig(digest)) return { digest, size, statSig: existing };
       const fh = await fsp.open(tmp, "r+");
       try {
         await fh.sync();

@@ -2,6 +2,7 @@
 import { promises as fsp } from "node:fs";
 import { hashFile, type Digest } from "../src/digest.ts";
 import { statSignature } from "./cas.ts";
+import type { Sql } from "./sql.ts";
 import type { Store } from "./store.ts";
 
 export interface FsckReport {
@@ -13,14 +14,22 @@ export interface FsckReport {
   missing: Digest[];
   /** File present, no row (a crash between rename and insert, or an interrupted import). */
   orphaned: Digest[];
-  /** Output, root and machine rows naming a blob with no row. */
+  /** Output, root, machine and transpiled rows naming a blob with no row. */
   danglingRows: number;
   staleTemps: number;
   repaired: boolean;
 }
 
-export async function fsck(store: Store, opts: { repair: boolean }): Promise<FsckReport> {
-  const rows = store.db.prepare(`SELECT digest, size FROM blobs ORDER BY digest`).all() as { digest: Digest; size: number }[];
+/** Tables whose rows name blobs, and the column that does. */
+const BLOB_REFERENCES = [
+  ["action_outputs", "digest"],
+  ["gc_roots", "digest"],
+  ["machines", "spec_digest"],
+  ["transpiled", "digest"],
+] as const;
+
+export async function fsck(store: Store, sql: Sql, opts: { repair: boolean }): Promise<FsckReport> {
+  const rows = sql.all<{ digest: Digest; size: number }>(`SELECT digest, size FROM blobs ORDER BY digest`);
   const known = new Set(rows.map((r) => r.digest));
   const report: FsckReport = { blobsChecked: 0, bytesChecked: 0, corrupt: [], missing: [], orphaned: [], danglingRows: 0, staleTemps: 0, repaired: opts.repair };
 
@@ -38,11 +47,10 @@ export async function fsck(store: Store, opts: { repair: boolean }): Promise<Fsc
   for await (const d of store.cas.list()) {
     if (!known.has(d)) report.orphaned.push(d);
   }
-  const count = (sql: string) => (store.db.prepare(sql).get() as { n: number }).n;
-  report.danglingRows =
-    count(`SELECT count(*) AS n FROM action_outputs WHERE digest NOT IN (SELECT digest FROM blobs)`) +
-    count(`SELECT count(*) AS n FROM gc_roots WHERE digest NOT IN (SELECT digest FROM blobs)`) +
-    count(`SELECT count(*) AS n FROM machines WHERE spec_digest NOT IN (SELECT digest FROM blobs)`);
+  report.danglingRows = 0;
+  for (const [table, column] of BLOB_REFERENCES) {
+    report.danglingRows += sql.count(`SELECT count(*) AS n FROM ${table} WHERE ${column} NOT IN (SELECT digest FROM blobs)`);
+  }
   const temps = await store.cas.staleTemps(60 * 60 * 1000);
   report.staleTemps = temps.length;
 
@@ -51,16 +59,17 @@ export async function fsck(store: Store, opts: { repair: boolean }): Promise<Fsc
       await store.cas.remove(d);
       store.forgetBlob(d);
     }
-    store.db.prepare(`DELETE FROM action_results WHERE id IN (SELECT result_id FROM action_outputs WHERE digest NOT IN (SELECT digest FROM blobs))`).run();
-    store.db.prepare(`DELETE FROM gc_roots WHERE digest NOT IN (SELECT digest FROM blobs)`).run();
-    store.db.prepare(`DELETE FROM machines WHERE spec_digest NOT IN (SELECT digest FROM blobs)`).run();
+    sql.write(() => {
+      sql.run(`DELETE FROM action_results WHERE id IN (SELECT result_id FROM action_outputs WHERE digest NOT IN (SELECT digest FROM blobs))`);
+      for (const [table, column] of BLOB_REFERENCES.slice(1)) sql.run(`DELETE FROM ${table} WHERE ${column} NOT IN (SELECT digest FROM blobs)`);
+    });
     for (const d of report.orphaned) {
       // Adopt an orphan whose bytes are right (cheap to keep, may be referenced by a retry); drop the rest.
       const path = store.blobPath(d);
       const actual = await hashFile(path).catch(() => undefined);
       if (actual?.digest === d) {
         const st = await fsp.stat(path, { bigint: true });
-        store.db.prepare(`INSERT OR IGNORE INTO blobs (digest, size, stat_sig, created_at) VALUES (?, ?, ?, ?)`).run(d, actual.size, statSignature(st), Date.now());
+        sql.run(`INSERT OR IGNORE INTO blobs (digest, size, stat_sig, created_at) VALUES (?, ?, ?, ?)`, d, actual.size, statSignature(st), Date.now());
       } else {
         await store.cas.remove(d);
       }

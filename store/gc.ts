@@ -1,6 +1,8 @@
 // Garbage collection: keep what the roots and the last N builds reach, delete the rest.
+// A transpiled component is kept as long as the kernel it was made from.
 import { promises as fsp } from "node:fs";
 import type { Digest } from "../src/digest.ts";
+import type { Sql } from "./sql.ts";
 import type { Store } from "./store.ts";
 
 export interface GcReport {
@@ -18,42 +20,52 @@ export interface GcOptions {
   dryRun?: boolean;
 }
 
-export async function gc(store: Store, opts: GcOptions): Promise<GcReport> {
-  const db = store.db;
+export async function gc(store: Store, sql: Sql, opts: GcOptions): Promise<GcReport> {
   const cutoff = Date.now() - opts.graceMs;
-  const doomedBlobs = db.transaction(() => {
-    db.exec(`CREATE TEMP TABLE IF NOT EXISTS keep_results (id INTEGER PRIMARY KEY)`);
-    db.exec(`DELETE FROM keep_results`);
-    db.prepare(
+  const doomed = sql.write(() => {
+    sql.exec(`CREATE TEMP TABLE IF NOT EXISTS keep_results (id INTEGER PRIMARY KEY)`);
+    sql.exec(`CREATE TEMP TABLE IF NOT EXISTS doomed_blobs (digest TEXT PRIMARY KEY, size INTEGER NOT NULL)`);
+    sql.exec(`DELETE FROM keep_results`);
+    sql.exec(`DELETE FROM doomed_blobs`);
+    sql.run(
       `INSERT OR IGNORE INTO keep_results
        SELECT result_id FROM build_actions
        WHERE result_id IS NOT NULL AND build_id IN (SELECT id FROM builds ORDER BY id DESC LIMIT ?)`,
-    ).run(opts.keepBuilds);
+      opts.keepBuilds,
+    );
     // Results created during the grace period belong to builds in flight.
-    db.prepare(`INSERT OR IGNORE INTO keep_results SELECT id FROM action_results WHERE created_at >= ?`).run(cutoff);
-    const resultsDeleted = opts.dryRun
-      ? (db.prepare(`SELECT count(*) AS n FROM action_results WHERE id NOT IN (SELECT id FROM keep_results)`).get() as { n: number }).n
-      : db.prepare(`DELETE FROM action_results WHERE id NOT IN (SELECT id FROM keep_results)`).run().changes;
-    const blobs = db
-      .prepare(
-        `SELECT digest, size FROM blobs
-         WHERE created_at < ?
-           AND digest NOT IN (SELECT digest FROM action_outputs WHERE result_id IN (SELECT id FROM keep_results))
-           AND digest NOT IN (SELECT digest FROM gc_roots)`,
-      )
-      .all(cutoff) as { digest: Digest; size: number }[];
+    sql.run(`INSERT OR IGNORE INTO keep_results SELECT id FROM action_results WHERE created_at >= ?`, cutoff);
+    sql.run(
+      `INSERT INTO doomed_blobs SELECT digest, size FROM blobs
+       WHERE created_at < ?
+         AND digest NOT IN (SELECT digest FROM action_outputs WHERE result_id IN (SELECT id FROM keep_results))
+         AND digest NOT IN (SELECT digest FROM gc_roots)`,
+      cutoff,
+    );
+    // Transpiled files whose kernel stays are spared; those of a doomed (or absent) kernel go.
+    sql.run(
+      `DELETE FROM doomed_blobs WHERE digest IN (
+         SELECT digest FROM transpiled
+         WHERE kernel_digest IN (SELECT digest FROM blobs) AND kernel_digest NOT IN (SELECT digest FROM doomed_blobs))`,
+    );
+    const resultsDeleted = sql.count(`SELECT count(*) AS n FROM action_results WHERE id NOT IN (SELECT id FROM keep_results)`);
+    const blobs = sql.all<{ digest: Digest; size: number }>(`SELECT digest, size FROM doomed_blobs ORDER BY digest`);
     if (!opts.dryRun) {
-      const del = db.prepare(`DELETE FROM blobs WHERE digest = ?`);
-      for (const b of blobs) del.run(b.digest);
+      sql.run(`DELETE FROM action_results WHERE id NOT IN (SELECT id FROM keep_results)`);
+      sql.run(
+        `DELETE FROM transpiled WHERE digest IN (SELECT digest FROM doomed_blobs)
+           OR kernel_digest IN (SELECT digest FROM doomed_blobs) OR kernel_digest NOT IN (SELECT digest FROM blobs)`,
+      );
+      sql.run(`DELETE FROM blobs WHERE digest IN (SELECT digest FROM doomed_blobs)`);
     }
     return { resultsDeleted, blobs };
-  }).immediate();
+  });
   // Rows first, then files: a crash in between leaves orphans (fsck adopts or drops them), never dangling rows.
   let bytesFreed = 0;
-  for (const b of doomedBlobs.blobs) {
+  for (const b of doomed.blobs) {
     if (!opts.dryRun) await fsp.rm(store.blobPath(b.digest), { force: true });
     bytesFreed += b.size;
   }
-  const blobsKept = (db.prepare(`SELECT count(*) AS n FROM blobs`).get() as { n: number }).n;
-  return { resultsDeleted: doomedBlobs.resultsDeleted, blobsDeleted: doomedBlobs.blobs.length, bytesFreed, blobsKept };
+  const blobsKept = sql.count(`SELECT count(*) AS n FROM blobs`) - (opts.dryRun ? doomed.blobs.length : 0);
+  return { resultsDeleted: doomed.resultsDeleted, blobsDeleted: doomed.blobs.length, bytesFreed, blobsKept };
 }

@@ -1,5 +1,5 @@
-// The SQLite index of the store (better-sqlite3, WAL). Opens, migrates, and exposes the
-// few statements the engine needs. The schema itself is in schema.sql.
+// The SQLite index of the store (better-sqlite3, WAL): opens it and migrates it. The schema is
+// schema.sql (version 1) plus the migration-N-*.sql files listed below, applied in order on open.
 import Database from "better-sqlite3";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -12,6 +12,7 @@ type Db = Database.Database;
 const MIGRATIONS: { version: number; sql: () => string }[] = [
   { version: 1, sql: () => sqlFile("./schema.sql") },
   { version: 2, sql: () => sqlFile("./migration-2-machines.sql") },
+  { version: 3, sql: () => sqlFile("./migration-3-transpiled.sql") },
 ];
 function sqlFile(rel: string): string {
   return readFileSync(wmbFile(join("store", rel)), "utf8");

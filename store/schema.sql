@@ -1,4 +1,6 @@
--- wmb store index. Version 1. Migrations live in index-db.ts and run on open.
+-- wmb store index, version 1. Later versions are store/migration-N-*.sql, listed in index-db.ts
+-- and applied in order when a store is opened; this file is never edited but for comments.
+-- Only the modules in store/ run SQL; everything else goes through store.ts's API.
 -- Invariant: a row names a blob only after the blob is whole on disk at cas/<2 hex>/<62 hex>
 -- (written to a temp file, fsynced, made read-only, renamed). So a crash leaves at worst
 -- an orphaned blob, never a dangling row.
@@ -13,15 +15,16 @@ CREATE TABLE blobs (
 );
 
 -- What an action produced. A key has several results only when the action is not
--- deterministic; the newest is the one served, and all are kept for `wmb query nondeterministic`.
+-- deterministic; the most recently produced one (highest created_at) is served, and all are
+-- kept for `wmb query nondeterministic`, `why` and `verify`.
 CREATE TABLE action_results (
   id             INTEGER PRIMARY KEY,
   action_key     TEXT NOT NULL,
-  outputs_digest TEXT NOT NULL,          -- blake3 over the canonical {path: digest} map
+  outputs_digest TEXT NOT NULL,          -- blake3 of JSON [[path, digest, executable 0|1], …] sorted by path (outputsDigestOf)
   label          TEXT NOT NULL,
   rule           TEXT NOT NULL,
   key_inputs     TEXT NOT NULL,          -- canonical JSON of ActionKeyInputs, for `wmb why`
-  created_at     INTEGER NOT NULL,
+  created_at     INTEGER NOT NULL,         -- ms; when last produced: a rerun that repeats an older result makes it newest again
   duration_ms    INTEGER NOT NULL,
   UNIQUE (action_key, outputs_digest)
 );
@@ -55,7 +58,7 @@ CREATE TABLE build_actions (
   action_key  TEXT NOT NULL,
   result_id   INTEGER REFERENCES action_results (id) ON DELETE SET NULL,
   outputs     TEXT,                      -- JSON {path: digest}; kept even after gc drops the result
-  status      TEXT NOT NULL,             -- cached | executed | failed | skipped
+  status      TEXT NOT NULL,             -- cached | executed | failed (a skipped action gets no row)
   duration_ms INTEGER NOT NULL,
   PRIMARY KEY (build_id, label)
 );
@@ -68,7 +71,8 @@ CREATE TABLE stat_cache (
   digest   TEXT NOT NULL
 );
 
--- Blobs kept by gc whatever the builds say (imported bundles, transpiled machines).
+-- Blobs kept by gc whatever the builds say: sealed machines (built or imported). Transpiled
+-- components are kept by their own table (migration 3) for as long as their kernel blob.
 CREATE TABLE gc_roots (
   name       TEXT NOT NULL,
   digest     TEXT NOT NULL,

@@ -1,12 +1,17 @@
-// The content-addressed store: blobs on disk (cas.ts) + the SQLite index (index-db.ts).
+// The content-addressed store: blobs on disk (cas.ts) + the SQLite index (index-db.ts, schema
+// in schema.sql). Its SQL stays in store/: commands use this API, never the database.
 // Every method keeps the invariant that no row names a blob that is not whole on disk.
-import type Database from "better-sqlite3";
-import { constants as fsc, mkdirSync, promises as fsp } from "node:fs";
+// See docs/ARCHITECTURE.md for the schema's invariants.
+import { constants as fsc, promises as fsp, statSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { hashFile, hashBytes, type ActionKey, type Digest } from "../src/digest.ts";
-import { WmbError } from "../src/errors.ts";
 import { Cas } from "./cas.ts";
 import { openIndex } from "./index-db.ts";
+import { BuildHistory } from "./history.ts";
+import { Sql } from "./sql.ts";
+import { ensureStoreDir } from "./store-dir.ts";
+import { fsck, type FsckReport } from "./fsck.ts";
+import { gc, type GcOptions, type GcReport } from "./gc.ts";
 
 export interface StoredOutput {
   digest: Digest;
@@ -23,6 +28,12 @@ export interface ActionResult {
 
 export type BlobHealth = "ok" | "missing" | "corrupt";
 
+/** Who recorded a result: a build (served) or a verify round (kept as evidence, never served). */
+export type ProducedBy = "build" | "verify";
+
+/** The order in which a key's results are served: builds' before verify's, newest first. */
+const SERVED_FIRST = `ORDER BY produced_by = 'build' DESC, created_at DESC, id DESC`;
+
 export function outputsDigestOf(outputs: OutputMap): Digest {
   const entries = Object.keys(outputs)
     .sort()
@@ -35,63 +46,82 @@ export function defaultStoreDir(workspace: () => string): string {
   return process.env.WMB_STORE ? resolve(process.env.WMB_STORE) : join(workspace(), ".wmb");
 }
 
+export interface StoreStats {
+  store: string;
+  blobs: number;
+  blob_bytes: number;
+  action_results: number;
+  distinct_keys: number;
+  builds: number;
+  machines: number;
+  transpiled_components: number;
+  stat_cache_entries: number;
+  gc_roots: number;
+  index_bytes: number;
+}
+
+export interface NondeterministicAction {
+  label: string;
+  key: ActionKey;
+  /** Output-set digests of every result recorded for the key, newest first. */
+  results: Digest[];
+}
+
 export class Store {
   readonly dir: string;
   readonly cas: Cas;
-  readonly db: Database.Database;
+  /** Every build and what each action did in it. */
+  readonly history: BuildHistory;
+  private readonly sql: Sql;
 
-  private constructor(dir: string, cas: Cas, db: Database.Database) {
+  private constructor(dir: string, cas: Cas, sql: Sql) {
     this.dir = dir;
     this.cas = cas;
-    this.db = db;
+    this.sql = sql;
+    this.history = new BuildHistory(sql);
   }
 
   static async open(dir: string): Promise<Store> {
     const abs = resolve(dir);
-    try {
-      mkdirSync(abs, { recursive: true });
-    } catch (e) {
-      throw new WmbError("STORE", `Cannot create the store directory ${abs}: ${(e as Error).message}.`, { subject: abs });
-    }
+    ensureStoreDir(abs);
     const cas = new Cas(abs);
     await cas.init();
-    return new Store(abs, cas, openIndex(join(abs, "index.sqlite")));
+    return new Store(abs, cas, new Sql(openIndex(join(abs, "index.sqlite"))));
   }
 
   close(): void {
-    this.flushBuildActions();
-    if (this.db.open) this.db.close();
-  }
-
-  private readonly statements = new Map<string, Database.Statement>();
-
-  /** Prepared once per store handle: a no-op build runs these thousands of times. */
-  private sql(text: string): Database.Statement {
-    let st = this.statements.get(text);
-    if (!st) {
-      st = this.db.prepare(text);
-      this.statements.set(text, st);
-    }
-    return st;
+    this.history.flush();
+    this.sql.close();
   }
 
   // ---- blobs ---------------------------------------------------------------------------
 
-  private recordBlob(b: { digest: Digest; size: number; statSig: string }): void {
-    this.sql(
-      `INSERT INTO blobs (digest, size, stat_sig, created_at) VALUES (?, ?, ?, ?)
-       ON CONFLICT (digest) DO UPDATE SET stat_sig = excluded.stat_sig`,
-    ).run(b.digest, b.size, b.statSig, Date.now());
+  /** The stat signature the blob had when it was last verified, if it has a row. */
+  private verifiedSig(digest: Digest): string | undefined {
+    return this.sql.get<{ stat_sig: string }>(`SELECT stat_sig FROM blobs WHERE digest = ?`, digest)?.stat_sig;
   }
 
+  private recordBlob(b: { digest: Digest; size: number; statSig: string }): void {
+    this.sql.run(
+      `INSERT INTO blobs (digest, size, stat_sig, created_at) VALUES (?, ?, ?, ?)
+       ON CONFLICT (digest) DO UPDATE SET stat_sig = excluded.stat_sig`,
+      b.digest,
+      b.size,
+      b.statSig,
+      Date.now(),
+    );
+  }
+
+  /** Admit a file's bytes. An existing blob of the same name is kept only when its stat is the
+   * one recorded when it was verified; anything else is replaced by these (verified) bytes. */
   async putFile(path: string): Promise<{ digest: Digest; size: number }> {
-    const b = await this.cas.putFile(path);
+    const b = await this.cas.putFile(path, (d) => this.verifiedSig(d));
     this.recordBlob(b);
     return b;
   }
 
   async putBytes(data: Uint8Array): Promise<{ digest: Digest; size: number }> {
-    const b = await this.cas.putBytes(data);
+    const b = await this.cas.putBytes(data, (d) => this.verifiedSig(d));
     this.recordBlob(b);
     return b;
   }
@@ -103,16 +133,16 @@ export class Store {
   /** Cheap when the blob's stat is unchanged since it was verified; re-hashes otherwise.
    * A corrupt blob is removed with every result that names it, so it is never served. */
   async checkBlob(digest: Digest): Promise<BlobHealth> {
-    const row = this.sql(`SELECT stat_sig FROM blobs WHERE digest = ?`).get(digest) as { stat_sig: string } | undefined;
+    const verified = this.verifiedSig(digest);
     const sig = this.cas.statSig(digest);
-    if (!row || sig === undefined) {
-      if (row) this.forgetBlob(digest);
+    if (verified === undefined || sig === undefined) {
+      if (verified !== undefined) this.forgetBlob(digest);
       return "missing";
     }
-    if (sig === row.stat_sig) return "ok";
+    if (sig === verified) return "ok";
     const actual = await hashFile(this.cas.path(digest)).catch(() => undefined);
     if (actual?.digest === digest) {
-      this.sql(`UPDATE blobs SET stat_sig = ? WHERE digest = ?`).run(sig, digest);
+      this.sql.run(`UPDATE blobs SET stat_sig = ? WHERE digest = ?`, sig, digest);
       return "ok";
     }
     await this.cas.remove(digest);
@@ -120,14 +150,15 @@ export class Store {
     return "corrupt";
   }
 
-  /** Drop a blob's row and every action result that names it (the actions will rerun). */
+  /** Drop a blob's row and every row that names it (the actions that made it will rerun). */
   forgetBlob(digest: Digest): void {
-    this.db.transaction(() => {
-      this.sql(`DELETE FROM action_results WHERE id IN (SELECT result_id FROM action_outputs WHERE digest = ?)`).run(digest);
-      this.sql(`DELETE FROM gc_roots WHERE digest = ?`).run(digest);
-      this.sql(`DELETE FROM machines WHERE spec_digest = ?`).run(digest);
-      this.sql(`DELETE FROM blobs WHERE digest = ?`).run(digest);
-    })();
+    this.sql.write(() => {
+      this.sql.run(`DELETE FROM action_results WHERE id IN (SELECT result_id FROM action_outputs WHERE digest = ?)`, digest);
+      this.sql.run(`DELETE FROM gc_roots WHERE digest = ?`, digest);
+      this.sql.run(`DELETE FROM machines WHERE spec_digest = ?`, digest);
+      this.sql.run(`DELETE FROM transpiled WHERE digest = ? OR kernel_digest = ?`, digest, digest);
+      this.sql.run(`DELETE FROM blobs WHERE digest = ?`, digest);
+    });
   }
 
   /** Copy a blob out of the store (never a link: the store's copy must stay untouched). */
@@ -143,37 +174,49 @@ export class Store {
 
   // ---- action results ------------------------------------------------------------------
 
-  /** The first result recorded for a key: a later, different one (a non-deterministic
-   * action run again) is kept for `query nondeterministic` but never replaces it. */
-  lookupResult(key: ActionKey): ActionResult | undefined {
-    const r = this.sql(`SELECT id, outputs_digest FROM action_results WHERE action_key = ? ORDER BY id ASC LIMIT 1`).get(key) as { id: number; outputs_digest: string } | undefined;
-    if (!r) return undefined;
-    return { id: r.id, outputsDigest: r.outputs_digest as Digest, outputs: this.outputsOf(r.id) };
+  /** Every result recorded for a key, the one to serve first. */
+  private resultsOf(key: ActionKey): { id: number; outputs_digest: Digest }[] {
+    return this.sql.all(`SELECT id, outputs_digest FROM action_results WHERE action_key = ? ${SERVED_FIRST}`, key);
   }
 
-  /** The first result for a key whose every output blob is whole. A corrupt or missing blob
-   * drops the results naming it (see checkBlob), so the caller reruns the action. */
+  /** The result served for a key: the newest a build produced (a --no-cache rerun that made
+   * other bytes replaces the earlier one; history keeps both). Verify's results are not served. */
+  lookupResult(key: ActionKey): ActionResult | undefined {
+    const r = this.sql.get<{ id: number; outputs_digest: Digest }>(
+      `SELECT id, outputs_digest FROM action_results WHERE action_key = ? ${SERVED_FIRST} LIMIT 1`,
+      key,
+    );
+    return r && { id: r.id, outputsDigest: r.outputs_digest, outputs: this.outputsOf(r.id) };
+  }
+
+  /** The newest result for a key whose every output blob is whole. A corrupt or missing blob
+   * drops the results naming it (see checkBlob); each result is tried once, so this ends. */
   async wholeResult(key: ActionKey): Promise<ActionResult | undefined> {
-    for (;;) {
-      const r = this.lookupResult(key);
-      if (!r) return undefined;
+    for (const r of this.resultsOf(key)) {
+      const outputs = this.outputsOf(r.id);
       let whole = true;
-      for (const o of Object.values(r.outputs)) {
+      for (const o of Object.values(outputs)) {
         if ((await this.checkBlob(o.digest)) !== "ok") whole = false;
       }
-      if (whole) return r;
+      if (whole) return { id: r.id, outputsDigest: r.outputs_digest, outputs };
     }
+    return undefined;
   }
 
   outputsOf(resultId: number): OutputMap {
-    const rows = this.sql(`SELECT path, digest, executable FROM action_outputs WHERE result_id = ? ORDER BY path`).all(resultId) as { path: string; digest: string; executable: number }[];
+    const rows = this.sql.all<{ path: string; digest: Digest; executable: number }>(
+      `SELECT path, digest, executable FROM action_outputs WHERE result_id = ? ORDER BY path`,
+      resultId,
+    );
     const out: OutputMap = {};
-    for (const row of rows) out[row.path] = { digest: row.digest as Digest, executable: row.executable === 1 };
+    for (const row of rows) out[row.path] = { digest: row.digest, executable: row.executable === 1 };
     return out;
   }
 
-  /** Record a result; its blobs must already be stored. Returns the digests of earlier,
-   * different results for the same key (non-empty means the action is not deterministic). */
+  /** Record a result; its blobs must already be stored. A build's result becomes the one served
+   * for its key (also when it repeats an earlier one); a verify round's is kept as evidence only.
+   * Returns the digests of earlier, different results for the same key (non-empty means the
+   * action is not deterministic). */
   recordResult(r: {
     key: ActionKey;
     label: string;
@@ -181,88 +224,152 @@ export class Store {
     keyInputs: string;
     outputs: OutputMap;
     durationMs: number;
+    producedBy?: ProducedBy;
   }): { id: number; outputsDigest: Digest; divergentFrom: Digest[] } {
+    const producedBy = r.producedBy ?? "build";
     const outputsDigest = outputsDigestOf(r.outputs);
-    return this.db.transaction(() => {
-      const earlier = this.sql(`SELECT DISTINCT outputs_digest FROM action_results WHERE action_key = ? AND outputs_digest != ?`).all(r.key, outputsDigest) as { outputs_digest: string }[];
-      const now = Date.now();
-      this.sql(
-        `INSERT INTO action_results (action_key, outputs_digest, label, rule, key_inputs, created_at, duration_ms)
-         VALUES (?, ?, ?, ?, ?, ?, ?)
-         ON CONFLICT (action_key, outputs_digest) DO NOTHING`,
-      ).run(r.key, outputsDigest, r.label, r.rule, r.keyInputs, now, Math.round(r.durationMs));
-      const { id } = this.sql(`SELECT id FROM action_results WHERE action_key = ? AND outputs_digest = ?`).get(r.key, outputsDigest) as { id: number };
-      const ins = this.sql(`INSERT OR REPLACE INTO action_outputs (result_id, path, digest, executable) VALUES (?, ?, ?, ?)`);
+    return this.sql.write(() => {
+      const earlier = this.sql.all<{ outputs_digest: Digest; created_at: number }>(
+        `SELECT outputs_digest, created_at FROM action_results WHERE action_key = ?`,
+        r.key,
+      );
+      // Strictly after every earlier result, even within one millisecond: the order is what is served.
+      const producedAt = Math.max(Date.now(), ...earlier.map((e) => e.created_at + 1));
+      this.sql.run(
+        `INSERT INTO action_results (action_key, outputs_digest, label, rule, key_inputs, created_at, duration_ms, produced_by)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (action_key, outputs_digest) DO ${
+           producedBy === "build" ? "UPDATE SET created_at = excluded.created_at, duration_ms = excluded.duration_ms, produced_by = 'build'" : "NOTHING"
+         }`,
+        r.key,
+        outputsDigest,
+        r.label,
+        r.rule,
+        r.keyInputs,
+        producedAt,
+        Math.round(r.durationMs),
+        producedBy,
+      );
+      const { id } = this.sql.get<{ id: number }>(`SELECT id FROM action_results WHERE action_key = ? AND outputs_digest = ?`, r.key, outputsDigest)!;
+      const ins = this.sql.statement(`INSERT OR REPLACE INTO action_outputs (result_id, path, digest, executable) VALUES (?, ?, ?, ?)`);
       for (const [path, o] of Object.entries(r.outputs)) ins.run(id, path, o.digest, o.executable ? 1 : 0);
-      return { id, outputsDigest, divergentFrom: earlier.map((e) => e.outputs_digest as Digest) };
-    }).immediate();
+      const divergentFrom = [...new Set(earlier.map((e) => e.outputs_digest).filter((d) => d !== outputsDigest))];
+      return { id, outputsDigest, divergentFrom };
+    });
   }
 
-  // ---- builds (history) ----------------------------------------------------------------
-
-  beginBuild(b: { command: string; targets: string[]; workspace: string; toolchain?: string }): number {
-    const info = this.sql(`INSERT INTO builds (started_at, command, targets, status, workspace, toolchain) VALUES (?, ?, ?, 'running', ?, ?)`).run(Date.now(), b.command, JSON.stringify(b.targets), b.workspace, b.toolchain ?? null);
-    return Number(info.lastInsertRowid);
+  /** The key inputs recorded with a key's results (identical for all of them), for `wmb why`. */
+  keyInputsOf(key: ActionKey): string | undefined {
+    return this.sql.get<{ key_inputs: string }>(`SELECT key_inputs FROM action_results WHERE action_key = ? LIMIT 1`, key)?.key_inputs;
   }
 
-  private pendingBuildActions: unknown[][] = [];
-
-  /** Buffered and written in batches (one transaction each): a build of thousands of cached
-   * actions would otherwise commit once per action. A kill -9 loses at most the last batch of
-   * history rows, never a result. */
-  recordBuildAction(a: {
-    buildId: number;
-    label: string;
-    key: ActionKey;
-    resultId?: number;
-    outputs?: OutputMap;
-    status: "cached" | "executed" | "failed";
-    durationMs: number;
-  }): void {
-    const outputs = a.outputs
-      ? JSON.stringify(Object.fromEntries(Object.entries(a.outputs).map(([p, o]) => [p, o.digest])))
-      : null;
-    this.pendingBuildActions.push([a.buildId, a.label, a.key, a.resultId ?? null, outputs, a.status, Math.round(a.durationMs)]);
-    if (this.pendingBuildActions.length >= 500) this.flushBuildActions();
-  }
-
-  flushBuildActions(): void {
-    if (this.pendingBuildActions.length === 0 || !this.db.open) return;
-    const rows = this.pendingBuildActions;
-    this.pendingBuildActions = [];
-    const ins = this.sql(
-      `INSERT OR REPLACE INTO build_actions (build_id, label, action_key, result_id, outputs, status, duration_ms)
-       VALUES (?, ?, ?, ?, ?, ?, ?)`,
+  /** Keys with more than one recorded result. */
+  nondeterministic(): NondeterministicAction[] {
+    const rows = this.sql.all<{ label: string; action_key: ActionKey; digests: string }>(
+      `SELECT label, action_key, group_concat(outputs_digest) AS digests
+       FROM (SELECT * FROM action_results ${SERVED_FIRST})
+       GROUP BY action_key HAVING count(*) > 1 ORDER BY label`,
     );
-    this.db.transaction(() => {
-      for (const r of rows) ins.run(...r);
-    })();
+    return rows.map((r) => ({ label: r.label, key: r.action_key, results: r.digests.split(",") as Digest[] }));
   }
 
-  finishBuild(id: number, status: "ok" | "failed" | "interrupted"): void {
-    this.flushBuildActions();
-    this.sql(`UPDATE builds SET finished_at = ?, status = ? WHERE id = ?`).run(Date.now(), status, id);
+  /** Up to `limit` recorded action keys (the benchmark's lookup sample). */
+  actionKeys(limit: number): ActionKey[] {
+    return this.sql.all<{ action_key: ActionKey }>(`SELECT action_key FROM action_results LIMIT ?`, limit).map((r) => r.action_key);
   }
 
   // ---- stat cache ----------------------------------------------------------------------
 
   cachedDigest(path: string, statSig: string): Digest | undefined {
-    const r = this.sql(`SELECT stat_sig, digest FROM stat_cache WHERE path = ?`).get(path) as
-      | { stat_sig: string; digest: string }
-      | undefined;
-    return r && r.stat_sig === statSig ? (r.digest as Digest) : undefined;
+    const r = this.sql.get<{ stat_sig: string; digest: Digest }>(`SELECT stat_sig, digest FROM stat_cache WHERE path = ?`, path);
+    return r && r.stat_sig === statSig ? r.digest : undefined;
   }
 
   rememberDigest(path: string, statSig: string, digest: Digest): void {
-    this.sql(`INSERT OR REPLACE INTO stat_cache (path, stat_sig, digest) VALUES (?, ?, ?)`).run(path, statSig, digest);
+    this.sql.run(`INSERT OR REPLACE INTO stat_cache (path, stat_sig, digest) VALUES (?, ?, ?)`, path, statSig, digest);
   }
 
-  // ---- roots ---------------------------------------------------------------------------
+  // ---- roots and machines --------------------------------------------------------------
 
   addRoot(name: string, digests: Digest[]): void {
-    const ins = this.sql(`INSERT OR IGNORE INTO gc_roots (name, digest, created_at) VALUES (?, ?, ?)`);
-    this.db.transaction(() => {
+    const ins = this.sql.statement(`INSERT OR IGNORE INTO gc_roots (name, digest, created_at) VALUES (?, ?, ?)`);
+    this.sql.write(() => {
       for (const d of digests) ins.run(name, d, Date.now());
-    })();
+    });
+  }
+
+  /** Remember a sealed machine by identity and root its blobs (spec, kernel, rootfs) for gc. */
+  registerMachine(m: { identity: string; specDigest: Digest; kernelDigest: Digest; rootfsDigest: Digest; label?: string }): void {
+    this.sql.write(() => {
+      this.sql.run(
+        `INSERT OR REPLACE INTO machines (identity, spec_digest, label, created_at) VALUES (?, ?, ?, ?)`,
+        m.identity,
+        m.specDigest,
+        m.label ?? null,
+        Date.now(),
+      );
+      this.addRoot(`machine:${m.identity}`, [m.specDigest, m.kernelDigest, m.rootfsDigest]);
+    });
+  }
+
+  /** The blob holding the sealed spec of a machine known by identity. */
+  machineSpecDigest(identity: string): Digest | undefined {
+    return this.sql.get<{ spec_digest: Digest }>(`SELECT spec_digest FROM machines WHERE identity = ?`, identity)?.spec_digest;
+  }
+
+  // ---- transpiled components -----------------------------------------------------------
+
+  /** The files of a component transpiled before, when every one of them is whole. */
+  async transpiled(kernelDigest: Digest, transpiler: string): Promise<OutputMap | undefined> {
+    const rows = this.sql.all<{ path: string; digest: Digest }>(
+      `SELECT path, digest FROM transpiled WHERE kernel_digest = ? AND transpiler = ? ORDER BY path`,
+      kernelDigest,
+      transpiler,
+    );
+    if (rows.length === 0) return undefined;
+    const files: OutputMap = {};
+    for (const r of rows) {
+      if ((await this.checkBlob(r.digest)) !== "ok") return undefined; // checkBlob dropped the entry
+      files[r.path] = { digest: r.digest, executable: false };
+    }
+    return files;
+  }
+
+  /** Record a transpiled component (its blobs already stored); kept as long as its kernel is. */
+  recordTranspiled(kernelDigest: Digest, transpiler: string, files: OutputMap): void {
+    const ins = this.sql.statement(`INSERT OR REPLACE INTO transpiled (kernel_digest, transpiler, path, digest, created_at) VALUES (?, ?, ?, ?, ?)`);
+    this.sql.write(() => {
+      this.sql.run(`DELETE FROM transpiled WHERE kernel_digest = ? AND transpiler = ?`, kernelDigest, transpiler);
+      for (const [path, f] of Object.entries(files)) ins.run(kernelDigest, transpiler, path, f.digest, Date.now());
+    });
+  }
+
+  // ---- maintenance ---------------------------------------------------------------------
+
+  stats(): StoreStats {
+    const n = (text: string) => this.sql.count(text);
+    return {
+      store: this.dir,
+      blobs: n(`SELECT count(*) AS n FROM blobs`),
+      blob_bytes: n(`SELECT sum(size) AS n FROM blobs`),
+      action_results: n(`SELECT count(*) AS n FROM action_results`),
+      distinct_keys: n(`SELECT count(DISTINCT action_key) AS n FROM action_results`),
+      builds: n(`SELECT count(*) AS n FROM builds`),
+      machines: n(`SELECT count(*) AS n FROM machines`),
+      transpiled_components: n(`SELECT count(*) AS n FROM (SELECT DISTINCT kernel_digest, transpiler FROM transpiled)`),
+      stat_cache_entries: n(`SELECT count(*) AS n FROM stat_cache`),
+      gc_roots: n(`SELECT count(DISTINCT name) AS n FROM gc_roots`),
+      index_bytes: statSync(join(this.dir, "index.sqlite")).size,
+    };
+  }
+
+  /** Re-hash every blob and check every row (see fsck.ts). */
+  fsck(opts: { repair: boolean }): Promise<FsckReport> {
+    return fsck(this, this.sql, opts);
+  }
+
+  /** Drop what neither the roots nor the last N builds reach (see gc.ts). */
+  gc(opts: GcOptions): Promise<GcReport> {
+    return gc(this, this.sql, opts);
   }
 }

@@ -85,7 +85,7 @@ describe("errors", () => {
     expect(r.stderr).toContain(`BUILD.ts:4: output "x.txt" of //p:b is already declared by //p:a (BUILD.ts:3)`);
   });
 
-  it("refuses sources that leave the package, and symlinks out of the workspace", () => {
+  it("refuses a source that leaves its package with .. (symlinks out: see store.test.ts)", () => {
     const up = failBuild(`export default (w) => { w.package("p").run({ name: "a", srcs: ["../../etc/passwd"], outs: ["a"], cmd: "cp x a" }); };\n`);
     expect(up.code).toBe(1);
     expect(up.stderr).toContain(`lists source "../../etc/passwd", which leaves its package directory`);

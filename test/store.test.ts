@@ -165,7 +165,11 @@ describe("store", () => {
     symlinkSync(secret, join(ws, "p/link.txt"));
     const r = wmbSync(ws, ["build", "//p:a"]);
     expect(r.code).toBe(1);
+    expect(r.stderr).toContain("p/link.txt");
     expect(r.stderr).toContain("outside the workspace");
+    expect(existsSync(join(ws, "wmb-out/p/a"))).toBe(false);
+    // The secret's bytes never entered the store.
+    expect(JSON.parse(wmbSync(ws, ["store", "stats", "--json"]).stdout).blobs).toBe(0);
   });
 
   it("--store and WMB_STORE move the store", () => {

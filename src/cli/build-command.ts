@@ -57,8 +57,8 @@ export class BuildCommand extends WmbCommand {
       process.off("SIGINT", onSigint);
       process.off("SIGTERM", onSigint);
     }
-    // Sealed machines built here become runnable by identity (only JSON outputs can be one).
-    if (summary.ok && summary.materialized.some((m) => m.endsWith(".json"))) {
+    // Sealed machines built here become runnable by identity (known by the rule that sealed them).
+    if (summary.ok && summary.targets.some((l) => summary.graph.get(l).rule.machineOutput)) {
       const { registerBuiltMachines } = await import("../machine.ts");
       await registerBuiltMachines(store, summary);
     }

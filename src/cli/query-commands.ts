@@ -3,6 +3,7 @@ import { canonicalLabel } from "../label.ts";
 import { Graph } from "../graph.ts";
 import { diffKeyInputs, type ActionKeyInputs } from "../keys.ts";
 import { WmbError } from "../errors.ts";
+import type { ActionKey } from "../digest.ts";
 import { WmbCommand } from "./base.ts";
 
 export class QueryHistoryCommand extends WmbCommand {
@@ -18,22 +19,15 @@ export class QueryHistoryCommand extends WmbCommand {
   async run(): Promise<number> {
     const label = canonicalLabel(this.label);
     const store = await this.store();
-    const rows = store.db
-      .prepare(
-        `SELECT ba.outputs AS outputs, min(b.started_at) AS first_seen, max(b.started_at) AS last_seen,
-                count(*) AS builds, sum(ba.status = 'executed') AS executions, max(b.id) AS last_build
-         FROM build_actions ba JOIN builds b ON b.id = ba.build_id
-         WHERE ba.label = ? AND ba.outputs IS NOT NULL
-         GROUP BY ba.outputs ORDER BY last_build DESC`,
-      )
-      .all(label) as { outputs: string; first_seen: number; last_seen: number; builds: number; executions: number; last_build: number }[];
-    const history = rows.map((r) => ({
-      outputs: JSON.parse(r.outputs) as Record<string, string>,
-      first_seen: new Date(r.first_seen).toISOString(),
-      last_seen: new Date(r.last_seen).toISOString(),
-      builds: r.builds,
-      executions: r.executions,
+    const history = store.history.targetHistory(label).map((h) => ({
+      outputs: h.outputs,
+      first_seen: new Date(h.firstSeen).toISOString(),
+      last_seen: new Date(h.lastSeen).toISOString(),
+      builds: h.builds,
+      executions: h.executions,
     }));
+    // A removed target keeps its history; a label that never existed is a typo worth naming.
+    if (history.length === 0) new Graph((await this.loadWorkspace()).targets).get(label);
     if (this.asJson) {
       this.json({ label, history });
       return 0;
@@ -103,14 +97,7 @@ export class QueryNondeterministicCommand extends WmbCommand {
   static usage = Command.Usage({ category: "Query", description: "Actions whose one key has produced different outputs" });
   asJson = Option.Boolean("--json", false, { description: "JSON output" });
   async run(): Promise<number> {
-    const store = await this.store();
-    const rows = store.db
-      .prepare(
-        `SELECT label, action_key, count(*) AS n, group_concat(outputs_digest) AS digests
-         FROM action_results GROUP BY action_key HAVING count(*) > 1 ORDER BY label`,
-      )
-      .all() as { label: string; action_key: string; n: number; digests: string }[];
-    const list = rows.map((r) => ({ label: r.label, key: r.action_key, results: r.digests.split(",") }));
+    const list = (await this.store()).nondeterministic();
     if (this.asJson) this.json(list);
     else if (list.length === 0) this.context.stdout.write("No action has produced two different outputs for one key.\n");
     else for (const r of list) this.context.stdout.write(`${r.label}  key ${r.key.slice(0, 16)}…  ${r.results.length} different results\n`);
@@ -130,21 +117,16 @@ export class WhyCommand extends WmbCommand {
   async run(): Promise<number> {
     const label = canonicalLabel(this.label);
     const store = await this.store();
-    const keys = store.db
-      .prepare(
-        `SELECT ba.action_key AS key, max(ba.build_id) AS last FROM build_actions ba
-         WHERE ba.label = ? GROUP BY ba.action_key ORDER BY last DESC LIMIT 2`,
-      )
-      .all(label) as { key: string }[];
+    const keys = store.history.recentKeys(label, 2).map((key) => ({ key }));
     if (keys.length === 0) throw new WmbError("UNKNOWN_LABEL", `${label} has never been built with this store; build it first.`, { subject: label });
     if (keys.length === 1) {
       if (this.asJson) this.json({ label, key: keys[0]!.key, changes: [] });
       else this.context.stdout.write(`${label}: its key has not changed since it was first built (${keys[0]!.key.slice(0, 16)}…).\n`);
       return 0;
     }
-    const inputsOf = (key: string): ActionKeyInputs | undefined => {
-      const r = store.db.prepare(`SELECT key_inputs FROM action_results WHERE action_key = ? LIMIT 1`).get(key) as { key_inputs: string } | undefined;
-      return r ? (JSON.parse(r.key_inputs) as ActionKeyInputs) : undefined;
+    const inputsOf = (key: ActionKey): ActionKeyInputs | undefined => {
+      const encoded = store.keyInputsOf(key);
+      return encoded === undefined ? undefined : (JSON.parse(encoded) as ActionKeyInputs);
     };
     const after = inputsOf(keys[0]!.key);
     const before = inputsOf(keys[1]!.key);

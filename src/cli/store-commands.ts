@@ -1,29 +1,14 @@
 import { Command, Option } from "clipanion";
 import * as t from "typanion";
-import { statSync } from "node:fs";
-import { join } from "node:path";
-import { fsck, fsckClean } from "../../store/fsck.ts";
-import { gc } from "../../store/gc.ts";
+import { fsckClean } from "../../store/fsck.ts";
 import { WmbCommand } from "./base.ts";
 
 export class StoreStatsCommand extends WmbCommand {
   static paths = [["store", "stats"]];
-  static usage = Command.Usage({ category: "Store", description: "Blob count and bytes, action results, builds, index size" });
+  static usage = Command.Usage({ category: "Store", description: "Blob count and bytes, action results, builds, machines, index size" });
   asJson = Option.Boolean("--json", false, { description: "JSON output" });
   async run(): Promise<number> {
-    const store = await this.store();
-    const one = (sql: string) => (store.db.prepare(sql).get() as { n: number | null }).n ?? 0;
-    const stats = {
-      store: store.dir,
-      blobs: one(`SELECT count(*) AS n FROM blobs`),
-      blob_bytes: one(`SELECT sum(size) AS n FROM blobs`),
-      action_results: one(`SELECT count(*) AS n FROM action_results`),
-      distinct_keys: one(`SELECT count(DISTINCT action_key) AS n FROM action_results`),
-      builds: one(`SELECT count(*) AS n FROM builds`),
-      stat_cache_entries: one(`SELECT count(*) AS n FROM stat_cache`),
-      gc_roots: one(`SELECT count(DISTINCT name) AS n FROM gc_roots`),
-      index_bytes: statSync(join(store.dir, "index.sqlite")).size,
-    };
+    const stats = (await this.store()).stats();
     if (this.asJson) this.json(stats);
     else for (const [k, v] of Object.entries(stats)) this.context.stdout.write(`${k.padEnd(20)} ${v}\n`);
     return 0;
@@ -41,7 +26,7 @@ export class StoreFsckCommand extends WmbCommand {
   asJson = Option.Boolean("--json", false, { description: "JSON output" });
   async run(): Promise<number> {
     const store = await this.store();
-    const r = await fsck(store, { repair: this.repair });
+    const r = await store.fsck({ repair: this.repair });
     const clean = fsckClean(r);
     if (this.asJson) {
       this.json({ clean, ...r });
@@ -71,7 +56,7 @@ export class StoreGcCommand extends WmbCommand {
   asJson = Option.Boolean("--json", false, { description: "JSON output" });
   async run(): Promise<number> {
     const store = await this.store();
-    const r = await gc(store, { keepBuilds: this.keep, graceMs: this.grace * 1000, dryRun: this.dryRun });
+    const r = await store.gc({ keepBuilds: this.keep, graceMs: this.grace * 1000, dryRun: this.dryRun });
     if (this.asJson) this.json(r);
     else this.context.stdout.write(`${this.dryRun ? "would free" : "freed"} ${r.bytesFreed} bytes: ${r.blobsDeleted} blobs, ${r.resultsDeleted} action results; ${r.blobsKept} blobs kept\n`);
     return 0;

@@ -1,0 +1,103 @@
+// Build history: every `wmb build` and verify round, and what each action did in it. This is
+// what `wmb query history`, `why` and gc's "last N builds" read.
+import type { ActionKey, Digest } from "../src/digest.ts";
+import type { OutputMap } from "./store.ts";
+import type { Sql } from "./sql.ts";
+
+export type BuildStatus = "ok" | "failed" | "interrupted";
+export type BuildActionStatus = "cached" | "executed" | "failed";
+
+/** One set of outputs a target has had, newest first in `targetHistory`. */
+export interface HistoryEntry {
+  outputs: Record<string, Digest>;
+  firstSeen: number;
+  lastSeen: number;
+  builds: number;
+  executions: number;
+}
+
+/** Rows are buffered and written in batches of this many (one transaction each). */
+const BATCH = 500;
+
+export class BuildHistory {
+  private pending: unknown[][] = [];
+
+  constructor(private readonly sql: Sql) {}
+
+  begin(b: { command: string; targets: string[]; workspace: string; toolchain?: string }): number {
+    const info = this.sql.run(
+      `INSERT INTO builds (started_at, command, targets, status, workspace, toolchain) VALUES (?, ?, ?, 'running', ?, ?)`,
+      Date.now(),
+      b.command,
+      JSON.stringify(b.targets),
+      b.workspace,
+      b.toolchain ?? null,
+    );
+    return Number(info.lastInsertRowid);
+  }
+
+  /** Buffered: a build of thousands of cached actions would otherwise commit once per action.
+   * A kill -9 loses at most the last batch of history rows, never a result. */
+  recordAction(a: {
+    buildId: number;
+    label: string;
+    key: ActionKey;
+    resultId?: number;
+    outputs?: OutputMap;
+    status: BuildActionStatus;
+    durationMs: number;
+  }): void {
+    const outputs = a.outputs ? JSON.stringify(Object.fromEntries(Object.entries(a.outputs).map(([p, o]) => [p, o.digest]))) : null;
+    this.pending.push([a.buildId, a.label, a.key, a.resultId ?? null, outputs, a.status, Math.round(a.durationMs)]);
+    if (this.pending.length >= BATCH) this.flush();
+  }
+
+  flush(): void {
+    if (this.pending.length === 0 || !this.sql.open) return;
+    const rows = this.pending;
+    this.pending = [];
+    const insert = this.sql.statement(
+      `INSERT OR REPLACE INTO build_actions (build_id, label, action_key, result_id, outputs, status, duration_ms)
+       VALUES (?, ?, ?, ?, ?, ?, ?)`,
+    );
+    this.sql.write(() => {
+      for (const r of rows) insert.run(...r);
+    });
+  }
+
+  finish(id: number, status: BuildStatus): void {
+    this.flush();
+    this.sql.run(`UPDATE builds SET finished_at = ?, status = ? WHERE id = ?`, Date.now(), status, id);
+  }
+
+  /** Every distinct output set a target has had, the most recently built first. */
+  targetHistory(label: string): HistoryEntry[] {
+    const rows = this.sql.all<{ outputs: string; first_seen: number; last_seen: number; builds: number; executions: number }>(
+      `SELECT ba.outputs AS outputs, min(b.started_at) AS first_seen, max(b.started_at) AS last_seen,
+              count(*) AS builds, sum(ba.status = 'executed') AS executions, max(b.id) AS last_build
+       FROM build_actions ba JOIN builds b ON b.id = ba.build_id
+       WHERE ba.label = ? AND ba.outputs IS NOT NULL
+       GROUP BY ba.outputs ORDER BY last_build DESC`,
+      label,
+    );
+    return rows.map((r) => ({
+      outputs: JSON.parse(r.outputs) as Record<string, Digest>,
+      firstSeen: r.first_seen,
+      lastSeen: r.last_seen,
+      builds: r.builds,
+      executions: r.executions,
+    }));
+  }
+
+  /** The target's last `n` distinct action keys, the most recently built first. */
+  recentKeys(label: string, n: number): ActionKey[] {
+    return this.sql
+      .all<{ key: ActionKey }>(
+        `SELECT action_key AS key, max(build_id) AS last FROM build_actions
+         WHERE label = ? GROUP BY action_key ORDER BY last DESC LIMIT ?`,
+        label,
+        n,
+      )
+      .map((r) => r.key);
+  }
+}
