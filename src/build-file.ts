@@ -30,8 +30,8 @@ export interface Target {
   deps: string[];
   sources: SourceInput[];
   outputs: string[];
-  /** "BUILD.ts:12" */
-  declaredAt: string;
+  /** "BUILD.ts:12", worked out from the declaring call's stack only when read (an error, a query). */
+  readonly declaredAt: string;
 }
 
 export interface LoadedWorkspace {
@@ -87,7 +87,8 @@ export async function loadWorkspace(root: string, cacheDir: string): Promise<Loa
     throw new WmbError("BUILD_FILE", `${buildFile} must export default a function (w: Workspace) => void that declares targets.`, { subject: buildFile });
   }
   const targets = new Map<string, Target>();
-  const workspace: Workspace = { package: (name) => makePackage(root, buildFile, name, targets) };
+  const outputsByPackage = new Map<string, Map<string, Target>>();
+  const workspace: Workspace = { package: (name) => makePackage(root, buildFile, name, targets, outputsByPackage) };
   try {
     await (mod.default as BuildFile)(workspace);
   } catch (e) {
@@ -141,13 +142,18 @@ async function tsImport(url: string, parent: string): Promise<unknown> {
   return (await import("tsx/esm/api")).tsImport(url, parent);
 }
 
-function makePackage(root: string, buildFile: string, pkg: string, targets: Map<string, Target>): Package {
+function makePackage(root: string, buildFile: string, pkg: string, targets: Map<string, Target>, outputsByPackage: Map<string, Map<string, Target>>): Package {
   if (!isValidPackageName(pkg)) {
-    throw new WmbError("BUILD_FILE", `${declarationSite(buildFile)}: "${pkg}" is not a valid package name (letters, digits, _ . - and /).`, { subject: buildFile });
+    throw new WmbError("BUILD_FILE", `${new DeclarationSite(buildFile)}: "${pkg}" is not a valid package name (letters, digits, _ . - and /).`, { subject: buildFile });
   }
   const pkgDir = join(root, pkg);
+  // Normalized output path -> the (non-glob) target declaring it: one lookup per output, so
+  // declaring N targets costs O(N), not O(N²).
+  let outputOwners = outputsByPackage.get(pkg);
+  if (!outputOwners) outputsByPackage.set(pkg, (outputOwners = new Map()));
+  const owners = outputOwners;
   const declare = (rule: RuleDef<any>, rawAttrs: unknown): string => {
-    const site = declarationSite(buildFile);
+    const site = new DeclarationSite(buildFile);
     const attrs = checkAttrs(rule, rawAttrs, site, pkg);
     const label = formatLabel({ pkg, name: attrs.name });
     if (targets.has(label)) {
@@ -180,14 +186,30 @@ function makePackage(root: string, buildFile: string, pkg: string, targets: Map<
       if (seen.has(n)) throw new WmbError("DUPLICATE_OUTPUT", `${site}: ${label} declares output "${o}" twice; list it once.`, { subject: label });
       seen.add(n);
     }
-    for (const other of targets.values()) {
-      if (other.pkg !== pkg) continue;
-      const clash = other.outputs.find((o) => seen.has(normalize(o)));
-      if (clash && rule.name !== "glob" && other.rule.name !== "glob") {
-        throw new WmbError("DUPLICATE_OUTPUT", `${site}: output "${clash}" of ${label} is already declared by ${other.label} (${other.declaredAt}); give one of them another name.`, { subject: label });
+    const target: Target = {
+      label,
+      pkg,
+      name: attrs.name,
+      rule,
+      attrs,
+      deps,
+      sources,
+      outputs,
+      get declaredAt() {
+        return site.toString();
+      },
+    };
+    // A glob only gathers sources: its outputs may repeat another target's.
+    if (rule.name !== "glob") {
+      for (const n of seen) {
+        const other = owners.get(n);
+        if (other) {
+          throw new WmbError("DUPLICATE_OUTPUT", `${site}: output "${n}" of ${label} is already declared by ${other.label} (${other.declaredAt}); give one of them another name.`, { subject: label });
+        }
       }
+      for (const n of seen) owners.set(n, target);
     }
-    targets.set(label, { label, pkg, name: attrs.name, rule, attrs, deps, sources, outputs, declaredAt: site });
+    targets.set(label, target);
     return label;
   };
 
@@ -199,7 +221,7 @@ function makePackage(root: string, buildFile: string, pkg: string, targets: Map<
   return api as Package;
 }
 
-function checkAttrs(rule: RuleDef<any>, raw: unknown, site: string, pkg: string): CommonAttrs & Record<string, unknown> {
+function checkAttrs(rule: RuleDef<any>, raw: unknown, site: DeclarationSite, pkg: string): CommonAttrs & Record<string, unknown> {
   const fail = (why: string) => new WmbError("BUILD_FILE", `${site}: ${rule.name}(): ${why}.`);
   if (raw === null || typeof raw !== "object" || Array.isArray(raw)) throw fail("expects an attributes object");
   // An attribute set to undefined is an attribute left out (keys are canonical JSON, which has no undefined).
@@ -228,7 +250,7 @@ function checkAttrs(rule: RuleDef<any>, raw: unknown, site: string, pkg: string)
   return attrs;
 }
 
-function sourceInput(pkgDir: string, rel: string, site: string, label: string): SourceInput {
+function sourceInput(pkgDir: string, rel: string, site: DeclarationSite, label: string): SourceInput {
   const n = normalize(rel);
   if (isAbsolute(rel) || n === ".." || n.startsWith(".." + sep)) {
     throw new WmbError("BUILD_FILE", `${site}: ${label} lists source "${rel}", which leaves its package directory; sources must be relative paths inside the package.`, { subject: label });
@@ -236,17 +258,18 @@ function sourceInput(pkgDir: string, rel: string, site: string, label: string): 
   return { path: n, file: join(pkgDir, n) };
 }
 
-/** "BUILD.ts:12" for the BUILD.ts frame that is declaring a target right now. */
-function declarationSite(buildFile: string): string {
-  const stack = new Error().stack ?? "";
-  const url = pathToFileURL(buildFile).href;
-  for (const line of stack.split("\n")) {
-    const at = line.indexOf(url) >= 0 ? line.indexOf(url) + url.length : line.indexOf(buildFile) >= 0 ? line.indexOf(buildFile) + buildFile.length : -1;
-    if (at < 0) continue;
-    const m = /^(?:\?[^:]*)?:(\d+):\d+/.exec(line.slice(at));
-    if (m) return `BUILD.ts:${m[1]}`;
+/** Where BUILD.ts declared a target. The stack is captured (cheap: V8 keeps raw frames) but
+ * formatted, through BUILD.ts's source map, only when a message needs "BUILD.ts:12". */
+class DeclarationSite {
+  private readonly captured = new Error();
+  private text?: string;
+
+  constructor(private readonly buildFile: string) {}
+
+  toString(): string {
+    this.text ??= siteFromStack(this.captured.stack ?? "", this.buildFile) ?? "BUILD.ts";
+    return this.text;
   }
-  return "BUILD.ts";
 }
 
 function buildFileError(buildFile: string, e: unknown): WmbError {

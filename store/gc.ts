@@ -33,6 +33,11 @@ export async function gc(store: Store, sql: Sql, opts: GcOptions): Promise<GcRep
        WHERE result_id IS NOT NULL AND build_id IN (SELECT id FROM builds ORDER BY id DESC LIMIT ?)`,
       opts.keepBuilds,
     );
+    // What every label was last served: a no-op build records no rows, yet reaches all of these.
+    sql.run(
+      `INSERT OR IGNORE INTO keep_results
+       SELECT result_id FROM (SELECT result_id, max(build_id) FROM build_actions GROUP BY label) WHERE result_id IS NOT NULL`,
+    );
     // Results created during the grace period belong to builds in flight.
     sql.run(`INSERT OR IGNORE INTO keep_results SELECT id FROM action_results WHERE created_at >= ?`, cutoff);
     sql.run(

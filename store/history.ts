@@ -1,6 +1,8 @@
-// Build history: every `wmb build` and verify round, and what each action did in it. This is
-// what `wmb query history`, `why` and gc's "last N builds" read.
-import type { ActionKey, Digest } from "../src/digest.ts";
+// Build history: every `wmb build` and verify round, and what changed in it. This is what
+// `wmb query history`, `why` and gc read. An action gets a row in a build only when it ran,
+// failed, or was served a different key or result than its label's previous row: history
+// costs O(what a build changed), so no-op builds do not grow the index.
+import { hashBytes, type ActionKey, type Digest } from "../src/digest.ts";
 import type { OutputMap } from "./store.ts";
 import type { Sql } from "./sql.ts";
 
@@ -21,19 +23,26 @@ const BATCH = 500;
 
 export class BuildHistory {
   private pending: unknown[][] = [];
+  /** Each label's latest recorded key and result ("key result-id"), loaded on first use. */
+  private latest?: Map<string, string>;
 
   constructor(private readonly sql: Sql) {}
 
   begin(b: { command: string; targets: string[]; workspace: string; toolchain?: string }): number {
-    const info = this.sql.run(
-      `INSERT INTO builds (started_at, command, targets, status, workspace, toolchain) VALUES (?, ?, ?, 'running', ?, ?)`,
-      Date.now(),
-      b.command,
-      JSON.stringify(b.targets),
-      b.workspace,
-      b.toolchain ?? null,
-    );
-    return Number(info.lastInsertRowid);
+    const labels = JSON.stringify(b.targets);
+    const targets = hashBytes(labels);
+    return this.sql.write(() => {
+      this.sql.run(`INSERT OR IGNORE INTO target_sets (digest, labels) VALUES (?, ?)`, targets, labels);
+      const info = this.sql.run(
+        `INSERT INTO builds (started_at, command, targets, status, workspace, toolchain) VALUES (?, ?, ?, 'running', ?, ?)`,
+        Date.now(),
+        b.command,
+        targets,
+        b.workspace,
+        b.toolchain ?? null,
+      );
+      return Number(info.lastInsertRowid);
+    });
   }
 
   /** Buffered: a build of thousands of cached actions would otherwise commit once per action.
@@ -47,9 +56,24 @@ export class BuildHistory {
     status: BuildActionStatus;
     durationMs: number;
   }): void {
+    const state = `${a.key} ${a.resultId ?? ""}`;
+    if (a.status === "cached") {
+      this.latest ??= this.latestByLabel();
+      if (this.latest.get(a.label) === state) return; // nothing changed for this label
+    }
+    this.latest?.set(a.label, state);
     const outputs = a.outputs ? JSON.stringify(Object.fromEntries(Object.entries(a.outputs).map(([p, o]) => [p, o.digest]))) : null;
     this.pending.push([a.buildId, a.label, a.key, a.resultId ?? null, outputs, a.status, Math.round(a.durationMs)]);
     if (this.pending.length >= BATCH) this.flush();
+  }
+
+  private latestByLabel(): Map<string, string> {
+    this.flush();
+    // SQLite takes the bare columns from the row that holds max(build_id).
+    const rows = this.sql.all<{ label: string; action_key: string; result_id: number | null }>(
+      `SELECT label, action_key, result_id, max(build_id) FROM build_actions GROUP BY label`,
+    );
+    return new Map(rows.map((r) => [r.label, `${r.action_key} ${r.result_id ?? ""}`]));
   }
 
   flush(): void {
@@ -70,7 +94,8 @@ export class BuildHistory {
     this.sql.run(`UPDATE builds SET finished_at = ?, status = ? WHERE id = ?`, Date.now(), status, id);
   }
 
-  /** Every distinct output set a target has had, the most recently built first. */
+  /** Every distinct output set a target has had, the most recent first; `builds` counts the
+   * builds that ran it or switched it to that output set (no-ops record nothing). */
   targetHistory(label: string): HistoryEntry[] {
     const rows = this.sql.all<{ outputs: string; first_seen: number; last_seen: number; builds: number; executions: number }>(
       `SELECT ba.outputs AS outputs, min(b.started_at) AS first_seen, max(b.started_at) AS last_seen,

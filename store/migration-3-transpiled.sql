@@ -14,3 +14,11 @@ DELETE FROM action_results WHERE label LIKE 'transpile:%';
 -- Results of verify's deliberately varied rounds are evidence, never served: a build's result
 -- (the newest of them) is what a cache hit returns.
 ALTER TABLE action_results ADD COLUMN produced_by TEXT NOT NULL DEFAULT 'build';  -- build | verify
+
+-- The labels a build requested, stored once per distinct list: builds.targets names a row here
+-- (rows written before version 3 hold the JSON array itself). A no-op of 10,000 requested
+-- labels then adds a few bytes to the index, not the list again.
+CREATE TABLE IF NOT EXISTS target_sets (
+  digest TEXT PRIMARY KEY,               -- blake3 of `labels`
+  labels TEXT NOT NULL                   -- JSON array of labels
+);

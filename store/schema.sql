@@ -46,7 +46,7 @@ CREATE TABLE builds (
   started_at  INTEGER NOT NULL,
   finished_at INTEGER,
   command     TEXT NOT NULL,             -- build | verify
-  targets     TEXT NOT NULL,             -- JSON array of labels
+  targets     TEXT NOT NULL,             -- JSON array of labels; from version 3, the digest of a target_sets row
   status      TEXT NOT NULL,             -- running | ok | failed | interrupted
   workspace   TEXT NOT NULL,
   toolchain   TEXT

@@ -53,6 +53,8 @@ export interface StoreStats {
   action_results: number;
   distinct_keys: number;
   builds: number;
+  /** Rows of build history: grows with what builds changed, not with their number. */
+  history_rows: number;
   machines: number;
   transpiled_components: number;
   stat_cache_entries: number;
@@ -355,6 +357,7 @@ export class Store {
       action_results: n(`SELECT count(*) AS n FROM action_results`),
       distinct_keys: n(`SELECT count(DISTINCT action_key) AS n FROM action_results`),
       builds: n(`SELECT count(*) AS n FROM builds`),
+      history_rows: n(`SELECT count(*) AS n FROM build_actions`),
       machines: n(`SELECT count(*) AS n FROM machines`),
       transpiled_components: n(`SELECT count(*) AS n FROM (SELECT DISTINCT kernel_digest, transpiler FROM transpiled)`),
       stat_cache_entries: n(`SELECT count(*) AS n FROM stat_cache`),

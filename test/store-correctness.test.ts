@@ -111,6 +111,33 @@ describe("the store serves what it promises", () => {
   });
 });
 
+describe("history grows with what builds change, not with their number", () => {
+  it("no-op builds add no history rows; a change adds rows for what it ran; gc keeps what is served", () => {
+    const ws = makeWorkspace({
+      "BUILD.ts": `export default (w) => {
+  const p = w.package("p");
+  for (let i = 0; i < 40; i++) p.run({ name: "r" + i, srcs: ["s" + i + ".txt"], outs: ["r" + i + ".txt"], cmd: "tr a-z A-Z < s" + i + ".txt > r" + i + ".txt" });
+};\n`,
+      ...Object.fromEntries(Array.from({ length: 40 }, (_, i) => [`p/s${i}.txt`, `source ${i}\n`])),
+    });
+    const labels = Array.from({ length: 40 }, (_, i) => `//p:r${i}`);
+    const stats = () => JSON.parse(wmbSync(ws, ["store", "stats", "--json"]).stdout) as { builds: number; history_rows: number };
+    buildJson(ws, labels);
+    const first = stats();
+    expect(first.history_rows).toBe(40);
+    for (let i = 0; i < 3; i++) expect(buildJson(ws, labels).counts.cached).toBe(40);
+    expect(stats()).toMatchObject({ history_rows: 40, builds: first.builds + 3 });
+    writeFileSync(join(ws, "p/s7.txt"), "changed\n");
+    expect(buildJson(ws, labels).counts.executed).toBe(1);
+    expect(stats().history_rows).toBe(41);
+    const h = JSON.parse(wmbSync(ws, ["query", "history", "--json", "//p:r7"]).stdout) as { history: unknown[] };
+    expect(h.history).toHaveLength(2);
+    expect(wmbSync(ws, ["why", "--json", "//p:r7"]).stdout).toContain("inputs.s7.txt");
+    expect(wmbSync(ws, ["store", "gc", "--keep-builds", "1", "--grace", "0"]).code).toBe(0);
+    expect(buildJson(ws, labels).counts.executed).toBe(0);
+  });
+});
+
 describe("query history", () => {
   it("tells a label that never existed (an error, with the nearest labels) from one that was never built", () => {
     const ws = makeWorkspace({
