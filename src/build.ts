@@ -7,7 +7,7 @@ import { dirname, join, relative, sep } from "node:path";
 import { hashBytes, type ActionKey, type Digest } from "./digest.ts";
 import { WmbError } from "./errors.ts";
 import { actionKey, type ActionKeyInputs } from "./keys.ts";
-import { canonicalLabel } from "./label.ts";
+import { expandTargetPatterns } from "./target-pattern.ts";
 import { Graph } from "./graph.ts";
 import { buildFileCache, loadWorkspace, type LoadedWorkspace, type Target } from "./build-file.ts";
 import { Rebuilder, type PlannedAction, type PlannedInput } from "./rebuilder.ts";
@@ -28,6 +28,8 @@ export interface ActionReport {
   status: ActionStatus;
   durationMs: number;
   outputs?: Record<string, Digest>;
+  /** One digest for the whole output set (paths, digests, executable bits: see outputsDigestOf). */
+  outputsDigest?: Digest;
   /** Earlier different outputs recorded for the same key (non-determinism). */
   divergentFrom?: Digest[];
   error?: WmbError;
@@ -112,7 +114,7 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
   const { store } = opts;
   const loaded = opts.loaded ?? (await loadWorkspace(opts.workspace, buildFileCache(store.dir)));
   const graph = new Graph(loaded.targets);
-  const requested = opts.targets.map((t) => canonicalLabel(t));
+  const requested = expandTargetPatterns(opts.targets, loaded.targets);
   const closure = graph.closure(requested);
   const toolchains = opts.toolchainProvider ?? new ToolchainProvider(opts.toolchain ?? "hermetic", opts.jobs, store);
   const ownsToolchain = !opts.toolchainProvider;
@@ -169,6 +171,7 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
         status,
         durationMs,
         outputs: digestsOf(result.outputs),
+        outputsDigest: result.outputsDigest,
         divergentFrom,
       };
       reports.set(label, report);

@@ -1,6 +1,7 @@
 // The target graph: checks that every dependency exists and that there is no cycle, and
 // answers closure / reverse-dependency questions. One target is one action.
 import { WmbError } from "./errors.ts";
+import { nearest } from "./nearest.ts";
 import type { Target } from "./build-file.ts";
 
 export class Graph {
@@ -84,7 +85,9 @@ export class Graph {
 }
 
 function suggest(label: string, targets: Map<string, Target>): string {
+  const near = nearest(label, targets.keys());
+  if (near.length) return `the nearest declared: ${near.join(", ")}`;
   const pkg = label.slice(2).split(":")[0];
-  const near = [...targets.keys()].filter((l) => l.startsWith(`//${pkg}:`)).slice(0, 5);
-  return near.length ? `targets in //${pkg} are ${near.join(", ")}` : "run `wmb query targets` to list the declared targets";
+  const inPkg = [...targets.keys()].filter((l) => l.startsWith(`//${pkg}:`)).slice(0, 5);
+  return inPkg.length ? `targets in //${pkg} are ${inPkg.join(", ")}` : "run `wmb query targets` to list the declared targets";
 }

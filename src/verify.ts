@@ -2,7 +2,7 @@
 // sandboxes that differ from the recorded build, and compare each output digest.
 import { existsSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { delimiter, join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { build, buildFailure, ToolchainProvider, type ActionReport, type BuildEvents, type ToolchainKind } from "./build.ts";
 import type { Graph } from "./graph.ts";
@@ -21,6 +21,9 @@ export interface VerifiedAction {
   label: string;
   rule: string;
   status: VerifyStatus;
+  /** Digest of the whole recorded output set, and of the rebuilt one: equal iff every output is. */
+  recordedSet?: Digest;
+  rebuiltSet?: Digest;
   recorded: Record<string, Digest>;
   rebuilt: Record<string, Digest>;
   durationMs: number;
@@ -43,9 +46,18 @@ export interface VerifyRound {
   identityAfter?: string;
 }
 
+/** A variation that was asked for but could not be applied, and why (with how to fix it). */
+export interface UnappliedVariation {
+  variation: Variation;
+  reason: string;
+}
+
 export interface VerifyReport {
   target: string;
+  /** Every target verified (a pattern names several). */
+  targets: string[];
   rounds: VerifyRound[];
+  unapplied: UnappliedVariation[];
   reproducible: boolean;
 }
 
@@ -63,6 +75,12 @@ export function parseVariations(spec: string | undefined): Set<Variation> {
 }
 
 const FAKETIME_LIBS = ["/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1", "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1"];
+
+/** libfaketime, when Debian's faketime is installed (its `faketime` command on PATH). */
+function faketimeLibrary(): string | undefined {
+  const onPath = (process.env.PATH ?? "").split(delimiter).some((d) => d !== "" && existsSync(join(d, "faketime")));
+  return onPath ? FAKETIME_LIBS.find((l) => existsSync(l)) : undefined;
+}
 
 /** A sandbox that differs from the default one in every requested dimension. */
 function variationFor(vary: Set<Variation>, round: number): { sandbox: SandboxVariation; tz?: string; umask?: number; described: Record<string, string> } {
@@ -94,22 +112,50 @@ function variationFor(vary: Set<Variation>, round: number): { sandbox: SandboxVa
     described.umask = "077";
   }
   if (vary.has("time")) {
-    const lib = FAKETIME_LIBS.find((l) => existsSync(l));
+    const lib = faketimeLibrary();
     if (lib) {
       sandbox.env!.LD_PRELOAD = lib;
       sandbox.env!.FAKETIME = `+${400 + round}d`;
       described.time = `faketime +${400 + round} days`;
     } else {
-      described.time = "later wall clock (install faketime to shift it by a year)";
+      described.time = "later wall clock only";
     }
   }
   return { sandbox, tz, umask, described };
 }
 
+/** The requested variations this host cannot apply, each with why and how to fix it. */
+function unappliedVariations(vary: Set<Variation>): UnappliedVariation[] {
+  const out: UnappliedVariation[] = [];
+  if (vary.has("time") && !faketimeLibrary()) {
+    out.push({
+      variation: "time",
+      reason: "faketime is not installed, so command actions see only a later wall clock, not a shifted date; install it with `apt-get install faketime`",
+    });
+  }
+  return out;
+}
+
+/** Progress across the baseline and every round: one total, announced once (each build
+ * announces its own closure, which would make the count run past it). */
+function acrossRounds(events: BuildEvents | undefined, builds: number): BuildEvents | undefined {
+  if (!events) return undefined;
+  let announced = false;
+  return {
+    ...events,
+    planned(total) {
+      if (announced) return;
+      announced = true;
+      events.planned?.(total * builds);
+    },
+  };
+}
+
 export async function verify(opts: {
   workspace: string;
   store: Store;
-  target: string;
+  /** Labels or target patterns. */
+  targets: string[];
   rounds: number;
   vary: Set<Variation>;
   jobs: number;
@@ -122,7 +168,8 @@ export async function verify(opts: {
   const toolchains = new ToolchainProvider(opts.toolchain, opts.jobs, store);
   try {
     // The recorded build: what is in the store now (built first if it is not).
-    const baseline = await build({ workspace: opts.workspace, store, targets: [opts.target], jobs: opts.jobs, loaded, toolchainProvider: toolchains, materialize: false, events: opts.events, signal: opts.signal });
+    const events = acrossRounds(opts.events, 1 + opts.rounds);
+    const baseline = await build({ workspace: opts.workspace, store, targets: opts.targets, jobs: opts.jobs, loaded, toolchainProvider: toolchains, materialize: false, events, signal: opts.signal });
     if (!baseline.ok) throw buildFailure(baseline);
     const recorded = new Map(baseline.actions.map((a) => [a.label, a]));
     const rounds: VerifyRound[] = [];
@@ -137,7 +184,7 @@ export async function verify(opts: {
         round = await build({
           workspace: opts.workspace,
           store,
-          targets: [opts.target],
+          targets: baseline.targets,
           jobs,
           loaded,
           toolchainProvider: toolchains,
@@ -146,7 +193,7 @@ export async function verify(opts: {
           variation: v.sandbox,
           // Network fetches are pinned by their integrity: re-downloading proves nothing.
           noCache: (t) => !t.rule.network,
-          events: opts.events,
+          events,
           signal: opts.signal,
         });
       } finally {
@@ -161,7 +208,13 @@ export async function verify(opts: {
       round.identityBefore = identityBefore;
       round.identityAfter = await identityOf(store, baseline.graph.get(target), round.actions.find((a) => a.label === target)?.rebuilt);
     }
-    return { target, rounds, reproducible: rounds.every((r) => !r.firstDivergence) };
+    return {
+      target: baseline.targets.join(" "),
+      targets: baseline.targets,
+      rounds,
+      unapplied: unappliedVariations(opts.vary),
+      reproducible: rounds.every((r) => !r.firstDivergence),
+    };
   } finally {
     await toolchains.close();
   }
@@ -191,7 +244,8 @@ function compareRound(
       const p = differing[0]!;
       first = { label: a.label, path: p, recorded: before[p]!, rebuilt: after[p]! };
     }
-    actions.push({ label: a.label, rule: a.rule, status, recorded: before, rebuilt: after, durationMs: a.durationMs });
+    const recordedSet = recorded.get(a.label)?.outputsDigest;
+    actions.push({ label: a.label, rule: a.rule, status, recordedSet, rebuiltSet: a.outputsDigest, recorded: before, rebuilt: after, durationMs: a.durationMs });
   }
   return { round, variation, actions, firstDivergence: first };
 }

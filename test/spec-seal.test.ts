@@ -242,12 +242,17 @@ describe("machine-spec helpers", () => {
     const tampered = { ...sealed, capability_profile: { ...sealed.capability_profile, network: "allow" } };
     expect(() => checkSealedSpec(tampered, {}, "m.json")).toThrow(/^m.json does not match its seal: its content hashes to blake3:[0-9a-f]{64} but the seal says blake3:/);
     expect(() => checkSealedSpec(sealed, { kernel: new TextEncoder().encode("kernel bytez") })).toThrow(/the kernel of the machine spec hashes to blake3:[0-9a-f]{64} but the spec says blake3:/);
-    expect(() => checkSealedSpec(sealed, { rootfs: kernel })).toThrow(/is 12 bytes but the spec says 12|hashes to/);
+    // Same size, other bytes: the digest is what catches it.
+    expect(kernel.length).toBe(rootfsBytes.length);
+    expect(() => checkSealedSpec(sealed, { rootfs: kernel })).toThrow(/^the rootfs of the machine spec hashes to blake3:[0-9a-f]{64} but the spec says blake3:[0-9a-f]{64}\.$/);
+    expect(() => checkSealedSpec(sealed, { rootfs: rootfsBytes.subarray(1) })).toThrow(`the rootfs of the machine spec is ${rootfsBytes.length - 1} bytes but the spec says ${rootfsBytes.length}.`);
+    let thrown: unknown;
     try {
       checkSealedSpec(tampered);
     } catch (e) {
-      expect((e as { code?: string }).code).toBe("INTEGRITY");
+      thrown = e;
     }
+    expect(thrown).toMatchObject({ code: "INTEGRITY", exitCode: 3 });
   });
 
   it("validates shape and consistency with a path in the message", () => {
@@ -269,10 +274,14 @@ describe("machine-spec helpers", () => {
 });
 
 describe("the sqlite-cli package files", () => {
-  it("has a template that validates once filled, and a .sqliterc that changes output", () => {
+  // What the .sqliterc does to the machine's output is tested where the machine runs (run.test.ts).
+  it("has a template with sqlite-cli's profile, and a .sqliterc of dot-commands only", () => {
     const t = JSON.parse(TEMPLATE) as MachineSpec;
     expect(t.name).toBe("sqlite-cli");
-    expect(t.capability_profile.memory_bytes).toBe(134217728);
-    expect(SQLITERC).toMatch(/^\.[a-z]+/m); // at least one dot-command
+    expect(t.capability_profile).toEqual({ cpus: 1, memory_bytes: 134217728, network: "deny", filesystem: { writable: ["/db"] } });
+    expect(t.composition.policy.capabilities).toEqual(["filesystem:writable:/db"]);
+    const lines = SQLITERC.split("\n").filter((l) => l.trim() !== "" && !l.startsWith("--"));
+    expect(lines.length).toBeGreaterThan(0);
+    for (const l of lines) expect(l).toMatch(/^\.[a-z]+/);
   });
 });

@@ -54,6 +54,15 @@ export abstract class WmbCommand extends Command {
   }
 }
 
+/** A command whose positional arguments are labels, any number of them (see main.ts). */
+export interface ManyLabels {
+  appendLabels(labels: string[]): void;
+}
+
+export function takesManyLabels(c: object): c is ManyLabels {
+  return typeof (c as Partial<ManyLabels>).appendLabels === "function";
+}
+
 export function indent(text: string): string {
   return text
     .split("\n")

@@ -1,18 +1,27 @@
 import { Command, Option } from "clipanion";
 import * as t from "typanion";
 import { availableParallelism } from "node:os";
+import { join } from "node:path";
 import { build, type BuildSummary } from "../build.ts";
 import { WmbError } from "../errors.ts";
 import { fmtMs, progressReporter } from "../progress.ts";
-import { WmbCommand, indent } from "./base.ts";
+import { WmbCommand, indent, type ManyLabels } from "./base.ts";
 
-export class BuildCommand extends WmbCommand {
+/** Targets whose output paths a build prints; the rest are counted (Bazel's --show_result). */
+const SHOWN_TARGETS = 5;
+
+export class BuildCommand extends WmbCommand implements ManyLabels {
   static paths = [["build"]];
   static usage = Command.Usage({
     description: "Build targets: run the actions whose inputs changed, reuse every other result from the store",
     details: `
-      Exit codes: 0 built, 1 an action failed or BUILD.ts is wrong, 130 interrupted.
-      Outputs of the requested targets are copied read-only to wmb-out/<pkg>/.
+      Labels may be target patterns: //pkg:all (every target of a package), //pkg/... (and
+      the packages below it), //... (every target).
+
+      Outputs of the requested targets are copied read-only to wmb-out/<pkg>/; the paths of the
+      first ${SHOWN_TARGETS} targets are printed on stdout, with a count of the rest (--json lists all).
+
+      Exit codes: 0 built, 1 an action failed or BUILD.ts is wrong, 2 usage, 130 interrupted.
     `,
     examples: [
       ["Build the sealed sqlite machine", "$0 build //sqlite-cli:sealed"],
@@ -21,6 +30,10 @@ export class BuildCommand extends WmbCommand {
   });
 
   targets = Option.Rest({ required: 1, name: "labels" });
+
+  appendLabels(labels: string[]): void {
+    this.targets.push(...labels);
+  }
   jobs = Option.String("-j,--jobs", { description: "Parallel actions (default: cores)", validator: t.isNumber() });
   keepGoing = Option.Boolean("-k,--keep-going", false, { description: "Build everything not downstream of a failure" });
   toolchain = Option.String("--toolchain", "hermetic", {
@@ -30,6 +43,18 @@ export class BuildCommand extends WmbCommand {
   noCache = Option.Boolean("--no-cache", false, { description: "Run every action even if a result is recorded" });
   asJson = Option.Boolean("--json", false, { description: "Print a JSON summary on stdout" });
   verbose = Option.Boolean("-v,--verbose", false, { description: "Also list cached actions and rule logs" });
+
+  private printOutputs(summary: BuildSummary): void {
+    const out = this.context.stdout;
+    let hidden = 0;
+    summary.targets.forEach((label, i) => {
+      const paths = Object.keys(summary.actions.find((a) => a.label === label)?.outputs ?? {});
+      if (i < SHOWN_TARGETS) for (const p of paths) out.write(`${join("wmb-out", summary.graph.get(label).pkg, p)}\n`);
+      else hidden += paths.length;
+    });
+    const more = summary.targets.length - SHOWN_TARGETS;
+    if (more > 0) out.write(`… and ${hidden} more output${hidden === 1 ? "" : "s"} of ${more} more target${more === 1 ? "" : "s"} in wmb-out/ (--json lists all)\n`);
+  }
 
   async run(): Promise<number> {
     const workspace = this.workspace();
@@ -90,7 +115,7 @@ export class BuildCommand extends WmbCommand {
         })),
       });
     } else if (summary.ok) {
-      for (const m of summary.materialized) this.context.stdout.write(`${m}\n`);
+      this.printOutputs(summary);
     }
     if (summary.interrupted) return new WmbError("INTERRUPTED", "").exitCode;
     return summary.ok ? 0 : 1;

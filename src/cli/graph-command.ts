@@ -1,21 +1,29 @@
 import { Command, Option } from "clipanion";
 import * as t from "typanion";
-import { canonicalLabel } from "../label.ts";
+import { expandTargetPatterns } from "../target-pattern.ts";
 import { Graph } from "../graph.ts";
-import { WmbCommand } from "./base.ts";
+import { WmbCommand, type ManyLabels } from "./base.ts";
 
-export class GraphCommand extends WmbCommand {
+export class GraphCommand extends WmbCommand implements ManyLabels {
   static paths = [["graph"]];
   static usage = Command.Usage({
     description: "Print the target graph (a closure, or everything) as Graphviz dot or JSON",
-    examples: [["Render the sqlite machine's graph", "$0 graph //sqlite-cli:sealed | dot -Tsvg > graph.svg"]],
+    details: "Labels may be target patterns: //pkg:all, //pkg/... and //... (every target).",
+    examples: [
+      ["Render the sqlite machine's graph", "$0 graph //sqlite-cli:sealed | dot -Tsvg > graph.svg"],
+      ["Every target of a package, as JSON", "$0 graph --format json //examples:all"],
+    ],
   });
   labels = Option.Rest({ name: "labels" });
+
+  appendLabels(labels: string[]): void {
+    this.labels.push(...labels);
+  }
   format = Option.String("--format", "dot", { description: "dot or json", validator: t.isEnum(["dot", "json"] as const) });
 
   async run(): Promise<number> {
     const g = new Graph((await this.loadWorkspace()).targets);
-    const nodes = this.labels.length ? g.closure(this.labels.map((l) => canonicalLabel(l))) : [...g.targets.values()];
+    const nodes = this.labels.length ? g.closure(expandTargetPatterns(this.labels, g.targets)) : [...g.targets.values()];
     if (this.format === "json") {
       this.json({ nodes: nodes.map((n) => ({ label: n.label, rule: n.rule.name, deps: n.deps, outputs: n.outputs })) });
       return 0;

@@ -1,55 +1,77 @@
 import { Command, Option } from "clipanion";
 import { canonicalLabel } from "../label.ts";
+import { expandTargetPatterns, isTargetPattern } from "../target-pattern.ts";
 import { Graph } from "../graph.ts";
 import { diffKeyInputs, type ActionKeyInputs } from "../keys.ts";
 import { WmbError } from "../errors.ts";
 import type { ActionKey } from "../digest.ts";
-import { WmbCommand } from "./base.ts";
+import { WmbCommand, type ManyLabels } from "./base.ts";
 
 export class QueryHistoryCommand extends WmbCommand {
   static paths = [["query", "history"]];
   static usage = Command.Usage({
     category: "Query",
     description: "Every output digest a target has had, newest first, from the store's build history",
-    examples: [["History of the sealed machine", "$0 query history //sqlite-cli:sealed"]],
+    details: "A target removed from BUILD.ts keeps its history. Patterns (//pkg:all, //pkg/..., //...) name the targets BUILD.ts declares now.",
+    examples: [
+      ["History of the sealed machine", "$0 query history //sqlite-cli:sealed"],
+      ["History of every target of a package, as JSON", "$0 query history --json //examples:all"],
+    ],
   });
-  label = Option.String({ name: "label" });
+  labels = Option.Rest({ required: 1, name: "labels" });
   asJson = Option.Boolean("--json", false, { description: "JSON output" });
 
   async run(): Promise<number> {
-    const label = canonicalLabel(this.label);
     const store = await this.store();
-    const history = store.history.targetHistory(label).map((h) => ({
-      outputs: h.outputs,
-      first_seen: new Date(h.firstSeen).toISOString(),
-      last_seen: new Date(h.lastSeen).toISOString(),
-      builds: h.builds,
-      executions: h.executions,
-    }));
-    // A removed target keeps its history; a label that never existed is a typo worth naming.
-    if (history.length === 0) new Graph((await this.loadWorkspace()).targets).get(label);
+    const needsWorkspace = this.labels.some(isTargetPattern);
+    const graph = needsWorkspace ? new Graph((await this.loadWorkspace()).targets) : undefined;
+    const labels = graph ? expandTargetPatterns(this.labels, graph.targets) : this.labels.map((l) => canonicalLabel(l));
+    const all = [];
+    for (const label of labels) {
+      const history = store.history.targetHistory(label).map((h) => ({
+        outputs: h.outputs,
+        first_seen: new Date(h.firstSeen).toISOString(),
+        last_seen: new Date(h.lastSeen).toISOString(),
+        builds: h.builds,
+        executions: h.executions,
+      }));
+      // A removed target keeps its history; a label that never existed is a typo worth naming.
+      if (history.length === 0) (graph ?? new Graph((await this.loadWorkspace()).targets)).get(label);
+      all.push({ label, history });
+    }
     if (this.asJson) {
-      this.json({ label, history });
+      this.json(all.length === 1 && !needsWorkspace ? all[0] : all);
       return 0;
     }
-    if (history.length === 0) {
-      this.context.stdout.write(`${label} has no recorded builds in this store.\n`);
-      return 0;
-    }
-    for (const h of history) {
-      this.context.stdout.write(`${h.last_seen}  (${h.builds} build${h.builds === 1 ? "" : "s"}, first ${h.first_seen})\n`);
-      for (const [p, d] of Object.entries(h.outputs)) this.context.stdout.write(`    blake3:${d}  ${p}\n`);
+    for (const { label, history } of all) {
+      if (all.length > 1) this.context.stdout.write(`${label}\n`);
+      if (history.length === 0) {
+        this.context.stdout.write(`${label} has no recorded builds in this store.\n`);
+        continue;
+      }
+      for (const h of history) {
+        this.context.stdout.write(`${h.last_seen}  (${h.builds} build${h.builds === 1 ? "" : "s"}, first ${h.first_seen})\n`);
+        for (const [p, d] of Object.entries(h.outputs)) this.context.stdout.write(`    blake3:${d}  ${p}\n`);
+      }
     }
     return 0;
   }
 }
 
-abstract class GraphQuery extends WmbCommand {
-  label = Option.String({ name: "label" });
+abstract class GraphQuery extends WmbCommand implements ManyLabels {
+  labels = Option.Rest({ required: 1, name: "labels" });
   asJson = Option.Boolean("--json", false, { description: "JSON output" });
 
-  async graph(): Promise<Graph> {
-    return new Graph((await this.loadWorkspace()).targets);
+  appendLabels(labels: string[]): void {
+    this.labels.push(...labels);
+  }
+
+  /** The graph, and the requested labels with patterns expanded (each checked to exist). */
+  async requested(): Promise<{ graph: Graph; labels: string[] }> {
+    const graph = new Graph((await this.loadWorkspace()).targets);
+    const labels = expandTargetPatterns(this.labels, graph.targets);
+    for (const l of labels) graph.get(l);
+    return { graph, labels };
   }
 
   print(labels: string[]): number {
@@ -61,21 +83,29 @@ abstract class GraphQuery extends WmbCommand {
 
 export class QueryDepsCommand extends GraphQuery {
   static paths = [["query", "deps"]];
-  static usage = Command.Usage({ category: "Query", description: "The transitive dependencies of a target (its closure), dependencies first" });
+  static usage = Command.Usage({
+    category: "Query",
+    description: "The transitive dependencies of targets (their closure), dependencies first",
+    examples: [["Everything the sealed machine needs", "$0 query deps //sqlite-cli:sealed"]],
+  });
   async run(): Promise<number> {
-    const g = await this.graph();
-    return this.print(g.closure([canonicalLabel(this.label)]).map((t) => t.label));
+    const { graph, labels } = await this.requested();
+    return this.print(graph.closure(labels).map((t) => t.label));
   }
 }
 
 export class QueryRdepsCommand extends GraphQuery {
   static paths = [["query", "rdeps"]];
-  static usage = Command.Usage({ category: "Query", description: "Every target that depends on a target, directly or not" });
+  static usage = Command.Usage({
+    category: "Query",
+    description: "Every target that depends on the given targets, directly or not",
+    examples: [["What rebuilds when the sources change", "$0 query rdeps //sqlite-cli:src"]],
+  });
   async run(): Promise<number> {
-    const g = await this.graph();
-    const label = canonicalLabel(this.label);
-    g.get(label);
-    return this.print(g.reverseClosure(label));
+    const { graph, labels } = await this.requested();
+    const out = new Set<string>();
+    for (const l of labels) for (const r of graph.reverseClosure(l)) out.add(r);
+    return this.print([...out].sort());
   }
 }
 

@@ -4,9 +4,9 @@ import { availableParallelism } from "node:os";
 import type { VerifyReport } from "../verify.ts";
 import { progressReporter, fmtMs } from "../progress.ts";
 import type { ExplainedDifference } from "../explain-diff.ts";
-import { WmbCommand } from "./base.ts";
+import { WmbCommand, type ManyLabels } from "./base.ts";
 
-export class VerifyCommand extends WmbCommand {
+export class VerifyCommand extends WmbCommand implements ManyLabels {
   static paths = [["verify"]];
   static usage = Command.Usage({
     description: "Rebuild a target's whole closure, bypassing the cache, in varied sandboxes, and compare every output",
@@ -14,15 +14,21 @@ export class VerifyCommand extends WmbCommand {
       Each round runs every action again in a sandbox that differs from the recorded build
       (--vary: path, tz, locale, umask, time, jobs; default all). The first action whose
       output differs is the root cause, shown with a diff; divergences downstream of it are
-      marked as consequences. Exit codes: 0 identical, 1 not reproducible, 2 usage, other
-      codes for build errors.
+      marked as consequences. The table shows one digest per action for its whole output
+      set. A variation this host cannot apply (the clock without faketime) is named once on
+      stderr and in --json's "unapplied". Labels may be target patterns (//pkg:all, //...).
+      Exit codes: 0 identical, 1 not reproducible, 2 usage, other codes for build errors.
     `,
     examples: [
       ["Verify the sealed machine", "$0 verify //sqlite-cli:sealed"],
       ["Two rounds, varying only the path and the time zone", "$0 verify //sqlite-cli:sealed --rounds 2 --vary path,tz"],
     ],
   });
-  target = Option.String({ name: "label" });
+  targets = Option.Rest({ required: 1, name: "labels" });
+
+  appendLabels(labels: string[]): void {
+    this.targets.push(...labels);
+  }
   rounds = Option.String("--rounds", "1", { description: "Rebuild rounds (default 1)", validator: t.isNumber() });
   vary = Option.String("--vary", { description: "Comma-separated dimensions to vary (default: all)" });
   jobs = Option.String("-j,--jobs", { description: "Parallel actions (default: cores; rounds that vary jobs use one more)", validator: t.isNumber() });
@@ -40,7 +46,7 @@ export class VerifyCommand extends WmbCommand {
       report = await verify({
         workspace,
         store,
-        target: this.target,
+        targets: this.targets,
         rounds: Math.max(1, this.rounds),
         vary: parseVariations(this.vary),
         jobs: this.jobs ?? availableParallelism(),
@@ -50,6 +56,7 @@ export class VerifyCommand extends WmbCommand {
     } finally {
       reporter.stop();
     }
+    for (const u of report.unapplied) this.context.stderr.write(`warning: could not vary ${u.variation}: ${u.reason}.\n`);
     const diffs: (ExplainedDifference | undefined)[] = [];
     for (const r of report.rounds) {
       diffs.push(r.firstDivergence ? await describeDifference(store, r.firstDivergence) : undefined);
@@ -62,11 +69,12 @@ export class VerifyCommand extends WmbCommand {
     report.rounds.forEach((r, i) => {
       out.write(`\nround ${r.round}: ${Object.entries(r.variation).map(([k, v]) => `${k}=${v}`).join("  ")}\n`);
       const w = Math.max(...r.actions.map((a) => a.label.length), 6);
+      // One digest per side stands for the action's whole output set (every path, digest and mode).
       out.write(`${"action".padEnd(w)}  ${"rule".padEnd(16)} ${"recorded".padEnd(14)} ${"rebuilt".padEnd(14)} ${"result".padEnd(12)} time\n`);
       for (const a of r.actions) {
-        const first = (m: Record<string, string>) => (Object.values(m)[0] ?? "").slice(0, 12);
+        const set = (d: string | undefined) => (d ?? "-").slice(0, 12);
         const mark = a.status === "differs" && r.firstDivergence?.label === a.label ? "DIFFERS (root cause)" : a.status === "differs" ? "DIFFERS" : a.status;
-        out.write(`${a.label.padEnd(w)}  ${a.rule.padEnd(16)} ${first(a.recorded).padEnd(14)} ${first(a.rebuilt).padEnd(14)} ${mark.padEnd(12)} ${fmtMs(a.durationMs)}\n`);
+        out.write(`${a.label.padEnd(w)}  ${a.rule.padEnd(16)} ${set(a.recordedSet).padEnd(14)} ${set(a.rebuiltSet).padEnd(14)} ${mark.padEnd(12)} ${fmtMs(a.durationMs)}\n`);
       }
       if (r.identityBefore || r.identityAfter) {
         out.write(`sealed identity: recorded ${r.identityBefore ?? "-"}\n                 rebuilt  ${r.identityAfter ?? "-"}\n`);
