@@ -108,4 +108,13 @@ export default (w: Workspace) => {
     kernel: "component.wasm",
     rootfs: "rootfs.tar",
   });
+
+  // A second, small machine with its own profile (16 MiB, nothing writable): the engine and
+  // the runtime are not sqlite-shaped.
+  const wc = w.package("examples/wordcount");
+  wc.wasi_binary({ name: "wasm", out: "wordcount.core.wasm", copts: ["-Os"], sources: [{ src: "wordcount.c", srcs: ["wordcount.c"] }], max_memory: 16 * 1024 * 1024 });
+  wc.component({ name: "component", srcs: [":wasm", "//sqlite-cli:adapter"], module: "wordcount.core.wasm", adapter: "wasi_snapshot_preview1.command.wasm", out: "component.wasm" });
+  wc.rootfs({ name: "rootfs", srcs: ["rootfs/etc/motd"], files: { "/etc/motd": "rootfs/etc/motd" }, out: "rootfs.tar" });
+  wc.spec({ name: "spec", srcs: [":component", ":rootfs", "spec.template.json"], machine: "wordcount", template: "spec.template.json", kernel: "component.wasm", rootfs: "rootfs.tar" });
+  wc.seal({ name: "sealed", srcs: [":spec", ":component", ":rootfs"], machine: "wordcount", kernel: "component.wasm", rootfs: "rootfs.tar" });
 };

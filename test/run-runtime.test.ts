@@ -7,7 +7,7 @@ import { join, relative } from "node:path";
 import { PassThrough, Readable } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { extractRootfs, removeExtractedRootfs } from "../src/run/rootfs-extract.ts";
-import { runMachine, type RunTiming, type StdinSource } from "../src/run/runtime.ts";
+import { runMachine, type WritableMount, type RunTiming, type StdinSource } from "../src/run/runtime.ts";
 import { MANIFEST_FILE, transpileComponent } from "../src/run/transpile.ts";
 import { WmbError } from "../src/errors.ts";
 import { guestFixture, type GuestFixture } from "./helpers/guest-fixture.ts";
@@ -55,7 +55,15 @@ interface Outcome {
   timing?: RunTiming;
 }
 
-async function run(args: string[], opts: { db?: string; stdin?: StdinSource; signal?: AbortSignal; jsDir?: string } = {}): Promise<Outcome> {
+/** Every interface the guest fixture imports, unversioned: what a spec binding all of them grants. */
+function allImports(jsDir = fixture.jsDir): string[] {
+  return (JSON.parse(readFileSync(join(jsDir, MANIFEST_FILE), "utf8")) as { imports: string[] }).imports.map((n) => n.replace(/@.*/, ""));
+}
+
+async function run(
+  args: string[],
+  opts: { db?: string; mounts?: WritableMount[]; interfaces?: string[]; stdin?: StdinSource; signal?: AbortSignal; jsDir?: string } = {},
+): Promise<Outcome> {
   const stdout = new PassThrough();
   const stderr = new PassThrough();
   const out: Buffer[] = [];
@@ -66,7 +74,9 @@ async function run(args: string[], opts: { db?: string; stdin?: StdinSource; sig
   const code = await runMachine({
     jsDir: opts.jsDir ?? fixture.jsDir,
     rootfsDir,
-    dbDir: opts.db ?? freshDb(),
+    mounts: opts.mounts ?? [{ guest: "/db", host: opts.db ?? freshDb() }],
+    interfaces: opts.interfaces ?? allImports(),
+    argv0: "guest-machine",
     args,
     stdin: opts.stdin ?? "ignore",
     stdout,
@@ -119,11 +129,11 @@ describe("runMachine: capabilities", () => {
     expect(readdirSync(db)).toEqual(["renamed"]);
   });
 
-  it("the environment is exactly HOME=/, argv[0] is sqlite3, cwd is /", async () => {
+  it("the environment is exactly HOME=/, argv[0] is the name it is given, cwd is /", async () => {
     process.env.WMB_TEST_SHOULD_NOT_LEAK = "leak";
     try {
       const o = await run(["env", "args", "cwd"]);
-      expect(lines(o)).toEqual(["ENV HOME=/", "ENV-END", "ARG 0 sqlite3", "ARG 1 env", "ARG 2 args", "ARG 3 cwd", "CWD /"]);
+      expect(lines(o)).toEqual(["ENV HOME=/", "ENV-END", "ARG 0 guest-machine", "ARG 1 env", "ARG 2 args", "ARG 3 cwd", "CWD /"]);
     } finally {
       delete process.env.WMB_TEST_SHOULD_NOT_LEAK;
     }
@@ -326,14 +336,44 @@ describe("runMachine: refusals before anything runs", () => {
     expect((err as Error).message).toMatch(/imports wasi:sockets\/tcp@0.2.3, wasi:http\/outgoing-handler@0.2.3, which this machine's capabilities do not grant/);
   });
 
-  it("a db directory inside the rootfs (or around it) is refused", async () => {
-    await expect(runMachine({ jsDir: fixture.jsDir, rootfsDir, dbDir: join(rootfsDir, "db"), args: [] })).rejects.toThrow(/overlap/);
-    await expect(runMachine({ jsDir: fixture.jsDir, rootfsDir, dbDir: base, args: [] })).rejects.toThrow(/overlap/);
+  const machine = (mounts: WritableMount[], jsDir = fixture.jsDir) => runMachine({ jsDir, rootfsDir, mounts, interfaces: allImports(), argv0: "m", args: [] });
+
+  it("a writable directory inside the rootfs (or around it), or overlapping another, is refused", async () => {
+    await expect(machine([{ guest: "/db", host: join(rootfsDir, "db") }])).rejects.toThrow(/overlap/);
+    await expect(machine([{ guest: "/db", host: base }])).rejects.toThrow(/overlap/);
+    const a = freshDb();
+    mkdirSync(join(a, "inner"));
+    await expect(machine([{ guest: "/db", host: a }, { guest: "/other", host: join(a, "inner") }])).rejects.toThrow(/overlap/);
   });
 
   it("missing directories are refused", async () => {
-    await expect(runMachine({ jsDir: fixture.jsDir, rootfsDir, dbDir: join(base, "nope"), args: [] })).rejects.toThrow(/does not exist/);
-    await expect(runMachine({ jsDir: join(base, "nope"), rootfsDir, dbDir: freshDb(), args: [] })).rejects.toThrow(/does not exist/);
+    await expect(machine([{ guest: "/db", host: join(base, "nope") }])).rejects.toThrow(/does not exist/);
+    await expect(machine([{ guest: "/db", host: freshDb() }], join(base, "nope"))).rejects.toThrow(/does not exist/);
+  });
+
+  it("an import the spec does not grant is refused, even one the runner implements", async () => {
+    const granted = allImports().filter((i) => i !== "wasi:cli/environment");
+    expect(granted.length).toBe(allImports().length - 1); // the guest really imports it
+    const err = await run(["env"], { interfaces: granted }).then(() => undefined, (e: unknown) => e);
+    expect((err as Error).message).toMatch(/imports wasi:cli\/environment, which this machine's capabilities do not grant/);
+  });
+});
+
+describe("runMachine: writable paths are exactly the granted ones", () => {
+  it("with none granted, nothing is writable: not /db, not /, not /tmp", async () => {
+    const o = await run(["write", "/db/x", "data", "write", "/x", "data", "write", "/tmp/x", "data", "ls", "/"], { mounts: [] });
+    expect(o.stdout).not.toMatch(/^OK write/m);
+    expect(o.stdout.match(/^ERR write/gm)).toHaveLength(3);
+    expect(o.stdout).toMatch(/^LS \/: /m); // the guest ran and reads its rootfs
+  });
+
+  it("several granted paths get one host directory each", async () => {
+    const [a, b] = [freshDb(), freshDb()];
+    mkdirSync(join(rootfsDir, "etc", "spool"), { recursive: true });
+    const o = await run(["write", "/db/one", "1", "write", "/etc/spool/two", "2"], { mounts: [{ guest: "/db", host: a }, { guest: "/etc/spool", host: b }] });
+    expect(lines(o)).toEqual(["OK write /db/one", "OK write /etc/spool/two"]);
+    expect(readFileSync(join(a, "one"), "utf8")).toBe("1");
+    expect(readFileSync(join(b, "two"), "utf8")).toBe("2");
   });
 });
 

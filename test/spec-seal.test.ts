@@ -270,6 +270,9 @@ describe("machine-spec helpers", () => {
     expect(bad((s) => (s.rootfs_ref.sources = [{ local: "../etc/passwd" }]))).toThrow(/rootfs_ref.sources\[0\].local must be a relative path/);
     expect(bad((s) => (s.capability_profile.network = "maybe" as never))).toThrow(/network must be "deny" or "allow"/);
     expect(bad((s) => (s.capability_profile.filesystem.writable = ["db"]))).toThrow(/writable\[0\] must be an absolute path/);
+    expect(bad((s) => (s.capability_profile.filesystem.writable = ["/"]))).toThrow(/writable\[0\] must name a directory below \/ in normal form, not "\/"/);
+    expect(bad((s) => (s.capability_profile.filesystem.writable = ["/db/./x"]))).toThrow(/normal form/);
+    expect(bad((s) => (s.capability_profile.filesystem.writable = ["/db", "/db/sub"]))).toThrow(/writable\[1\] .*"\/db\/sub" repeats or lies inside writable\[0\] "\/db"/);
   });
 });
 

@@ -2,7 +2,7 @@ import { Command, Option } from "clipanion";
 import * as t from "typanion";
 import { mkdirSync, mkdtempSync, promises as fsp } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { fmtMs } from "../progress.ts";
 import { WmbCommand } from "./base.ts";
 
@@ -13,21 +13,28 @@ export class RunCommand extends WmbCommand {
     details: `
       The machine is a label (built first if needed), a sealed spec file, or an identity
       (blake3:<64 hex>) known to the store. Before anything runs, the kernel, the rootfs and
-      every component are re-hashed and the seal recomputed. The guest sees the rootfs
-      read-only as /, one host directory as /db (--db), HOME=/, its arguments and stdio, and
-      nothing else of the host.
+      every component are re-hashed, the seal recomputed, and what seal checked is checked
+      again (bindings, network policy, memory_bytes).
 
-      Exit codes: the guest's own exit code when it ran; 3 when a digest or the seal does not
-      match (nothing ran); 1 or 2 for wmb's own errors.
+      Everything the guest gets comes from its spec: the rootfs read-only as /, one host
+      directory for each writable path the spec declares (--mount /path=DIR, or --db DIR for
+      /db; by default one per machine under the store), none when it declares none; the WASI
+      interfaces its composition binds; argv[0] its name; HOME=/; its arguments and stdio.
+      Nothing else of the host: no network, no other file, no environment variable.
+
+      Exit codes: the guest's own exit code when it ran; 3 when a digest, the seal or the
+      policy check fails (nothing ran); 1 or 2 for wmb's own errors.
     `,
     examples: [
       ["Print the SQLite version", "$0 run //sqlite-cli:sealed -- -version"],
       ["Keep a database in ./data", "$0 run //sqlite-cli:sealed --db ./data -- /db/app.db \"create table t(x);\""],
+      ["Mount a host directory at a declared writable path", "$0 run machine.json --mount /var/data=./data -- args"],
       ["Pipe SQL into a machine found by identity", "echo 'select 40+2;' | $0 run blake3:<identity> -- :memory:"],
     ],
   });
   machine = Option.String({ name: "machine" });
-  db = Option.String("--db", { description: "Host directory mounted writable as /db (default: one per machine under the store)" });
+  db = Option.String("--db", { description: "Host directory for the machine's writable /db (default: one per machine under the store)" });
+  mounts = Option.Array("--mount", [], { description: "/guest/path=HOSTDIR for a writable path the spec declares (repeatable)" });
   toolchain = Option.String("--toolchain", "hermetic", { validator: t.isEnum(["hermetic", "system"] as const) });
   timings = Option.Boolean("--timings", false, { description: "Print check, transpile and run times on stderr" });
   args = Option.Rest({ name: "guest arguments" });
@@ -36,13 +43,15 @@ export class RunCommand extends WmbCommand {
     const t0 = performance.now();
     const { resolveMachine } = await import("./machine-ref.ts");
     const { transpiledFiles } = await import("../machine.ts");
+    const { machineGrant, parseMounts } = await import("../run/run-grant.ts");
+    const requested = parseMounts(this.mounts, this.db);
     const store = await this.store();
     const m = await resolveMachine(this.machine, store, () => this.workspace(), this.context.stderr as NodeJS.WriteStream, this.toolchain);
+    const grant = machineGrant(m.spec, m.kernel, requested, join(store.dir, "machines", m.identity.slice("blake3:".length)));
     const tChecked = performance.now();
     const { outputs, cached } = await transpiledFiles(store, m.kernel, m.kernelDigest);
     const tTranspiled = performance.now();
-    const dbDir = this.db ? resolve(this.db) : join(store.dir, "machines", m.identity.slice("blake3:".length), "db");
-    mkdirSync(dbDir, { recursive: true });
+    for (const mount of grant.mounts) mkdirSync(mount.host, { recursive: true });
     const scratch = mkdtempSync(join(tmpdir(), "wmb-run-"));
     try {
       const jsDir = join(scratch, "js");
@@ -53,7 +62,7 @@ export class RunCommand extends WmbCommand {
       await extractRootfs(m.rootfs, rootfsDir);
       store.close(); // the guest may run for long; do not hold the index open
       const { runMachine } = await import("../run/runtime.ts");
-      const code = await runMachine({ jsDir, rootfsDir, dbDir, args: this.args, argv0: m.spec.name });
+      const code = await runMachine({ jsDir, rootfsDir, mounts: grant.mounts, interfaces: grant.interfaces, args: this.args, argv0: grant.argv0 });
       if (this.timings) {
         this.context.stderr.write(
           `wmb: checked in ${fmtMs(tChecked - t0)}, transpile ${cached ? "cached" : fmtMs(tTranspiled - tChecked)}, ran in ${fmtMs(performance.now() - tTranspiled)}\n`,
@@ -83,7 +92,9 @@ export class InspectCommand extends WmbCommand {
     const store = await this.store();
     const m = await resolveMachine(this.machine, store, () => this.workspace(), this.context.stderr as NodeJS.WriteStream);
     const { readComponent } = await import("../formats/wasm.ts");
+    const { machineGrant } = await import("../run/run-grant.ts");
     const imports = readComponent(m.kernel).imports.map((i) => i.name).sort();
+    const grant = machineGrant(m.spec, m.kernel, new Map(), join(store.dir, "machines", m.identity.slice("blake3:".length)));
     const info = {
       identity: m.identity,
       name: m.spec.name,
@@ -93,7 +104,9 @@ export class InspectCommand extends WmbCommand {
       capabilities: m.spec.capability_profile,
       policy: m.spec.composition.policy,
       imports,
-      checks: "kernel, rootfs, components and seal verified",
+      // What `run` would grant: the guest runs single-threaded (any cpus >= 1 is honoured).
+      grant: { argv0: grant.argv0, writable: grant.mounts, interfaces: grant.interfaces, threads: 1 },
+      checks: "kernel, rootfs, components, seal and policy verified",
     };
     if (this.asJson) {
       this.json(info);
@@ -103,7 +116,9 @@ export class InspectCommand extends WmbCommand {
     out.write(`identity  ${info.identity}\nmachine   ${info.name} ${info.version}\n`);
     out.write(`kernel    ${info.kernel.digest}  ${info.kernel.size} bytes\nrootfs    ${info.rootfs.digest}  ${info.rootfs.size} bytes\n`);
     const c = info.capabilities;
-    out.write(`profile   cpus ${c.cpus}, memory ${c.memory_bytes} bytes, network ${c.network}, writable ${c.filesystem.writable.join(", ")}\n`);
+    out.write(`profile   cpus ${c.cpus}, memory ${c.memory_bytes} bytes, network ${c.network}, writable ${c.filesystem.writable.join(", ") || "(none)"}\n`);
+    out.write(`mounts    / read-only (rootfs)${grant.mounts.map((w) => `, ${w.guest} -> ${w.host}`).join("")}\n`);
+    out.write(`argv[0]   ${grant.argv0} (one thread)\n`);
     out.write(`imports   ${imports.length}\n${imports.map((i) => `  ${i}`).join("\n")}\n`);
     out.write(`verified  ${info.checks}\n`);
     return 0;

@@ -279,8 +279,15 @@ export function validateMachineSpec(value: unknown, what = "the machine spec"): 
   int(profile.memory_bytes, "capability_profile.memory_bytes", 1);
   if (profile.network !== "deny" && profile.network !== "allow") fail("capability_profile.network", 'must be "deny" or "allow"');
   const fs = obj(profile.filesystem, "capability_profile.filesystem");
-  strings(fs.writable, "capability_profile.filesystem.writable").forEach((p, i) => {
-    if (!p.startsWith("/") || p.split("/").includes("..")) fail(`capability_profile.filesystem.writable[${i}]`, "must be an absolute path without '..'");
+  // Each writable path becomes one mount of its own: absolute, normalized, not `/` (the rootfs
+  // is read-only), and neither inside another one nor repeated.
+  const writable = strings(fs.writable, "capability_profile.filesystem.writable");
+  writable.forEach((p, i) => {
+    const at = `capability_profile.filesystem.writable[${i}]`;
+    if (!p.startsWith("/") || p.split("/").includes("..")) fail(at, "must be an absolute path without '..'");
+    if (p === "/" || p.endsWith("/") || p.includes("//") || p.split("/").includes(".")) fail(at, `must name a directory below / in normal form, not "${p}"`);
+    const other = writable.findIndex((q, j) => j !== i && (q === p || p.startsWith(`${q}/`)));
+    if (other >= 0) fail(at, `"${p}" repeats or lies inside writable[${other}] "${writable[other]}"`);
   });
 
   const kernel = ref(spec.kernel_ref, "kernel_ref");

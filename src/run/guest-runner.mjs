@@ -4,10 +4,11 @@
 // the guest's stdio are this process's fds 0/1/2, so preview2-shim's own stdio, blocking
 // stdin reads and `exit` (process.exit) behave exactly as for a native command.
 //
-// Capabilities are an allowlist: the component gets only the interfaces built below. Nothing
-// of wasi:sockets or wasi:http is even imported, so the guest cannot reach the network.
+// Capabilities are an allowlist twice over: the component gets only the interfaces the config
+// grants (derived from the sealed spec by run-grant.ts), and only among those built below.
+// Nothing of wasi:sockets or wasi:http is even imported, so the guest cannot reach the network.
 //
-// argv[2] is a JSON config: { jsDir, rootfsDir, dbDir, args, timing }.
+// argv[2] is a JSON config: { jsDir, rootfsDir, mounts: [{guest, host}], interfaces, args, timing }.
 // fd 3 is a side channel to the parent for host-side failures (one JSON line), so they are
 // never confused with the guest's own stderr or exit code.
 import { writeSync } from "node:fs";
@@ -206,7 +207,7 @@ class Descriptor {
 
 const preopenList = [
   [Descriptor._wrap(fsShim._createPreopenDescriptor(config.rootfsDir), true, true), "/"],
-  [Descriptor._wrap(fsShim._createPreopenDescriptor(config.dbDir), false, true), "/db"],
+  ...config.mounts.map((m) => [Descriptor._wrap(fsShim._createPreopenDescriptor(m.host), false, true), m.guest]),
 ];
 
 const filesystemTypes = {
@@ -243,8 +244,8 @@ const terminalStderr = {
   getTerminalStderr: () => (isatty(2) ? cliShim.terminalStderr.getTerminalStderr() : undefined),
 };
 
-/** Every interface a machine may import, unversioned. Anything else is refused. */
-const GRANTED = {
+/** Every interface this runner implements, unversioned. A machine gets those its spec grants. */
+const IMPLEMENTED = {
   "wasi:cli/environment": environment,
   "wasi:cli/exit": exit,
   "wasi:cli/stdin": cliShim.stdin,
@@ -276,10 +277,11 @@ async function main() {
   const manifest = JSON.parse(await readFile(join(config.jsDir, "wmb-transpile.json"), "utf8"));
   const imports = {};
   const refused = [];
+  const granted = new Set(config.interfaces);
   for (const name of manifest.imports) {
-    const granted = GRANTED[unversioned(name)];
-    if (granted === undefined) refused.push(name);
-    else imports[name] = granted;
+    const implementation = granted.has(unversioned(name)) ? IMPLEMENTED[unversioned(name)] : undefined;
+    if (implementation === undefined) refused.push(name);
+    else imports[name] = implementation;
   }
   if (refused.length > 0) {
     hostFailure(`the component imports ${refused.join(", ")}, which this machine's capabilities do not grant`);

@@ -1,6 +1,7 @@
-// Runs a transpiled WASI 0.2 component with exactly a machine's capabilities: the rootfs
-// read-only as `/`, one host directory read-write as `/db`, `HOME=/` and nothing else in the
-// environment, the given args, stdio passed through, no network.
+// Runs a transpiled WASI 0.2 component with exactly the capabilities it is given (run-grant.ts
+// derives them from the sealed spec): the rootfs read-only as `/`, one host directory
+// read-write per declared writable path, only the granted WASI interfaces, `HOME=/` and nothing
+// else in the environment, the given args, stdio passed through, no network.
 //
 // The guest runs in a child process (guest-runner.mjs), not in wmb's own process:
 // - preview2-shim implements `exit` with process.exit and blocking stdin with a worker and
@@ -36,12 +37,16 @@ export interface RunMachineOptions {
   jsDir: string;
   /** Extracted rootfs, mounted read-only as `/`. */
   rootfsDir: string;
-  /** Host directory mounted read-write as `/db`. Must not overlap rootfsDir. */
-  dbDir: string;
+  /** Host directories mounted read-write at guest paths (none: nothing is writable). They must
+   * not overlap the rootfs or each other. */
+  mounts: WritableMount[];
+  /** The WASI interfaces the guest may import, unversioned ("wasi:cli/stdout"); any other import
+   * is refused before the guest starts. */
+  interfaces: string[];
   /** Guest arguments after argv[0]. */
   args: string[];
-  /** The guest's argv[0]; default "sqlite3". */
-  argv0?: string;
+  /** The guest's argv[0] (a machine's spec name). */
+  argv0: string;
   /** Default "inherit" for all three. */
   stdin?: StdinSource;
   stdout?: OutputSink;
@@ -50,6 +55,13 @@ export interface RunMachineOptions {
   signal?: AbortSignal;
   /** Called once the run ends, with where the time went. */
   onTiming?: (timing: RunTiming) => void;
+}
+
+export interface WritableMount {
+  /** Absolute guest path, e.g. "/db". */
+  guest: string;
+  /** Host directory behind it. */
+  host: string;
 }
 
 export interface RunTiming {
@@ -145,7 +157,8 @@ export async function runMachine(opts: RunMachineOptions): Promise<number> {
 interface RunnerConfig {
   jsDir: string;
   rootfsDir: string;
-  dbDir: string;
+  mounts: WritableMount[];
+  interfaces: string[];
   args: string[];
   timing: boolean;
 }
@@ -153,21 +166,25 @@ interface RunnerConfig {
 async function runnerConfig(opts: RunMachineOptions): Promise<RunnerConfig> {
   const jsDir = await realDir(opts.jsDir, "transpiled component");
   const rootfsDir = await realDir(opts.rootfsDir, "rootfs");
-  const dbDir = await realDir(opts.dbDir, "db");
+  const mounts: WritableMount[] = [];
+  for (const m of opts.mounts) mounts.push({ guest: m.guest, host: await realDir(m.host, m.guest) });
   if (!existsSync(join(jsDir, MANIFEST_FILE))) {
     throw new WmbError(RUN_ERROR, `${jsDir} holds no ${MANIFEST_FILE}: transpile the component first.`, {
       subject: jsDir,
     });
   }
-  // Overlapping mounts would let the guest write the rootfs through /db.
-  if (isInside(dbDir, rootfsDir) || isInside(rootfsDir, dbDir)) {
-    throw new WmbError(
-      RUN_ERROR,
-      `the db directory ${dbDir} and the rootfs ${rootfsDir} overlap: choose a --db directory outside the rootfs.`,
-      { subject: dbDir },
-    );
+  // Overlapping mounts would let the guest write the rootfs, or one mount through another.
+  const dirs = [{ guest: "/", host: rootfsDir }, ...mounts];
+  for (let i = 0; i < dirs.length; i++) {
+    for (let j = i + 1; j < dirs.length; j++) {
+      const [a, b] = [dirs[i]!, dirs[j]!];
+      if (isInside(a.host, b.host) || isInside(b.host, a.host)) {
+        const which = (d: WritableMount) => (d.guest === "/" ? `the rootfs ${d.host}` : `the directory ${d.host} for ${d.guest}`);
+        throw new WmbError(RUN_ERROR, `${which(b)} and ${which(a)} overlap: give each writable path a directory of its own, outside the rootfs.`, { subject: b.host });
+      }
+    }
   }
-  return { jsDir, rootfsDir, dbDir, args: [opts.argv0 ?? "sqlite3", ...opts.args], timing: opts.onTiming !== undefined };
+  return { jsDir, rootfsDir, mounts, interfaces: opts.interfaces, args: [opts.argv0, ...opts.args], timing: opts.onTiming !== undefined };
 }
 
 async function realDir(path: string, what: string): Promise<string> {
