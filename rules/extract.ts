@@ -15,7 +15,8 @@
 // Outputs are the keys of `files`, written with mode 0644 whatever the archive says.
 import { promises as fsp } from "node:fs";
 import { dirname, join } from "node:path";
-import { Parser, type ReadEntry } from "tar";
+import { gunzipSync } from "node:zlib";
+import { readTar, TarFormatError } from "../src/formats/tar-reader.ts";
 import { defineRule, type CommonAttrs } from "./rule.ts";
 
 export interface ExtractAttrs extends CommonAttrs {
@@ -44,30 +45,37 @@ function outputsOf(a: ExtractAttrs): string[] {
   return Object.keys(a.files).map((k) => checkRelativePath(k, "output"));
 }
 
-const FILE_TYPES = new Set(["File", "OldFile", "ContiguousFile"]);
+/** A decompressed tarball larger than this is refused (a gzip bomb), like an oversized entry. */
+const MAX_ARCHIVE_BYTES = 2 * (1 << 30);
 
-/** Read the wanted members of a tarball (gzip is detected) into memory. */
-export function readMembers(tarball: Uint8Array, wanted: ReadonlySet<string>): Promise<Map<string, Buffer>> {
-  return new Promise((resolve, reject) => {
-    const found = new Map<string, Buffer>();
-    const parser = new Parser({
-      strict: true,
-      onReadEntry(entry: ReadEntry) {
-        const path = entry.path.replace(/^\.\//, "");
-        if (!wanted.has(path)) return entry.resume();
-        if (!FILE_TYPES.has(entry.type)) {
-          entry.resume();
-          return reject(new Error(`extract: member "${path}" is a ${entry.type}, not a regular file`));
-        }
-        const chunks: Buffer[] = [];
-        entry.on("data", (c: Buffer) => chunks.push(c));
-        entry.on("end", () => found.set(path, Buffer.concat(chunks)));
-      },
-    });
-    parser.on("error", (e: Error) => reject(new Error(`extract: not a readable tarball: ${e.message}`)));
-    parser.on("end", () => resolve(found));
-    parser.end(Buffer.from(tarball.buffer, tarball.byteOffset, tarball.byteLength));
-  });
+/** Read the wanted members of a tarball (gzip is detected) with the one tar reader. A wanted
+ * member must be a regular file, present once: a link, or two entries of one name (which
+ * would make the result depend on which one a tool takes), is refused. */
+export function readMembers(tarball: Uint8Array, wanted: ReadonlySet<string>): Map<string, Uint8Array> {
+  let bytes = tarball;
+  if (bytes[0] === 0x1f && bytes[1] === 0x8b) {
+    try {
+      bytes = gunzipSync(bytes, { maxOutputLength: MAX_ARCHIVE_BYTES });
+    } catch (e) {
+      throw new Error(`extract: not a readable gzip stream: ${(e as Error).message}`);
+    }
+  }
+  let entries;
+  try {
+    entries = readTar(bytes);
+  } catch (e) {
+    if (e instanceof TarFormatError) throw new Error(`extract: not a readable tarball: ${e.message}`);
+    throw e;
+  }
+  const found = new Map<string, Uint8Array>();
+  for (const e of entries) {
+    const path = e.path.replace(/^(\.\/)+/, "");
+    if (!wanted.has(path)) continue;
+    if (e.type !== "file") throw new Error(`extract: member "${path}" is a ${e.type}, not a regular file`);
+    if (found.has(path)) throw new Error(`extract: member "${path}" appears more than once in the tarball`);
+    found.set(path, e.data);
+  }
+  return found;
 }
 
 export const extract = defineRule<ExtractAttrs>({
@@ -88,12 +96,12 @@ export const extract = defineRule<ExtractAttrs>({
     let bytes: Uint8Array = await fsp.readFile(join(ctx.dir, source));
     let from = source;
     if (inner !== undefined) {
-      const got = (await readMembers(bytes, new Set([inner]))).get(inner);
+      const got = readMembers(bytes, new Set([inner])).get(inner);
       if (!got) throw new Error(`extract: ${source} has no member "${inner}"`);
       bytes = got;
       from = `${source}!${inner}`;
     }
-    const found = await readMembers(bytes, new Set(members.map(([, m]) => m)));
+    const found = readMembers(bytes, new Set(members.map(([, m]) => m)));
     const missing = members.filter(([, m]) => !found.has(m)).map(([, m]) => m);
     if (missing.length > 0) throw new Error(`extract: ${from} has no member ${missing.map((m) => `"${m}"`).join(", ")}`);
     for (const [out, member] of members) {

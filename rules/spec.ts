@@ -2,7 +2,7 @@
 // capability profile, composition policy) and the built artifacts (the parts read from the
 // bits: the kernel's and rootfs's refs, the component's digest, one binding per WASI import
 // the component really has).
-import { readTar } from "../src/formats/det-tar.ts";
+import { readTar } from "../src/formats/tar-reader.ts";
 import {
   artifactRef,
   digestHexToInts,

@@ -2,7 +2,8 @@
 // Import checks every digest and the seal before admitting anything into a store.
 import { hashBytes, type Digest } from "./digest.ts";
 import { WmbError } from "./errors.ts";
-import { readTar, writeDeterministicTar, TarFormatError } from "./formats/det-tar.ts";
+import { writeDeterministicTar } from "./formats/det-tar.ts";
+import { readTar, TarFormatError } from "./formats/tar-reader.ts";
 import { checkSealedSpec } from "./formats/machine-spec.ts";
 import { registerMachine, type LoadedMachine } from "./machine.ts";
 import type { Store } from "../store/store.ts";

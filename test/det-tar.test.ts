@@ -4,7 +4,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as tar from "tar";
 import { describe, expect, it } from "vitest";
-import { readTar, writeDeterministicTar, looksLikeTar, type DeterministicTarEntry } from "../src/formats/det-tar.ts";
+import { writeDeterministicTar, type DeterministicTarEntry } from "../src/formats/det-tar.ts";
+import { looksLikeTar, readTar } from "../src/formats/tar-reader.ts";
 
 const text = (s: string) => new TextEncoder().encode(s);
 

@@ -5,7 +5,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { rootfs } from "../rules/rootfs.ts";
 import { seal } from "../rules/seal.ts";
 import { spec } from "../rules/spec.ts";
-import { readTar } from "../src/formats/det-tar.ts";
+import { readTar } from "../src/formats/tar-reader.ts";
 import { canonicalBytes } from "../src/formats/jcs.ts";
 import {
   blake3Hex,

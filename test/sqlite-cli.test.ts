@@ -10,7 +10,7 @@ import { bytesToHex } from "@noble/hashes/utils.js";
 import { buildJson, executed, wmb, wmbSync } from "./helpers/cli.ts";
 import { copyWorkspace, sqliteFixture, type SqliteFixture } from "./helpers/sqlite-fixture.ts";
 import { canonicalize } from "../src/formats/jcs.ts";
-import { readTar } from "../src/formats/det-tar.ts";
+import { readTar } from "../src/formats/tar-reader.ts";
 import { readComponent } from "../src/formats/wasm.ts";
 
 const hex = (b: Uint8Array) => bytesToHex(blake3(b));

@@ -2,7 +2,7 @@
 // tar archives by entry and field, wasm binaries by section, JSON by path, text by lines
 // (a unified diff), anything else by the first differing byte. Every report carries a `text`
 // ready to print, capped so one divergent output never floods the terminal.
-import { looksLikeTar, readTar, type TarEntry } from "./det-tar.ts";
+import { looksLikeTar, readTar, type TarEntry } from "./tar-reader.ts";
 import { isWasm, readWasmSections, type WasmSection } from "./wasm.ts";
 
 export type DiffKind = "identical" | "tar" | "wasm" | "json" | "text" | "binary";

@@ -9,6 +9,7 @@
 import { promises as fsp } from "node:fs";
 import { join, relative, resolve, sep } from "node:path";
 import { WmbError } from "../errors.ts";
+import { readTar, TarFormatError, type TarEntry } from "../formats/tar-reader.ts";
 
 export interface ExtractedRootfs {
   /** Paths in tar order, relative to destDir, directories with a trailing "/". */
@@ -24,12 +25,11 @@ export interface RootfsEntry {
   data: Uint8Array;
 }
 
-const BLOCK = 512;
-
 /**
- * Extract `tarBytes` (ustar, with pax or GNU long names) into `destDir`, which must not exist
- * or be empty. Throws a WmbError naming the entry on: absolute paths, `..` components,
- * symlinks, hard links, devices, fifos, duplicates, bad checksums, truncated archives.
+ * Extract `tarBytes` (read by tar-reader.ts) into `destDir`, which must not exist or be
+ * empty. Throws a WmbError naming the entry on: absolute paths, `..` components, backslashes,
+ * symlinks, hard links, devices, fifos, duplicates (also after Unicode normalization), absurd
+ * depth or size, and whatever the reader refuses (checksums, truncation, bad pax records).
  * Nothing is written unless the whole archive is acceptable.
  */
 export async function extractRootfs(tarBytes: Uint8Array, destDir: string): Promise<ExtractedRootfs> {
@@ -99,151 +99,85 @@ async function makeReadOnly(root: string, entries: RootfsEntry[]): Promise<void>
   await fsp.chmod(root, 0o555);
 }
 
+/** Limits for a rootfs: generous for a machine's few files, small enough that a hostile
+ * archive cannot fill the disk or build a directory tree deep enough to hurt (CVE-2024-28863). */
+export const ROOTFS_LIMITS = { maxEntryBytes: 256 << 20, maxTotalBytes: 1 << 30, maxEntries: 100_000, maxDepth: 64 };
+
 /** Parse and validate every entry before anything touches the disk. */
-export function readRootfsEntries(tarBytes: Uint8Array): RootfsEntry[] {
+export function readRootfsEntries(tarBytes: Uint8Array, limits = ROOTFS_LIMITS): RootfsEntry[] {
+  let entries: TarEntry[];
+  try {
+    entries = readTar(tarBytes, limits);
+  } catch (e) {
+    if (e instanceof TarFormatError) throw rootfsError(`the rootfs tar is corrupt: ${e.message}`, e);
+    throw e;
+  }
   const out: RootfsEntry[] = [];
+  // Keyed by NFC form: names that differ only in Unicode normalization would be one file on
+  // some hosts' filesystems (macOS), so the result would depend on the host.
   const seen = new Map<string, EntryKind>();
-  let offset = 0;
-  let longName: string | undefined;
-  let pax: Record<string, string> = {};
-
-  while (true) {
-    if (offset + BLOCK > tarBytes.length) throw rootfsError("the rootfs tar is truncated (no end-of-archive marker).");
-    const header = tarBytes.subarray(offset, offset + BLOCK);
-    if (header.every((b) => b === 0)) break;
-    verifyChecksum(header, offset);
-
-    const typeflag = String.fromCharCode(header[156]!);
-    const size = parseOctal(header.subarray(124, 136), "size", offset);
-    const dataStart = offset + BLOCK;
-    const dataEnd = dataStart + size;
-    if (dataEnd > tarBytes.length) throw rootfsError(`the rootfs tar is truncated inside the entry at offset ${offset}.`);
-    const data = tarBytes.subarray(dataStart, dataEnd);
-    offset = dataStart + Math.ceil(size / BLOCK) * BLOCK;
-
-    // Metadata entries apply to the next real entry.
-    if (typeflag === "x") {
-      pax = parsePax(data, offset);
-      continue;
-    }
-    if (typeflag === "g") continue; // global pax defaults: nothing in them matters for extraction
-    if (typeflag === "L") {
-      longName = cString(data);
-      continue;
-    }
-
-    const ustarName = cString(header.subarray(0, 100));
-    const prefix = isUstar(header) ? cString(header.subarray(345, 500)) : "";
-    const rawName = pax.path ?? longName ?? (prefix ? `${prefix}/${ustarName}` : ustarName);
-    const paxSize = pax.size;
-    longName = undefined;
-    pax = {};
-    if (paxSize !== undefined && Number(paxSize) !== size) {
-      throw rootfsError(`entry ${JSON.stringify(rawName)}: pax size ${paxSize} differs from the header size ${size}.`);
-    }
-
+  for (const e of entries) {
+    const raw = e.path;
     let kind: EntryKind;
-    switch (typeflag) {
-      case "0":
-      case "\0":
-      case "7":
+    switch (e.type) {
+      case "file":
         kind = "file";
         break;
-      case "5":
+      case "dir":
         kind = "directory";
         break;
-      case "1":
-        throw rootfsError(`entry ${JSON.stringify(rawName)} is a hard link; a rootfs may hold only regular files and directories.`);
-      case "2":
-        throw rootfsError(`entry ${JSON.stringify(rawName)} is a symbolic link; a rootfs may hold only regular files and directories.`);
-      case "3":
-      case "4":
-        throw rootfsError(`entry ${JSON.stringify(rawName)} is a device node; a rootfs may hold only regular files and directories.`);
-      case "6":
-        throw rootfsError(`entry ${JSON.stringify(rawName)} is a fifo; a rootfs may hold only regular files and directories.`);
+      case "hardlink":
+        throw rootfsError(`entry ${JSON.stringify(raw)} is a hard link; a rootfs may hold only regular files and directories.`);
+      case "symlink":
+        throw rootfsError(`entry ${JSON.stringify(raw)} is a symbolic link; a rootfs may hold only regular files and directories.`);
+      case "char":
+      case "block":
+        throw rootfsError(`entry ${JSON.stringify(raw)} is a device node; a rootfs may hold only regular files and directories.`);
+      case "fifo":
+        throw rootfsError(`entry ${JSON.stringify(raw)} is a fifo; a rootfs may hold only regular files and directories.`);
       default:
-        throw rootfsError(`entry ${JSON.stringify(rawName)} has unsupported tar type ${JSON.stringify(typeflag)}.`);
+        throw rootfsError(`entry ${JSON.stringify(raw)} has unsupported tar type ${JSON.stringify(e.typeflag)}.`);
     }
-    const name = safeRelativePath(rawName);
-    if (kind === "directory" && size !== 0) throw rootfsError(`directory entry ${JSON.stringify(rawName)} has data.`);
-    const previous = seen.get(name);
+    const name = safeRelativePath(raw, limits.maxDepth);
+    if (kind === "directory" && e.size !== 0) throw rootfsError(`directory entry ${JSON.stringify(raw)} has data.`);
+    const key = name.normalize("NFC");
+    const previous = seen.get(key);
     if (previous !== undefined) {
       // The same directory twice is harmless; anything else would make the result depend on order.
       if (previous === "directory" && kind === "directory") continue;
-      throw rootfsError(`entry ${JSON.stringify(rawName)} appears more than once in the rootfs tar.`);
+      throw rootfsError(`entry ${JSON.stringify(raw)} appears more than once in the rootfs tar.`);
     }
     // A file may not sit where a directory is needed, nor below a file.
-    const parts = name.split("/");
+    const parts = key.split("/");
     for (let i = 1; i < parts.length; i++) {
       const ancestor = parts.slice(0, i).join("/");
-      if (seen.get(ancestor) === "file") throw rootfsError(`entry ${JSON.stringify(rawName)} lies below the file ${JSON.stringify(ancestor)}.`);
+      if (seen.get(ancestor) === "file") throw rootfsError(`entry ${JSON.stringify(raw)} lies below the file ${JSON.stringify(ancestor)}.`);
       if (!seen.has(ancestor)) seen.set(ancestor, "directory");
     }
     if (name === ".") {
-      if (kind !== "directory") throw rootfsError(`entry ${JSON.stringify(rawName)} names the rootfs itself but is not a directory.`);
+      if (kind !== "directory") throw rootfsError(`entry ${JSON.stringify(raw)} names the rootfs itself but is not a directory.`);
       continue;
     }
-    seen.set(name, kind);
-    const mode = parseOctal(header.subarray(100, 108), "mode", offset);
-    out.push({ name, kind, mode, data });
+    seen.set(key, kind);
+    out.push({ name, kind, mode: e.mode, data: e.data });
   }
   return out;
 }
 
-/** "./a/b/" -> "a/b"; refuses absolute paths, `..`, NUL and empty names. */
-function safeRelativePath(raw: string): string {
+/** "./a/b/" -> "a/b"; refuses absolute paths (also Windows drive and UNC forms), `..`,
+ * backslashes, NUL, empty names and absurd depth. */
+function safeRelativePath(raw: string, maxDepth: number): string {
   if (raw === "" || raw.includes("\0")) throw rootfsError(`entry ${JSON.stringify(raw)} has an empty or invalid name.`);
-  if (raw.startsWith("/")) throw rootfsError(`entry ${JSON.stringify(raw)} has an absolute path; rootfs paths must be relative.`);
+  if (raw.startsWith("/") || /^[A-Za-z]:/.test(raw)) throw rootfsError(`entry ${JSON.stringify(raw)} has an absolute path; rootfs paths must be relative.`);
+  if (raw.includes("\\")) throw rootfsError(`entry ${JSON.stringify(raw)} contains a backslash; rootfs paths use "/" only.`);
   const parts: string[] = [];
   for (const part of raw.split("/")) {
     if (part === "" || part === ".") continue;
     if (part === "..") throw rootfsError(`entry ${JSON.stringify(raw)} contains "..": it would land outside the rootfs.`);
     parts.push(part);
   }
+  if (parts.length > maxDepth) throw rootfsError(`entry ${JSON.stringify(raw.slice(0, 80))}… is ${parts.length} directories deep, more than the ${maxDepth} allowed.`);
   return parts.length === 0 ? "." : parts.join("/");
-}
-
-function isUstar(header: Uint8Array): boolean {
-  return cString(header.subarray(257, 263)).startsWith("ustar");
-}
-
-function cString(bytes: Uint8Array): string {
-  const end = bytes.indexOf(0);
-  return new TextDecoder().decode(end < 0 ? bytes : bytes.subarray(0, end));
-}
-
-function parseOctal(field: Uint8Array, what: string, offset: number): number {
-  if (field[0]! & 0x80) throw rootfsError(`the tar header at offset ${offset} uses a base-256 ${what}, which a rootfs never needs.`);
-  const text = cString(field).trim();
-  if (text === "") return 0;
-  if (!/^[0-7]+$/.test(text)) throw rootfsError(`the tar header at offset ${offset} has an invalid ${what} field ${JSON.stringify(text)}.`);
-  return parseInt(text, 8);
-}
-
-function verifyChecksum(header: Uint8Array, offset: number): void {
-  const expected = parseOctal(header.subarray(148, 156), "checksum", offset);
-  let sum = 0;
-  for (let i = 0; i < BLOCK; i++) sum += i >= 148 && i < 156 ? 0x20 : header[i]!;
-  if (sum !== expected) throw rootfsError(`the tar header at offset ${offset} has a bad checksum: the rootfs tar is corrupt.`);
-}
-
-/** pax records: "<len> <key>=<value>\n". */
-function parsePax(data: Uint8Array, offset: number): Record<string, string> {
-  const out: Record<string, string> = {};
-  let i = 0;
-  while (i < data.length) {
-    const space = data.indexOf(0x20, i);
-    if (space < 0) break;
-    const len = parseInt(new TextDecoder().decode(data.subarray(i, space)), 10);
-    if (!Number.isInteger(len) || len <= 0 || i + len > data.length) {
-      throw rootfsError(`the pax header before offset ${offset} is malformed.`);
-    }
-    const record = new TextDecoder().decode(data.subarray(space + 1, i + len - 1));
-    const eq = record.indexOf("=");
-    if (eq > 0) out[record.slice(0, eq)] = record.slice(eq + 1);
-    i += len;
-  }
-  return out;
 }
 
 function rootfsError(message: string, cause?: unknown): WmbError {
