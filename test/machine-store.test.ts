@@ -42,6 +42,6 @@ describe("machines in the store", () => {
   it("counts the machine and its transpiled component in store stats", () => {
     const stats = JSON.parse(wmbSync(fx.workspace, ["store", "stats", "--store", store, "--json"]).stdout);
     expect(stats.machines).toBeGreaterThanOrEqual(1);
-    expect(stats.transpiled_components).toBe(1);
+    expect(stats.transpiled_components).toBeGreaterThanOrEqual(1); // other suites may have run other kernels in the shared store
   });
 });
