@@ -68,7 +68,7 @@ export async function engineBench(): Promise<void> {
   const t0 = performance.now();
   await hashFile(file);
   const ours = 256 / ((performance.now() - t0) / 1000);
-  row(`wmb hashFile (${hashImplementation})`, `${ours.toFixed(0)} MB/s`);
+  row(`wmb hashFile (${hashImplementation()})`, `${ours.toFixed(0)} MB/s`);
   if (hasB3sum()) {
     const t1 = performance.now();
     execFileSync("b3sum", ["--num-threads", "1", file]);

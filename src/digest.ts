@@ -18,21 +18,32 @@ interface Hasher {
 
 type NativeCtor = new () => { update(b: Uint8Array): void; digest(enc: "hex"): string };
 
-const nativeHasher: NativeCtor | undefined = (() => {
-  if (process.env.WMB_PURE_JS_HASH === "1") return undefined;
-  try {
-    const require = createRequire(import.meta.url);
-    return (require("@napi-rs/blake-hash") as { Blake3Hasher: NativeCtor }).Blake3Hasher;
-  } catch {
-    return undefined;
-  }
-})();
+let native: NativeCtor | null | undefined;
 
-export const hashImplementation: "native" | "noble" = nativeHasher ? "native" : "noble";
+/** The native hasher, loaded on first use (a command that hashes nothing never dlopens it). */
+function nativeHasher(): NativeCtor | undefined {
+  if (native === undefined) {
+    native = null;
+    if (process.env.WMB_PURE_JS_HASH !== "1") {
+      try {
+        const require = createRequire(import.meta.url);
+        native = (require("@napi-rs/blake-hash") as { Blake3Hasher: NativeCtor }).Blake3Hasher;
+      } catch {
+        // No build for this platform: the pure-JS reference does the work, slower.
+      }
+    }
+  }
+  return native ?? undefined;
+}
+
+export function hashImplementation(): "native" | "noble" {
+  return nativeHasher() ? "native" : "noble";
+}
 
 export function newHasher(): Hasher {
-  if (nativeHasher) {
-    const h = new nativeHasher();
+  const nativeCtor = nativeHasher();
+  if (nativeCtor) {
+    const h = new nativeCtor();
     return { update: (b) => h.update(b), hex: () => h.digest("hex") };
   }
   const h = nobleBlake3.create();

@@ -3,7 +3,7 @@
 // ENOENT millions of times), so missing components are created one at a time, after the nearest
 // existing ancestor has been checked to be a writable directory on a real filesystem.
 import { accessSync, constants, mkdirSync, statfsSync, statSync, type Stats } from "node:fs";
-import { dirname } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { WmbError } from "../src/errors.ts";
 
 /** statfs magic numbers of kernel pseudo-filesystems, where no file can be stored. */
@@ -16,6 +16,11 @@ const PSEUDO_FILESYSTEMS: Record<number, string> = {
   0x63677270: "cgroup2fs",
   0x73636673: "securityfs",
 };
+
+/** $WMB_STORE, else <workspace>/.wmb (the workspace is found only when needed). */
+export function defaultStoreDir(workspace: () => string): string {
+  return process.env.WMB_STORE ? resolve(process.env.WMB_STORE) : join(workspace(), ".wmb");
+}
 
 export function ensureStoreDir(abs: string): void {
   const missing: string[] = [];

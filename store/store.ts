@@ -41,10 +41,6 @@ export function outputsDigestOf(outputs: OutputMap): Digest {
   return hashBytes(JSON.stringify(entries));
 }
 
-/** $WMB_STORE, else <workspace>/.wmb (the workspace is found only when needed). */
-export function defaultStoreDir(workspace: () => string): string {
-  return process.env.WMB_STORE ? resolve(process.env.WMB_STORE) : join(workspace(), ".wmb");
-}
 
 export interface StoreStats {
   store: string;

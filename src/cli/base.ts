@@ -3,7 +3,8 @@
 import { Command, Option } from "clipanion";
 import { isWmbError } from "../errors.ts";
 import { buildFileCache, findWorkspaceRoot, loadWorkspace, type LoadedWorkspace } from "../build-file.ts";
-import { defaultStoreDir, Store } from "../../store/store.ts";
+import type { Store } from "../../store/store.ts";
+import { defaultStoreDir } from "../../store/store-dir.ts";
 import { resolve } from "node:path";
 
 export abstract class WmbCommand extends Command {
@@ -22,6 +23,8 @@ export abstract class WmbCommand extends Command {
   }
 
   async store(): Promise<Store> {
+    // Loaded on first use: --help, --version and queries of BUILD.ts never load SQLite.
+    const { Store } = await import("../../store/store.ts");
     const s = await Store.open(this.storePath());
     this.openStores.push(s);
     return s;
