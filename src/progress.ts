@@ -1,9 +1,11 @@
 // Build progress for people: on a terminal a live status line (done/total and the running
-// actions with their elapsed time); elsewhere one line per executed or failed action.
+// actions with their elapsed time); elsewhere one line per executed or failed action. It
+// writes no colour, so NO_COLOR/FORCE_COLOR leave it as it is.
 import type { ActionReport, BuildEvents } from "./build.ts";
 
 export function progressReporter(stream: NodeJS.WriteStream, opts: { quiet?: boolean; verbose?: boolean } = {}): BuildEvents & { stop(): void } {
-  const live = stream.isTTY === true && !opts.quiet;
+  // A dumb terminal cannot erase a line.
+  const live = stream.isTTY === true && process.env.TERM !== "dumb" && !opts.quiet;
   let total = 0;
   let done = 0;
   const running = new Map<string, number>();

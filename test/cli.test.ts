@@ -1,8 +1,8 @@
 // The command line's edges, as a user meets them: help, usage errors, colour, broken pipes,
 // target patterns in every command that takes labels, and long output lists.
 import { describe, expect, it } from "vitest";
-import { spawn } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { spawn, spawnSync } from "node:child_process";
+import { cpSync, existsSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { buildJson, makeWorkspace, REPO, WMB, wmbSync } from "./helpers/cli.ts";
 
@@ -37,6 +37,26 @@ describe("help", () => {
     expect(viaHelp.stdout).toContain("Every output digest a target has had");
   });
 
+  it("a group's word (`query`, `store`), alone, after `help` or with --help, lists the group's commands", () => {
+    for (const args of [["help", "query"], ["query"], ["query", "--help"]]) {
+      const r = wmbSync(WS, args);
+      expect(r.code, `wmb ${args.join(" ")}: ${r.stderr}`).toBe(0);
+      expect(r.stdout).toContain("wmb query history");
+      expect(r.stdout).toContain("wmb query targets");
+      expect(r.stdout).not.toContain("wmb build");
+    }
+    expect(wmbSync(WS, ["help", "store"]).stdout).toContain("wmb store gc");
+    const r = wmbSync(WS, ["store", "frobnicate"]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe('error: "store frobnicate" is not a wmb command; run `wmb help store` for the list.\n');
+  });
+
+  it("`wmb help help` lists the commands", () => {
+    const r = wmbSync(WS, ["help", "help"]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain("wmb build");
+  });
+
   it("`wmb help nosuch` is a usage error naming the nearest command", () => {
     const r = wmbSync(WS, ["help", "biuld"]);
     expect(r.code).toBe(2);
@@ -52,9 +72,18 @@ describe("help", () => {
     expect(r.stderr).toContain("wmb build --help");
   });
 
-  it("--version prints package.json's version", () => {
+  it("--version prints package.json's version, from the sources and from the bundle", () => {
     const version = (JSON.parse(readFileSync(join(REPO, "package.json"), "utf8")) as { version: string }).version;
     expect(wmbSync(WS, ["--version"]).stdout.trim()).toBe(version);
+    // A copy of wmb whose package.json says another version: nothing may have copied the old one.
+    const copy = makeWorkspace({});
+    for (const dir of ["src", "rules", "store", "bin", "dist"]) if (existsSync(join(REPO, dir))) cpSync(join(REPO, dir), join(copy, dir), { recursive: true });
+    writeFileSync(join(copy, "package.json"), JSON.stringify({ ...JSON.parse(readFileSync(join(REPO, "package.json"), "utf8")), version: "9.8.7-copy" }));
+    symlinkSync(join(REPO, "node_modules"), join(copy, "node_modules"));
+    for (const env of [{ WMB_FROM_SOURCE: "1" }, {}]) {
+      const r = spawnSync(process.execPath, [join(copy, "bin/wmb.mjs"), "--version"], { cwd: WS, encoding: "utf8", env: { ...process.env, ...env } });
+      expect(r.stdout.trim(), r.stderr).toBe("9.8.7-copy");
+    }
   });
 });
 
@@ -66,6 +95,25 @@ describe("colour", () => {
     }
   });
 
+  // `script` gives the CLI a pseudo-terminal.
+  const onTerminal = (cwd: string, args: string, env: Record<string, string> = {}) =>
+    spawnSync("script", ["-qec", `${process.execPath} ${WMB} ${args}`, "/dev/null"], { cwd, encoding: "utf8", env: { ...process.env, TERM: "xterm", ...env } }).stdout;
+
+  it("on a terminal, unless NO_COLOR is set (to anything but the empty string) or the terminal is dumb", () => {
+    expect(onTerminal(WS, "run --help")).toContain(ESC);
+    expect(onTerminal(WS, "run --help", { NO_COLOR: "" })).toContain(ESC);
+    expect(onTerminal(WS, "run --help", { NO_COLOR: "1" })).not.toContain(ESC);
+    expect(onTerminal(WS, "run --help", { TERM: "dumb" })).not.toContain(ESC);
+  });
+
+  it("build progress redraws on a terminal, whatever NO_COLOR says, but not on a dumb one", () => {
+    const ws = makeWorkspace({ "BUILD.ts": `export default (w) => { w.package("p").write({ name: "x", out: "x.txt", content: "x" }); };\n` });
+    expect(onTerminal(ws, "build --no-cache //p:x", { NO_COLOR: "1" })).toContain("\r\x1b[K");
+    const dumb = onTerminal(ws, "build --no-cache //p:x", { TERM: "dumb" });
+    expect(dumb).toContain("[1/1] built //p:x");
+    expect(dumb).not.toContain(ESC);
+  });
+
   it("FORCE_COLOR forces it; NO_COLOR wins over FORCE_COLOR", () => {
     expect(wmbSync(WS, ["run", "--help"], { env: { FORCE_COLOR: "1" } }).stdout).toContain(ESC);
     expect(wmbSync(WS, ["run", "--help"], { env: { FORCE_COLOR: "1", NO_COLOR: "1" } }).stdout).not.toContain(ESC);
@@ -73,17 +121,27 @@ describe("colour", () => {
 });
 
 describe("a reader that goes away", () => {
-  it("ends the command quietly (no EPIPE, no stack), like git", async () => {
-    const child = spawn(process.execPath, [WMB, "graph", "--format", "json"], { cwd: WS, stdio: ["ignore", "pipe", "pipe"] });
-    let stderr = "";
-    child.stderr.on("data", (b) => (stderr += b));
-    // Read one chunk, then close the pipe, as `| head -1` does.
-    await new Promise<void>((resolve) => child.stdout.once("data", () => resolve()));
-    child.stdout.destroy();
-    const code = await new Promise<number | null>((resolve) => child.on("close", (c) => resolve(c)));
-    expect(stderr).not.toMatch(/EPIPE|Unhandled|\n\s+at /);
-    expect([0, 141]).toContain(code);
+  // More output than a pipe buffers (64 KiB), so the command is still writing when the reader goes.
+  const BIG = makeWorkspace({
+    "BUILD.ts": `export default (w) => {
+  const big = w.package("big");
+  for (let i = 0; i < 2000; i++) big.write({ name: "t" + i, out: "t" + i + ".txt", content: i + "\\n" });
+};\n`,
   });
+
+  for (const args of [["graph", "--format", "json"], ["query", "history", "//big:all"], ["query", "targets"]]) {
+    it(`ends \`wmb ${args.join(" ")} | head -1\` quietly with 141, as git does (no EPIPE, no stack)`, async () => {
+      const child = spawn(process.execPath, [WMB, ...args], { cwd: BIG, stdio: ["ignore", "pipe", "pipe"] });
+      let stderr = "";
+      child.stderr.on("data", (b) => (stderr += b));
+      // Read one chunk, then close the pipe, as `| head -1` does.
+      await new Promise<void>((resolve) => child.stdout.once("data", () => resolve()));
+      child.stdout.destroy();
+      const code = await new Promise<number | null>((resolve) => child.on("close", (c) => resolve(c)));
+      expect(stderr).not.toMatch(/EPIPE|Unhandled|\n\s+at /);
+      expect(code).toBe(141);
+    }, 10_000);
+  }
 });
 
 describe("target patterns", () => {
@@ -107,6 +165,14 @@ describe("target patterns", () => {
     expect(history.every((h) => h.history.length >= 1)).toBe(true);
   });
 
+  it("query targets takes patterns, Bazel's long spelling //pkg/...:all among them", () => {
+    const targets = (args: string[]) => wmbSync(WS, ["query", "targets", ...args]).stdout.trim().split("\n");
+    expect(targets(["//a:all"])).toEqual(["//a:one  (write)", "//a:two  (run)"]);
+    expect(targets(["//a/...:all"])).toEqual(["//a:one  (write)", "//a:two  (run)", "//a/b:three  (write)"]);
+    expect(targets(["//...:all"])).toHaveLength(63);
+    expect(targets([])).toHaveLength(63);
+  });
+
   it("verify takes a pattern", () => {
     const r = wmbSync(WS, ["verify", "--json", "--vary", "path", "//a:all"]);
     expect(r.code, r.stderr).toBe(0);
@@ -120,6 +186,12 @@ describe("target patterns", () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toContain("No package matches //mnay:all");
     expect(r.stderr).toContain("//many");
+  });
+
+  it("a pattern that matches no package is an error that says how to list them", () => {
+    const r = wmbSync(WS, ["query", "deps", "//zzzzzz/..."]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe("error: No package matches //zzzzzz/...; run `wmb query targets` to list the targets and their packages.\n");
   });
 
   it("build --help's example works as written", () => {

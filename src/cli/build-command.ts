@@ -46,9 +46,10 @@ export class BuildCommand extends WmbCommand implements ManyLabels {
 
   private printOutputs(summary: BuildSummary): void {
     const out = this.context.stdout;
+    const outputs = new Map(summary.actions.map((a) => [a.label, a.outputs]));
     let hidden = 0;
     summary.targets.forEach((label, i) => {
-      const paths = Object.keys(summary.actions.find((a) => a.label === label)?.outputs ?? {});
+      const paths = Object.keys(outputs.get(label) ?? {});
       if (i < SHOWN_TARGETS) for (const p of paths) out.write(`${join("wmb-out", summary.graph.get(label).pkg, p)}\n`);
       else hidden += paths.length;
     });

@@ -1,7 +1,7 @@
 // The wmb command line: registers the commands, and owns what every command shares at the
 // edge: `help`, `--version`, usage errors as one line, colour only where it belongs, and a
 // quiet end when the reader of stdout goes away. Layers: docs/ARCHITECTURE.md.
-import { Builtins, Cli, type BaseContext, type Command } from "clipanion";
+import { Builtins, Cli, type BaseContext, type Command, type CommandClass } from "clipanion";
 import { readFileSync } from "node:fs";
 import { BuildCommand } from "./build-command.ts";
 import { GraphCommand } from "./graph-command.ts";
@@ -18,11 +18,11 @@ import { InspectCommand, RunCommand } from "./run-command.ts";
 import { BundleCommand, StoreImportCommand } from "./bundle-commands.ts";
 import { StoreFsckCommand, StoreGcCommand, StoreStatsCommand } from "./store-commands.ts";
 import { wmbFile } from "../repo-root.ts";
-import { nearest } from "../nearest.ts";
+import { groupHelp, helpRequest, notACommand } from "./help.ts";
 import { colorEnabled } from "./color.ts";
 import { takesManyLabels } from "./base.ts";
 
-const COMMANDS = [
+const COMMANDS: CommandClass<BaseContext>[] = [
   BuildCommand,
   QueryHistoryCommand,
   QueryDepsCommand,
@@ -40,29 +40,28 @@ const COMMANDS = [
   BundleCommand,
   StoreImportCommand,
 ];
+const PATHS = COMMANDS.flatMap((c) => c.paths ?? []);
 
 /** Exit code for a command line wmb cannot parse (the README's table). */
 const USAGE_EXIT = 2;
 
 export async function main(argv: string[]): Promise<number> {
   endQuietlyOnBrokenPipe();
-  const cli = new Cli({ binaryLabel: "wmb", binaryName: "wmb", binaryVersion: version(), enableColors: colorEnabled(process.stdout) });
+  const colored = colorEnabled(process.stdout);
+  const cli = new Cli({ binaryLabel: "wmb", binaryName: "wmb", binaryVersion: version(), enableColors: colored });
   for (const c of COMMANDS) cli.register(c);
   cli.register(Builtins.HelpCommand);
   cli.register(Builtins.VersionCommand);
-  const context: BaseContext = { ...Cli.defaultContext, colorDepth: colorEnabled(process.stdout) ? 8 : 1 };
+  const context: BaseContext = { ...Cli.defaultContext, colorDepth: colored ? 8 : 1 };
 
-  if (argv.length === 0) argv = ["--help"];
-  if (argv[0] === "help") {
-    if (argv.length === 1) argv = ["--help"];
-    else {
-      const words = argv.slice(1);
-      if (!COMMANDS.some((c) => c.paths?.some((p) => p.join(" ") === words.join(" ")))) {
-        return usageError(`"${words.join(" ")}" is not a wmb command${suggestCommand(words.join(" "))}; run \`wmb help\` for the list.`);
-      }
-      argv = [...words, "--help"];
-    }
+  const help = helpRequest(argv, PATHS);
+  if (help?.kind === "commands") argv = ["--help"];
+  if (help?.kind === "command") argv = [...help.words, "--help"];
+  if (help?.kind === "group") {
+    process.stdout.write(groupHelp(cli, COMMANDS, help.words, colored));
+    return 0;
   }
+  if (help?.kind === "unknown") return usageError(notACommand(help.words, PATHS));
 
   // clipanion's parser is quadratic in positional arguments: thousands of labels are taken
   // aside here and handed to the command directly.
@@ -104,18 +103,10 @@ function takeLabelsAside(argv: string[]): { args: string[]; labels: string[] } {
 function parseErrorSentence(e: unknown, args: string[]): string {
   const message = ((e as Error)?.message ?? String(e)).split("\n")[0]!.trim();
   if (/Command not found/i.test(message)) {
-    const words = args.filter((a) => /^[a-z][a-z-]*$/.test(a));
-    const typed = words.slice(0, 2).join(" ");
-    return `"${typed}" is not a wmb command${suggestCommand(typed) || suggestCommand(words[0] ?? "")}; run \`wmb help\` for the list.`;
+    return notACommand(args.filter((a) => /^[a-z][a-z-]*$/.test(a)).slice(0, 2), PATHS);
   }
   const cmd = COMMANDS.find((c) => c.paths?.some((p) => args.slice(0, p.length).join(" ") === p.join(" ")))?.paths?.[0]?.join(" ");
   return `${message.replace(/\.$/, "")}; run \`wmb ${cmd ?? ""}${cmd ? " " : ""}--help\` for usage.`.replace("wmb --help", "wmb help");
-}
-
-function suggestCommand(typed: string): string {
-  const names = COMMANDS.flatMap((c) => (c.paths ?? []).map((p) => p.join(" ")));
-  const near = nearest(typed, names, 2);
-  return near.length ? ` (did you mean \`wmb ${near.join("` or `wmb ")}\`?)` : "";
 }
 
 function usageError(sentence: string): number {

@@ -7,7 +7,7 @@ import { WmbError } from "../errors.ts";
 import type { ActionKey } from "../digest.ts";
 import { WmbCommand, type ManyLabels } from "./base.ts";
 
-export class QueryHistoryCommand extends WmbCommand {
+export class QueryHistoryCommand extends WmbCommand implements ManyLabels {
   static paths = [["query", "history"]];
   static usage = Command.Usage({
     category: "Query",
@@ -20,6 +20,10 @@ export class QueryHistoryCommand extends WmbCommand {
   });
   labels = Option.Rest({ required: 1, name: "labels" });
   asJson = Option.Boolean("--json", false, { description: "JSON output" });
+
+  appendLabels(labels: string[]): void {
+    this.labels.push(...labels);
+  }
 
   async run(): Promise<number> {
     const store = await this.store();
@@ -109,13 +113,25 @@ export class QueryRdepsCommand extends GraphQuery {
   }
 }
 
-export class QueryTargetsCommand extends WmbCommand {
+export class QueryTargetsCommand extends WmbCommand implements ManyLabels {
   static paths = [["query", "targets"]];
-  static usage = Command.Usage({ category: "Query", description: "Every target declared in BUILD.ts, with its rule" });
+  static usage = Command.Usage({
+    category: "Query",
+    description: "Every target declared in BUILD.ts, or those the patterns name, with its rule",
+    examples: [["The targets of //examples and the packages below it", "$0 query targets //examples/..."]],
+  });
+  patterns = Option.Rest({ name: "patterns" });
   asJson = Option.Boolean("--json", false, { description: "JSON output" });
+
+  appendLabels(labels: string[]): void {
+    this.patterns.push(...labels);
+  }
+
   async run(): Promise<number> {
     const ws = await this.loadWorkspace();
-    const list = [...ws.targets.values()].map((t) => ({ label: t.label, rule: t.rule.name, outputs: t.outputs, declared_at: t.declaredAt }));
+    const graph = this.patterns.length ? new Graph(ws.targets) : undefined;
+    const targets = graph ? expandTargetPatterns(this.patterns, ws.targets).map((l) => graph.get(l)) : ws.targets.values();
+    const list = [...targets].map((t) => ({ label: t.label, rule: t.rule.name, outputs: t.outputs, declared_at: t.declaredAt }));
     if (this.asJson) this.json(list);
     else for (const t of list) this.context.stdout.write(`${t.label}  (${t.rule})\n`);
     return 0;
