@@ -1,8 +1,9 @@
 // `npm run bench`: prints figures; it asserts nothing. Sections (all by default, or name
-// them): engine, sqlite, system, run.
+// them): engine, scale, sqlite, system, run.
 import { availableParallelism } from "node:os";
 import { engineBench } from "./engine-bench.ts";
 import { runBench } from "./run-bench.ts";
+import { scaleBench } from "./scale-bench.ts";
 import { sqliteBench } from "./sqlite-bench.ts";
 
 export async function main(args: string[]): Promise<number> {
@@ -10,6 +11,7 @@ export async function main(args: string[]): Promise<number> {
   const want = (s: string) => only.size === 0 || only.has(s);
   console.log(`wmb benchmark — node ${process.version}, ${availableParallelism()} cores`);
   if (want("engine")) await engineBench();
+  if (want("scale")) await scaleBench();
   const kinds = (["hermetic", "system"] as const).filter((k) => want(k === "hermetic" ? "sqlite" : "system"));
   if (kinds.length) await sqliteBench([...kinds]);
   if (want("run")) await runBench();
