@@ -1,5 +1,5 @@
 // `npm run bench`: prints figures; it asserts nothing. Sections (all by default, or name
-// them): engine, scale, sqlite, system, run.
+// them): engine, scale, sqlite, system, run, sandbox.
 import { availableParallelism } from "node:os";
 import { engineBench } from "./engine-bench.ts";
 import { runBench } from "./run-bench.ts";
@@ -15,5 +15,6 @@ export async function main(args: string[]): Promise<number> {
   const kinds = (["hermetic", "system"] as const).filter((k) => want(k === "hermetic" ? "sqlite" : "system"));
   if (kinds.length) await sqliteBench([...kinds]);
   if (want("run")) await runBench();
+  if (want("sandbox")) await (await import("./sandbox-bench.ts")).sandboxBench();
   return 0;
 }

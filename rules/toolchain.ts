@@ -5,15 +5,17 @@
 //   worker threads (one per job), each of which instantiates it per command. The action's
 //   sandbox is the root of the tool's virtual file tree, so paths in arguments are relative
 //   to the sandbox and no host path can end up in an output.
-// system: Debian's clang/lld/wasi-libc, run as host processes in the sandbox.
+// system: Debian's clang/lld/wasi-libc, run as host processes in the action's sandbox (under
+//   bwrap when it works: the rebuilder hands each action a view from `inSandbox`).
 import { execFile, spawn } from "node:child_process";
 import { existsSync, promises as fsp, readdirSync, realpathSync } from "node:fs";
 import { createRequire } from "node:module";
-import { dirname, join } from "node:path";
+import { dirname, isAbsolute, join, posix, relative } from "node:path";
 import { pathToFileURL } from "node:url";
 import { Worker } from "node:worker_threads";
 import { CommandError, tailLines, type ExecResult, type Toolchain } from "./rule.ts";
 import { wmbFile } from "../src/repo-root.ts";
+import type { ActionCommands, HostToolchain } from "../src/sandbox.ts";
 
 export type ToolchainKind = "hermetic" | "system";
 export type Tool = "clang" | "wasm-ld";
@@ -320,7 +322,7 @@ function clangMajor(clang: string): Promise<number> {
   });
 }
 
-class SystemToolchain implements Toolchain {
+class SystemToolchain implements HostToolchain {
   readonly kind = "system" as const;
   private readonly bits = findSystemBits();
   private major?: Promise<number>;
@@ -343,6 +345,30 @@ class SystemToolchain implements Toolchain {
     return [`-ffile-prefix-map=${cwd}=.`, ...out];
   }
 
+  /** This toolchain with its commands run by one action's sandbox (`cwd` must be inside
+   * the action's directory); the prefix map then names the path the command sees. */
+  inSandbox(commands: ActionCommands): Toolchain {
+    return {
+      kind: this.kind,
+      identityFiles: () => this.identityFiles(),
+      close: async () => {},
+      run: async (tool: Tool, args: string[], cwd: string) => {
+        const rel = relative(commands.hostDir, cwd);
+        if (rel.startsWith("..") || isAbsolute(rel)) throw new Error(`internal: ${tool} asked to run in ${cwd}, outside its action's directory`);
+        const exe = tool === "clang" ? this.bits.clang : this.bits.wasmLd;
+        const argv = await this.adapt(tool, args, posix.join(await commands.visibleDir(), rel));
+        try {
+          return await commands.exec([exe, ...argv], { cwd: rel || undefined });
+        } catch (e) {
+          // Name the tool as the rule called it, not the adapted argv.
+          if (e instanceof CommandError) throw new CommandError(`${tool} ${shellQuote(args)}`, e.exitCode, e.stderr);
+          throw e;
+        }
+      },
+    };
+  }
+
+  /** Unsandboxed, in `cwd` on the host (tests and tools outside a build). */
   async run(tool: Tool, args: string[], cwd: string, signal?: AbortSignal, env?: Readonly<Record<string, string>>): Promise<ExecResult> {
     const exe = tool === "clang" ? this.bits.clang : this.bits.wasmLd;
     const argv = await this.adapt(tool, args, cwd);

@@ -12,7 +12,7 @@ import { Graph } from "./graph.ts";
 import { buildFileCache, loadWorkspace, type LoadedWorkspace, type Target } from "./build-file.ts";
 import { Rebuilder, type PlannedAction, type PlannedInput } from "./rebuilder.ts";
 import { schedule } from "./scheduler.ts";
-import { SANDBOX_ENV, type SandboxVariation } from "./sandbox.ts";
+import { SANDBOX_ENV, SandboxChoice, sandboxMode, type SandboxMode, type SandboxUse, type SandboxVariation } from "./sandbox.ts";
 import type { OutputMap, Store } from "../store/store.ts";
 import { ruleId, type Toolchain } from "../rules/rule.ts";
 import { hashStatCached, SourceHasher } from "./source-hash.ts";
@@ -32,6 +32,8 @@ export interface ActionReport {
   outputsDigest?: Digest;
   /** Earlier different outputs recorded for the same key (non-determinism). */
   divergentFrom?: Digest[];
+  /** How the result was made (bwrap, none, in-process); undefined for a result recorded before wmb kept it. */
+  sandbox?: SandboxUse;
   error?: WmbError;
 }
 
@@ -40,6 +42,8 @@ export interface BuildEvents {
   started?(label: string): void;
   finished?(report: ActionReport): void;
   log?(label: string, line: string): void;
+  /** Something the user should fix, said once per build (e.g. no working sandbox). */
+  warning?(message: string): void;
 }
 
 export interface BuildOptions {
@@ -54,6 +58,8 @@ export interface BuildOptions {
   /** Copy the requested targets' outputs to wmb-out/ (default true). */
   materialize?: boolean;
   variation?: SandboxVariation;
+  /** How command actions are confined (default: WMB_SANDBOX, else auto); verify shares one choice across rounds. */
+  sandbox?: SandboxMode | SandboxChoice;
   command?: "build" | "verify";
   events?: BuildEvents;
   signal?: AbortSignal;
@@ -117,6 +123,9 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
   const requested = expandTargetPatterns(opts.targets, loaded.targets);
   const closure = graph.closure(requested);
   const toolchains = opts.toolchainProvider ?? new ToolchainProvider(opts.toolchain ?? "hermetic", opts.jobs, store);
+  const sandbox = opts.sandbox instanceof SandboxChoice ? opts.sandbox : sandboxChoice(opts.sandbox, opts.events);
+  // A sandbox the user insists on is checked before anything runs; auto waits for a command.
+  if (sandbox.mode === "bwrap") await sandbox.resolve();
   const ownsToolchain = !opts.toolchainProvider;
   const abort = new AbortController();
   const onAbort = () => abort.abort();
@@ -137,6 +146,7 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
     store,
     producedBy: opts.command === "verify" ? "verify" : "build",
     variation: opts.variation,
+    sandbox,
     toolchain: () => toolchains.get(),
     log: (label, line) => opts.events?.log?.(label, line),
   });
@@ -173,6 +183,7 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
         outputs: digestsOf(result.outputs),
         outputsDigest: result.outputsDigest,
         divergentFrom,
+        sandbox: result.sandbox,
       };
       reports.set(label, report);
       opts.events?.finished?.(report);
@@ -215,6 +226,11 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
   const counts: Record<ActionStatus, number> = { cached: 0, executed: 0, failed: 0, skipped: 0 };
   for (const a of actions) counts[a.status]++;
   return { buildId, targets: requested, ok, interrupted, actions, counts, durationMs: performance.now() - started, materialized, graph };
+}
+
+/** The sandbox choice for a mode (flag, else WMB_SANDBOX, else auto), warning through `events`. */
+export function sandboxChoice(mode: SandboxMode | undefined, events: BuildEvents | undefined): SandboxChoice {
+  return new SandboxChoice(sandboxMode(mode), (m) => (events?.warning ? events.warning(m) : process.stderr.write(`warning: ${m}\n`)));
 }
 
 /** Compute an action's inputs and key. Dependencies are done, so their outputs are known. */

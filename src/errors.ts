@@ -15,6 +15,7 @@ export type ErrorCode =
   | "STORE"
   | "INTEGRITY" // a digest did not match: exit code 3
   | "USAGE"
+  | "SANDBOX" // --sandbox bwrap, and bwrap does not work on this host
   | "INTERRUPTED";
 
 const EXIT_CODES: Partial<Record<ErrorCode, number>> = {

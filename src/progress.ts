@@ -50,6 +50,9 @@ export function progressReporter(stream: NodeJS.WriteStream, opts: { quiet?: boo
         print(`warning: ${r.label} produced different output for a key seen before (not deterministic); both results are kept — see \`wmb query nondeterministic\``);
       }
     },
+    warning(message) {
+      print(`warning: ${message}`);
+    },
     log(label, line) {
       if (opts.verbose || !live) print(`${label}: ${line}`);
     },

@@ -5,11 +5,22 @@ import { dirname, join } from "node:path";
 import type { ActionKey, Digest } from "./digest.ts";
 import { WmbError } from "./errors.ts";
 import { encodeKeyInputs, type ActionKeyInputs } from "./keys.ts";
-import { createSandboxDir, execInSandbox, placeFile, removeSandboxDir, type SandboxVariation } from "./sandbox.ts";
+import {
+  createSandboxDir,
+  execInSandbox,
+  placeFile,
+  removeSandboxDir,
+  runsHostCommands,
+  type ActionCommands,
+  type SandboxChoice,
+  type SandboxUse,
+  type SandboxVariation,
+} from "./sandbox.ts";
+import { SANDBOX_BUILD_DIR } from "./sandbox-bwrap.ts";
 import { sourceStatSignature } from "./source-hash.ts";
 import type { Target } from "./build-file.ts";
 import type { ActionResult, OutputMap, ProducedBy, Store } from "../store/store.ts";
-import { CommandError, type ActionContext, type MaterializedInput, type Toolchain } from "../rules/rule.ts";
+import { CommandError, type ActionContext, type ExecOptions, type MaterializedInput, type Toolchain } from "../rules/rule.ts";
 
 export interface PlannedInput {
   /** Path in the sandbox. */
@@ -42,6 +53,8 @@ export interface RebuilderOptions {
   /** "verify": results are kept as evidence and never served (see Store.recordResult). */
   producedBy?: ProducedBy;
   variation?: SandboxVariation;
+  /** How host commands run (bwrap or not), decided once per build. */
+  sandbox: SandboxChoice;
   toolchain: () => Promise<Toolchain>;
   log: (label: string, line: string) => void;
 }
@@ -77,7 +90,9 @@ export class Rebuilder {
       }
       for (const out of plan.target.outputs) await fsp.mkdir(dirname(join(dir, out)), { recursive: true });
       const env = { ...plan.keyInputs.env, ...(variation?.env ?? {}) };
-      const toolchain = t.rule.usesToolchain ? await this.opts.toolchain() : undefined;
+      const commands = this.actionCommands(dir, env, signal);
+      const shared = t.rule.usesToolchain ? await this.opts.toolchain() : undefined;
+      const toolchain = shared && runsHostCommands(shared) ? shared.inSandbox(commands) : shared;
       const ctx: ActionContext<any> = {
         label: t.label,
         attrs: t.attrs,
@@ -87,7 +102,7 @@ export class Rebuilder {
         env,
         signal,
         toolchain,
-        exec: (argv, o) => execInSandbox(argv, dir, env, signal, { ...o, umask: variation?.umask }),
+        exec: (argv, o) => commands.exec(argv, o),
         log: (line) => this.opts.log(t.label, line),
       };
       const started = performance.now();
@@ -107,11 +122,33 @@ export class Rebuilder {
         outputs,
         durationMs,
         producedBy: this.opts.producedBy,
+        sandbox: commands.used,
       });
-      return { result: { id: recorded.id, outputsDigest: recorded.outputsDigest, outputs }, divergentFrom: recorded.divergentFrom };
+      return { result: { id: recorded.id, outputsDigest: recorded.outputsDigest, outputs, sandbox: commands.used }, divergentFrom: recorded.divergentFrom };
     } finally {
       await removeSandboxDir(dir);
     }
+  }
+
+  /** The action's host commands, all run the way the build's sandbox choice says; `used`
+   * records how (in-process until one runs). */
+  private actionCommands(dir: string, env: Record<string, string>, signal: AbortSignal): ActionCommands & { used: SandboxUse } {
+    const { sandbox, variation } = this.opts;
+    const buildDir = variation?.buildDir ?? SANDBOX_BUILD_DIR;
+    const commands = {
+      hostDir: dir,
+      used: "in-process" as SandboxUse,
+      async visibleDir() {
+        return (await sandbox.resolve()).kind === "bwrap" ? buildDir : dir;
+      },
+      async exec(argv: string[], o?: ExecOptions) {
+        const runner = await sandbox.resolve();
+        // One unsandboxed command makes the whole result unsandboxed.
+        if (commands.used !== "none") commands.used = runner.kind;
+        return execInSandbox(argv, dir, env, signal, { ...o, umask: variation?.umask, runner, buildDir });
+      },
+    };
+    return commands;
   }
 
   private async collectOutputs(t: Target, dir: string): Promise<OutputMap> {

@@ -1,11 +1,13 @@
 // An action's sandbox: a fresh directory holding only its declared inputs, a scrubbed
-// environment, and the collection of its declared outputs afterwards.
+// environment, and the collection of its declared outputs afterwards. Host commands run in it
+// under bwrap (sandbox-bwrap.ts) when it works: then they see nothing else of the host.
 import { spawn } from "node:child_process";
 import { constants as fsc, promises as fsp } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { WmbError } from "./errors.ts";
-import { CommandError, tailLines, type ExecOptions, type ExecResult } from "../rules/rule.ts";
+import { CommandError, tailLines, type ExecOptions, type ExecResult, type Toolchain } from "../rules/rule.ts";
+import { bwrapArgs, probeBwrap, SANDBOX_BUILD_DIR } from "./sandbox-bwrap.ts";
 
 /** The fixed part of every action's environment. SOURCE_DATE_EPOCH is part of the key. */
 export const SANDBOX_ENV: Readonly<Record<string, string>> = {
@@ -26,6 +28,69 @@ export interface SandboxVariation {
   umask?: number;
   /** Materialize inputs in reverse order (changes directory listing order on some filesystems). */
   reverseInputs?: boolean;
+  /** Where the action's directory appears inside bwrap (default SANDBOX_BUILD_DIR): verify
+   * varies it, since the host path (tmpRoot) no longer reaches a sandboxed command. */
+  buildDir?: string;
+}
+
+/** --sandbox: bwrap when it works (auto), always (bwrap: a build fails when it cannot), never. */
+export type SandboxMode = "auto" | "bwrap" | "none";
+export const SANDBOX_MODES: readonly SandboxMode[] = ["auto", "bwrap", "none"];
+
+/** How an action's result was made, recorded with it: its host commands ran under bwrap, or
+ * unsandboxed, or it ran none (rule code in wmb, or clang inside WebAssembly under WASI preopens). */
+export type SandboxUse = "bwrap" | "none" | "in-process";
+
+/** The mode a build uses: the flag, else WMB_SANDBOX, else auto. */
+export function sandboxMode(flag: SandboxMode | undefined, env: string | undefined = process.env.WMB_SANDBOX): SandboxMode {
+  if (flag) return flag;
+  if (env === undefined || env === "") return "auto";
+  if ((SANDBOX_MODES as readonly string[]).includes(env)) return env as SandboxMode;
+  throw new WmbError("USAGE", `WMB_SANDBOX is "${env}"; set it to one of ${SANDBOX_MODES.join(", ")}, or unset it.`);
+}
+
+/** How host commands run, decided once per build (or per verify, across its rounds). */
+export type CommandRunner = { kind: "bwrap"; bwrap: string } | { kind: "none" };
+
+/** The host commands of one action: `exec` runs one in the action's sandbox, which shows the
+ * action's directory `hostDir` at `visibleDir()` (SANDBOX_BUILD_DIR under bwrap). */
+export interface ActionCommands {
+  readonly hostDir: string;
+  visibleDir(): Promise<string>;
+  exec(argv: string[], opts?: ExecOptions): Promise<ExecResult>;
+}
+
+/** A toolchain that runs host processes (the system one): each action gets a view of it whose
+ * commands run in that action's sandbox. The hermetic toolchain runs in WebAssembly instead. */
+export interface HostToolchain extends Toolchain {
+  inSandbox(commands: ActionCommands): Toolchain;
+}
+
+export function runsHostCommands(tc: Toolchain): tc is HostToolchain {
+  return typeof (tc as Partial<HostToolchain>).inSandbox === "function";
+}
+
+/** Resolves a mode to a runner on first use (a no-op build probes nothing); `auto` without a
+ * working bwrap warns once, through `warn`, and runs commands unsandboxed. */
+export class SandboxChoice {
+  private runner?: Promise<CommandRunner>;
+
+  constructor(
+    readonly mode: SandboxMode,
+    private readonly warn: (message: string) => void,
+  ) {}
+
+  resolve(): Promise<CommandRunner> {
+    this.runner ??= (async (): Promise<CommandRunner> => {
+      if (this.mode === "none") return { kind: "none" };
+      const probe = await probeBwrap();
+      if (probe.ok) return { kind: "bwrap", bwrap: probe.bwrap };
+      if (this.mode === "bwrap") throw new WmbError("SANDBOX", `--sandbox bwrap: ${probe.reason}.`);
+      this.warn(`command actions run unsandboxed (they can read the whole host): ${probe.reason}, or pass --sandbox none to silence this.`);
+      return { kind: "none" };
+    })();
+    return this.runner;
+  }
 }
 
 export async function createSandboxDir(label: string, variation: SandboxVariation = {}): Promise<string> {
@@ -48,22 +113,31 @@ export async function placeFile(src: string, dir: string, rel: string): Promise<
   return dest;
 }
 
-/** Run a host command in the sandbox with exactly `env`. Killed (whole process group) on abort. */
+/** Run a host command in the sandbox with exactly `env`. Killed (whole process group) on abort.
+ * With a bwrap runner it sees `dir` at `buildDir` (default SANDBOX_BUILD_DIR), /usr read-only,
+ * and nothing else of the host; without one, it runs in `dir` on the host. */
 export function execInSandbox(
   argv: string[],
   dir: string,
   env: Readonly<Record<string, string>>,
   signal: AbortSignal,
-  opts: ExecOptions & { umask?: number } = {},
+  opts: ExecOptions & { umask?: number; runner?: CommandRunner; buildDir?: string } = {},
 ): Promise<ExecResult> {
   if (argv.length === 0) return Promise.reject(new Error("empty command"));
-  const cwd = opts.cwd ? join(dir, opts.cwd) : dir;
   const fullEnv = { ...env, ...(opts.env ?? {}) };
-  let file = argv[0]!;
-  let args = argv.slice(1);
+  let command = argv;
   if (opts.umask !== undefined) {
-    args = ["-c", `umask ${opts.umask.toString(8).padStart(3, "0")}; exec "$@"`, "wmb-umask", ...argv];
-    file = "/bin/sh";
+    command = ["/bin/sh", "-c", `umask ${opts.umask.toString(8).padStart(3, "0")}; exec "$@"`, "wmb-umask", ...argv];
+  }
+  const buildDir = opts.buildDir ?? SANDBOX_BUILD_DIR;
+  const sandboxed = opts.runner?.kind === "bwrap";
+  let file = command[0]!;
+  let args = command.slice(1);
+  let cwd = opts.cwd ? join(dir, opts.cwd) : dir;
+  if (opts.runner?.kind === "bwrap") {
+    file = opts.runner.bwrap;
+    args = bwrapArgs(dir, buildDir, opts.cwd, command);
+    cwd = dir;
   }
   return new Promise((resolve, reject) => {
     const child = spawn(file, args, { cwd, env: fullEnv, stdio: ["pipe", "pipe", "pipe"], detached: true });
@@ -89,10 +163,16 @@ export function execInSandbox(
       const stderr = Buffer.concat(err).toString("utf8");
       if (signal.aborted) reject(new WmbError("INTERRUPTED", "Interrupted."));
       else if (code === 0) resolve({ stdout, stderr });
-      else reject(new CommandError(argv.join(" "), code, tailLines(stderr || stdout)));
+      else reject(new CommandError(argv.join(" "), code, withUndeclaredHint(tailLines(stderr || stdout), sandboxed ? buildDir : undefined)));
     });
     child.stdin.on("error", () => {});
     if (opts.stdin !== undefined) child.stdin.end(opts.stdin);
     else child.stdin.end();
   });
+}
+
+/** A sandboxed command that misses a file most often reads one it never declared. */
+function withUndeclaredHint(output: string, buildDir: string | undefined): string {
+  if (!buildDir || !/No such file or directory|can't open|cannot open/i.test(output)) return output;
+  return `${output}\nhint: the sandbox holds only the action's declared inputs (at ${buildDir}) and /usr; a file it reads may need to be declared in \`srcs\`.`;
 }

@@ -4,12 +4,12 @@ import { existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
 import { randomBytes } from "node:crypto";
-import { build, buildFailure, ToolchainProvider, type ActionReport, type BuildEvents, type ToolchainKind } from "./build.ts";
+import { build, buildFailure, sandboxChoice, ToolchainProvider, type ActionReport, type BuildEvents, type ToolchainKind } from "./build.ts";
 import type { Graph } from "./graph.ts";
 import { buildFileCache, loadWorkspace, type Target } from "./build-file.ts";
 import { WmbError } from "./errors.ts";
 import type { Digest } from "./digest.ts";
-import type { SandboxVariation } from "./sandbox.ts";
+import type { SandboxMode, SandboxVariation } from "./sandbox.ts";
 import type { Store } from "../store/store.ts";
 
 export const VARIATIONS = ["path", "tz", "locale", "umask", "time", "jobs"] as const;
@@ -94,7 +94,9 @@ function variationFor(vary: Set<Variation>, round: number): { sandbox: SandboxVa
     const base = existsSync("/dev/shm") ? "/dev/shm" : tmpdir();
     sandbox.tmpRoot = join(base, `wmb-verify-${randomBytes(4).toString("hex")}`, `round-${round}`, "a", "deeper", "path");
     sandbox.reverseInputs = true;
-    described.path = sandbox.tmpRoot;
+    // Under bwrap commands see a fixed path instead of tmpRoot: vary its name and depth.
+    sandbox.buildDir = `/wmb-verify-${round}/build`;
+    described.path = `${sandbox.tmpRoot} (${sandbox.buildDir} in bwrap)`;
   }
   if (vary.has("tz")) {
     tz = round % 2 ? "Pacific/Kiritimati" : "America/St_Johns";
@@ -160,16 +162,19 @@ export async function verify(opts: {
   vary: Set<Variation>;
   jobs: number;
   toolchain: ToolchainKind;
+  sandbox?: SandboxMode;
   events?: BuildEvents;
   signal?: AbortSignal;
 }): Promise<VerifyReport> {
   const { store } = opts;
   const loaded = await loadWorkspace(opts.workspace, buildFileCache(store.dir));
   const toolchains = new ToolchainProvider(opts.toolchain, opts.jobs, store);
+  // One choice for every round: one probe, at most one warning.
+  const sandbox = sandboxChoice(opts.sandbox, opts.events);
   try {
     // The recorded build: what is in the store now (built first if it is not).
     const events = acrossRounds(opts.events, 1 + opts.rounds);
-    const baseline = await build({ workspace: opts.workspace, store, targets: opts.targets, jobs: opts.jobs, loaded, toolchainProvider: toolchains, materialize: false, events, signal: opts.signal });
+    const baseline = await build({ workspace: opts.workspace, store, targets: opts.targets, jobs: opts.jobs, loaded, toolchainProvider: toolchains, sandbox, materialize: false, events, signal: opts.signal });
     if (!baseline.ok) throw buildFailure(baseline);
     const recorded = new Map(baseline.actions.map((a) => [a.label, a]));
     const rounds: VerifyRound[] = [];
@@ -188,6 +193,7 @@ export async function verify(opts: {
           jobs,
           loaded,
           toolchainProvider: toolchains,
+          sandbox,
           materialize: false,
           command: "verify",
           variation: v.sandbox,

@@ -5,6 +5,7 @@
 import { hashBytes, type ActionKey, type Digest } from "../src/digest.ts";
 import type { OutputMap } from "./store.ts";
 import type { Sql } from "./sql.ts";
+import type { SandboxUse } from "../src/sandbox.ts";
 
 export type BuildStatus = "ok" | "failed" | "interrupted";
 export type BuildActionStatus = "cached" | "executed" | "failed";
@@ -16,7 +17,12 @@ export interface HistoryEntry {
   lastSeen: number;
   builds: number;
   executions: number;
+  /** The most confined way a result with these outputs was made (bwrap > in-process > none);
+   * undefined when every such result predates store version 4. */
+  sandbox?: SandboxUse;
 }
+
+const SANDBOX_RANK: SandboxUse[] = ["none", "in-process", "bwrap"];
 
 /** Rows are buffered and written in batches of this many (one transaction each). */
 const BATCH = 500;
@@ -97,10 +103,12 @@ export class BuildHistory {
   /** Every distinct output set a target has had, the most recent first; `builds` counts the
    * builds that ran it or switched it to that output set (no-ops record nothing). */
   targetHistory(label: string): HistoryEntry[] {
-    const rows = this.sql.all<{ outputs: string; first_seen: number; last_seen: number; builds: number; executions: number }>(
+    const rows = this.sql.all<{ outputs: string; first_seen: number; last_seen: number; builds: number; executions: number; sandbox_rank: number | null }>(
       `SELECT ba.outputs AS outputs, min(b.started_at) AS first_seen, max(b.started_at) AS last_seen,
-              count(*) AS builds, sum(ba.status = 'executed') AS executions, max(b.id) AS last_build
+              count(*) AS builds, sum(ba.status = 'executed') AS executions, max(b.id) AS last_build,
+              max(CASE ar.sandbox WHEN 'none' THEN 0 WHEN 'in-process' THEN 1 WHEN 'bwrap' THEN 2 END) AS sandbox_rank
        FROM build_actions ba JOIN builds b ON b.id = ba.build_id
+       LEFT JOIN action_results ar ON ar.id = ba.result_id
        WHERE ba.label = ? AND ba.outputs IS NOT NULL
        GROUP BY ba.outputs ORDER BY last_build DESC`,
       label,
@@ -111,6 +119,7 @@ export class BuildHistory {
       lastSeen: r.last_seen,
       builds: r.builds,
       executions: r.executions,
+      sandbox: r.sandbox_rank === null ? undefined : SANDBOX_RANK[r.sandbox_rank],
     }));
   }
 

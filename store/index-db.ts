@@ -13,6 +13,7 @@ const MIGRATIONS: { version: number; sql: () => string }[] = [
   { version: 1, sql: () => sqlFile("./schema.sql") },
   { version: 2, sql: () => sqlFile("./migration-2-machines.sql") },
   { version: 3, sql: () => sqlFile("./migration-3-transpiled.sql") },
+  { version: 4, sql: () => sqlFile("./migration-4-sandboxed.sql") },
 ];
 function sqlFile(rel: string): string {
   return readFileSync(wmbFile(join("store", rel)), "utf8");

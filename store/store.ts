@@ -12,6 +12,7 @@ import { Sql } from "./sql.ts";
 import { ensureStoreDir } from "./store-dir.ts";
 import { fsck, type FsckReport } from "./fsck.ts";
 import { gc, type GcOptions, type GcReport } from "./gc.ts";
+import type { SandboxUse } from "../src/sandbox.ts";
 
 export interface StoredOutput {
   digest: Digest;
@@ -24,6 +25,8 @@ export interface ActionResult {
   id: number;
   outputsDigest: Digest;
   outputs: OutputMap;
+  /** How it was made (see migration-4-sandboxed.sql); undefined when recorded before that. */
+  sandbox?: SandboxUse;
 }
 
 export type BlobHealth = "ok" | "missing" | "corrupt";
@@ -173,18 +176,18 @@ export class Store {
   // ---- action results ------------------------------------------------------------------
 
   /** Every result recorded for a key, the one to serve first. */
-  private resultsOf(key: ActionKey): { id: number; outputs_digest: Digest }[] {
-    return this.sql.all(`SELECT id, outputs_digest FROM action_results WHERE action_key = ? ${SERVED_FIRST}`, key);
+  private resultsOf(key: ActionKey): { id: number; outputs_digest: Digest; sandbox: SandboxUse | null }[] {
+    return this.sql.all(`SELECT id, outputs_digest, sandbox FROM action_results WHERE action_key = ? ${SERVED_FIRST}`, key);
   }
 
   /** The result served for a key: the newest a build produced (a --no-cache rerun that made
    * other bytes replaces the earlier one; history keeps both). Verify's results are not served. */
   lookupResult(key: ActionKey): ActionResult | undefined {
-    const r = this.sql.get<{ id: number; outputs_digest: Digest }>(
-      `SELECT id, outputs_digest FROM action_results WHERE action_key = ? ${SERVED_FIRST} LIMIT 1`,
+    const r = this.sql.get<{ id: number; outputs_digest: Digest; sandbox: SandboxUse | null }>(
+      `SELECT id, outputs_digest, sandbox FROM action_results WHERE action_key = ? ${SERVED_FIRST} LIMIT 1`,
       key,
     );
-    return r && { id: r.id, outputsDigest: r.outputs_digest, outputs: this.outputsOf(r.id) };
+    return r && { id: r.id, outputsDigest: r.outputs_digest, outputs: this.outputsOf(r.id), sandbox: r.sandbox ?? undefined };
   }
 
   /** The newest result for a key whose every output blob is whole. A corrupt or missing blob
@@ -196,7 +199,7 @@ export class Store {
       for (const o of Object.values(outputs)) {
         if ((await this.checkBlob(o.digest)) !== "ok") whole = false;
       }
-      if (whole) return { id: r.id, outputsDigest: r.outputs_digest, outputs };
+      if (whole) return { id: r.id, outputsDigest: r.outputs_digest, outputs, sandbox: r.sandbox ?? undefined };
     }
     return undefined;
   }
@@ -223,6 +226,8 @@ export class Store {
     outputs: OutputMap;
     durationMs: number;
     producedBy?: ProducedBy;
+    /** How it was made; a result once made under bwrap stays marked so when repeated unsandboxed. */
+    sandbox?: SandboxUse;
   }): { id: number; outputsDigest: Digest; divergentFrom: Digest[] } {
     const producedBy = r.producedBy ?? "build";
     const outputsDigest = outputsDigestOf(r.outputs);
@@ -234,10 +239,13 @@ export class Store {
       // Strictly after every earlier result, even within one millisecond: the order is what is served.
       const producedAt = Math.max(Date.now(), ...earlier.map((e) => e.created_at + 1));
       this.sql.run(
-        `INSERT INTO action_results (action_key, outputs_digest, label, rule, key_inputs, created_at, duration_ms, produced_by)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+        `INSERT INTO action_results (action_key, outputs_digest, label, rule, key_inputs, created_at, duration_ms, produced_by, sandbox)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (action_key, outputs_digest) DO ${
-           producedBy === "build" ? "UPDATE SET created_at = excluded.created_at, duration_ms = excluded.duration_ms, produced_by = 'build'" : "NOTHING"
+           producedBy === "build"
+             ? `UPDATE SET created_at = excluded.created_at, duration_ms = excluded.duration_ms, produced_by = 'build',
+                sandbox = CASE WHEN action_results.sandbox = 'bwrap' THEN 'bwrap' ELSE coalesce(excluded.sandbox, action_results.sandbox) END`
+             : "NOTHING"
          }`,
         r.key,
         outputsDigest,
@@ -247,6 +255,7 @@ export class Store {
         producedAt,
         Math.round(r.durationMs),
         producedBy,
+        r.sandbox ?? null,
       );
       const { id } = this.sql.get<{ id: number }>(`SELECT id FROM action_results WHERE action_key = ? AND outputs_digest = ?`, r.key, outputsDigest)!;
       const ins = this.sql.statement(`INSERT OR REPLACE INTO action_outputs (result_id, path, digest, executable) VALUES (?, ?, ?, ?)`);

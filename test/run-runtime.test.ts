@@ -7,7 +7,7 @@ import { join, relative } from "node:path";
 import { PassThrough, Readable } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { extractRootfs, removeExtractedRootfs } from "../src/run/rootfs-extract.ts";
-import { runMachine, type WritableMount, type RunTiming, type StdinSource } from "../src/run/runtime.ts";
+import { RUNNER_INTERFACES, runMachine, type WritableMount, type RunTiming, type StdinSource } from "../src/run/runtime.ts";
 import { MANIFEST_FILE, transpileComponent } from "../src/run/transpile.ts";
 import { WmbError } from "../src/errors.ts";
 import { guestFixture, type GuestFixture } from "./helpers/guest-fixture.ts";
@@ -356,6 +356,13 @@ describe("runMachine: refusals before anything runs", () => {
     expect(granted.length).toBe(allImports().length - 1); // the guest really imports it
     const err = await run(["env"], { interfaces: granted }).then(() => undefined, (e: unknown) => e);
     expect((err as Error).message).toMatch(/imports wasi:cli\/environment, which this machine's capabilities do not grant/);
+  });
+
+  it("the runner implements every interface the host may grant, and refuses a grant it does not implement", async () => {
+    const all = await run(["args"], { interfaces: [...RUNNER_INTERFACES] });
+    expect(lines(all)).toEqual(["ARG 0 guest-machine", "ARG 1 args"]);
+    const err = await run(["args"], { interfaces: [...allImports(), "wasi:sockets/tcp"] }).then(() => undefined, (e: unknown) => e);
+    expect((err as Error).message).toMatch(/this runner implements no wasi:sockets\/tcp, which the machine is granted/);
   });
 });
 

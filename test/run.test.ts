@@ -4,18 +4,25 @@ import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSy
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { wmbSync } from "./helpers/cli.ts";
+import { resealedMachine } from "./helpers/resealed-machine.ts";
 import { sqliteFixture, type SqliteFixture } from "./helpers/sqlite-fixture.ts";
 
 let fx: SqliteFixture;
+/** A copy of the shared fixture's store: runs create mount directories and transpile caches. */
+let store: string;
 let specPath: string;
 let identity: string;
-const run = (args: string[], input?: string) => wmbSync(fx.workspace, ["run", "--store", fx.store, ...args], { input });
+const run = (args: string[], input?: string) => wmbSync(fx.workspace, ["run", "--store", store, ...args], { input });
 
 beforeAll(async () => {
   fx = await sqliteFixture();
+  store = join(mkdtempSync(join(tmpdir(), "wmb-run-store-")), "store");
+  cpSync(fx.store, store, { recursive: true });
   specPath = join(fx.workspace, "wmb-out/sqlite-cli/sqlite-cli.json");
   identity = JSON.parse(readFileSync(specPath, "utf8")).seal.digest;
 });
+
+const SQLITERC = readFileSync(join(import.meta.dirname, "../sqlite-cli/rootfs/.sqliterc"), "utf8");
 
 /** A copy of the built machine's three files, with `mutate` applied, in a directory of its own. */
 function tamperedCopy(mutate: (dir: string) => void): string {
@@ -47,10 +54,20 @@ describe("wmb run", () => {
     expect(c.stdout).toBe(a.stdout);
   });
 
-  it("applies the rootfs /.sqliterc (box mode with headers)", () => {
-    const r = run([specPath, "--", ":memory:", "select 1 as one;"]);
-    expect(r.stdout).toContain("one");
-    expect(r.stdout).toMatch(/[┌│└]/);
+  it("prints what its rootfs's /.sqliterc says (box, headers, NULL): without it list mode, with another one csv", () => {
+    const sql = ["--", ":memory:", "select 1 as one, null as n;"];
+    const built = run([specPath, ...sql]);
+    expect(built.code, built.stderr).toBe(0);
+    expect(built.stdout).toBe("╭─────┬──────╮\n│ one │  n   │\n╞═════╪══════╡\n│   1 │ NULL │\n╰─────┴──────╯\n");
+    // The same kernel with another rootfs (resealed: a new machine): only /.sqliterc differs.
+    const out = join(fx.workspace, "wmb-out/sqlite-cli");
+    const without = run([resealedMachine(out, "sqlite-cli", () => {}, { rootfs: { "/db/": "" } }), ...sql]);
+    expect(without.code, without.stderr).toBe(0);
+    expect(without.stdout).toBe("1|\n");
+    const csv = run([resealedMachine(out, "sqlite-cli", () => {}, { rootfs: { "/db/": "", "/.sqliterc": ".mode csv\n.headers on\n" } }), ...sql]);
+    expect(csv.stdout).toBe("one,n\r\n1,\r\n");
+    // The built rootfs holds the repository's file, byte for byte.
+    expect(run([specPath, "--", "-list", "-noheader", ":memory:", "select readfile('/.sqliterc');"]).stdout).toBe(`${SQLITERC}\n`);
   });
 
   it("pipes stdin to the guest", () => {
@@ -59,12 +76,26 @@ describe("wmb run", () => {
     expect(r.stdout).toContain("42");
   });
 
-  it("keeps /db data between runs", () => {
+  it("keeps /db data between runs, in --db DIR or --mount /db/=DIR (the same mount)", () => {
     const db = mkdtempSync(join(tmpdir(), "wmb-db-"));
     expect(run([specPath, "--db", db, "--", "/db/app.db", "create table t(x); insert into t values (7),(8);"]).code).toBe(0);
     expect(existsSync(join(db, "app.db"))).toBe(true);
-    const r = run([specPath, "--db", db, "--", "/db/app.db", "select sum(x) as s from t;"]);
-    expect(r.stdout).toContain("15");
+    const r = run([specPath, "--mount", `/db/=${db}`, "--", "-list", "/db/app.db", "select sum(x) as s from t;"]);
+    expect(r.stdout).toBe("s\n15\n");
+  });
+
+  it("mounts /db from <store>/machines/<identity>/db by default", () => {
+    const dir = join(store, "machines", identity.slice("blake3:".length), "db");
+    const r = run([specPath, "--", "/db/default.db", "create table t(x);"]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(readdirSync(dir)).toContain("default.db");
+  });
+
+  it("refuses a --mount for a path its spec does not declare, before anything runs", () => {
+    const r = run(["--mount", `/data=${mkdtempSync(join(tmpdir(), "wmb-data-"))}`, specPath, "--", "-version"]);
+    expect(r.code).toBe(2);
+    expect(r.stdout).toBe("");
+    expect(r.stderr).toBe("error: sqlite-cli cannot mount /data: its writable paths are /db, so there is nothing to mount.\n");
   });
 
   it("sorts and groups 100,000 rows in :memory: (temp storage stays in memory: no temp dir exists)", () => {
@@ -84,10 +115,10 @@ select count(distinct v) as n from t;`;
   });
 
   it.each([
-    // /etc/hostname resolves inside the rootfs, where there is none: an empty schema, not the host's file.
-    ["attach a host file", `ATTACH '/etc/hostname' AS h; select count(*) from h.sqlite_master;`, /no such table: h\.sqlite_master/],
+    ["read a host script by its absolute path", `.read SECRET/x.sql`, /cannot open/],
     ["read a script above the root with ..", `.read ../../../../../..SECRET/x.sql`, /cannot open/],
     ["redirect output to a host path", `.output SECRET/out.txt\nselect 'written';`, /cannot open/],
+    ["send one result to a host path", `.once SECRET/once.txt\nselect 'written';`, /cannot open/],
     ["create a database in a host directory", `ATTACH 'SECRET/new.db' AS n; create table n.t(x);`, /unknown database n/],
   ])("cannot %s: the guest ran, the attempt failed inside it, the host is untouched", (_what, attempt, refusal) => {
     const db = mkdtempSync(join(tmpdir(), "wmb-db-"));
@@ -100,6 +131,18 @@ select count(distinct v) as n from t;`;
     expect(r.stdout + r.stderr).not.toContain("LEAKED");
     expect(readdirSync(secretDir)).toEqual(["x.sql"]);
     expect(readdirSync(db)).toEqual([]);
+  });
+
+  it("readfile() and writefile() reach the rootfs and /db, never a host path", () => {
+    const db = mkdtempSync(join(tmpdir(), "wmb-db-"));
+    const secretDir = mkdtempSync(join(tmpdir(), "wmb-secret-"));
+    writeFileSync(join(secretDir, "x.sql"), "host secret");
+    const sql = `select length(readfile('/.sqliterc')), readfile('${secretDir}/x.sql') is null, writefile('/db/w.txt', 'ok'), writefile('${secretDir}/w.txt', 'pwned') is null;`;
+    const r = run([specPath, "--db", db, "--", "-list", "-noheader", ":memory:", sql]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toBe(`${Buffer.byteLength(SQLITERC)}|1|2|1\n`);
+    expect(readFileSync(join(db, "w.txt"), "utf8")).toBe("ok");
+    expect(readdirSync(secretDir)).toEqual(["x.sql"]);
   });
 
   it.each([
@@ -123,11 +166,11 @@ select count(distinct v) as n from t;`;
         writeFileSync(p, JSON.stringify(s, null, 2));
       },
     ],
-  ])("refuses a machine whose %s has one flipped byte, with exit 3 and no guest output", (_what, mutate) => {
+  ])("refuses a machine with one flipped byte in %s, with exit 3 and no guest output", (_what, mutate) => {
     // A fresh store: the kernel and rootfs can only come from the (tampered) files next to the spec.
-    const store = mkdtempSync(join(tmpdir(), "wmb-empty-store-"));
+    const empty = mkdtempSync(join(tmpdir(), "wmb-empty-store-"));
     const spec = tamperedCopy(mutate);
-    const r = wmbSync(fx.workspace, ["run", "--store", store, spec, "--", "-version"]);
+    const r = wmbSync(fx.workspace, ["run", "--store", empty, spec, "--", "-version"]);
     expect(r.code).toBe(3);
     expect(r.stdout).toBe("");
     expect(r.stderr).toMatch(/^error: .*(hashes to|does not match|digest)/m);
@@ -138,12 +181,16 @@ select count(distinct v) as n from t;`;
     expect(r.stderr).toContain("transpile cached");
   });
 
-  it("inspect checks and describes without running", () => {
-    const r = wmbSync(fx.workspace, ["inspect", "--store", fx.store, "--json", specPath]);
+  it("inspect checks and describes without running, with the mounts run would grant", () => {
+    const r = wmbSync(fx.workspace, ["inspect", "--store", store, "--json", specPath]);
     expect(r.code, r.stderr).toBe(0);
     const info = JSON.parse(r.stdout);
     expect(info.identity).toBe(identity);
     expect(info.imports.length).toBeGreaterThan(5);
-    expect(info.capabilities.network).toBe("deny");
+    expect(info.capabilities).toEqual({ cpus: 1, memory_bytes: 134217728, network: "deny", filesystem: { writable: ["/db"] } });
+    const dbDir = join(store, "machines", identity.slice("blake3:".length), "db");
+    expect(info.grant).toMatchObject({ argv0: "sqlite-cli", writable: [{ guest: "/db", host: dbDir }], threads: 1 });
+    const text = wmbSync(fx.workspace, ["inspect", "--store", store, specPath]).stdout;
+    expect(text).toContain(`mounts    / read-only (rootfs), /db -> ${dbDir}\n`);
   });
 });

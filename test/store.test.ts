@@ -1,27 +1,30 @@
 // The store under stress: concurrent writers, kill -9, flipped bytes, gc.
 import { describe, expect, it } from "vitest";
 import { spawn } from "node:child_process";
-import { chmodSync, existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { buildJson, executed, makeWorkspace, wmb, wmbSync, WMB } from "./helpers/cli.ts";
 import { hashBytes, hashBytesReference, hashFile } from "../src/digest.ts";
 
-async function waitFor(path: string, timeoutMs = 20_000): Promise<void> {
+/** Wait for the slow action to start: it touches `started` in its own sandbox directory, which
+ * lives under the TMPDIR the build was given (the action, sandboxed, sees no other host path). */
+async function waitForStart(tmp: string, timeoutMs = 20_000): Promise<void> {
   const t0 = Date.now();
-  while (!existsSync(path)) {
-    if (Date.now() - t0 > timeoutMs) throw new Error(`timed out waiting for ${path}`);
+  const started = () => readdirSync(tmp).some((d) => existsSync(join(tmp, d, "started")));
+  while (!started()) {
+    if (Date.now() - t0 > timeoutMs) throw new Error(`timed out waiting for the action to start in ${tmp}`);
     await new Promise((r) => setTimeout(r, 50));
   }
 }
 
-function slowWorkspace(marker: string): string {
+function slowWorkspace(): string {
   return makeWorkspace({
     "BUILD.ts": `export default (w) => {
   const p = w.package("p");
   p.write({ name: "fast", out: "fast.txt", content: "fast\\n" });
-  p.run({ name: "slow", srcs: [":fast"], outs: ["slow.txt"], cmd: "touch ${marker}; sleep 4; cp fast.txt slow.txt" });
+  p.run({ name: "slow", srcs: [":fast"], outs: ["slow.txt"], cmd: "touch started; sleep 4; cp fast.txt slow.txt" });
 };\n`,
   });
 }
@@ -54,10 +57,10 @@ describe("store", () => {
   });
 
   it("after kill -9 mid-action, fsck passes and the next build reuses what was done", async () => {
-    const marker = join(tmpdir(), `wmb-marker-${randomBytes(4).toString("hex")}`);
-    const ws = slowWorkspace(marker);
-    const child = spawn(process.execPath, [WMB, "build", "//p:slow"], { cwd: ws, stdio: "ignore" });
-    await waitFor(marker);
+    const tmp = mkdtempSync(join(tmpdir(), "wmb-slow-"));
+    const ws = slowWorkspace();
+    const child = spawn(process.execPath, [WMB, "build", "//p:slow"], { cwd: ws, stdio: "ignore", env: { ...process.env, TMPDIR: tmp } });
+    await waitForStart(tmp);
     child.kill("SIGKILL");
     await new Promise((r) => child.on("close", r));
     const fsck = wmbSync(ws, ["store", "fsck"]);
@@ -69,10 +72,10 @@ describe("store", () => {
   });
 
   it("Ctrl-C stops the running action, exits 130, and leaves the store consistent", async () => {
-    const marker = join(tmpdir(), `wmb-marker-${randomBytes(4).toString("hex")}`);
-    const ws = slowWorkspace(marker);
-    const child = spawn(process.execPath, [WMB, "build", "//p:slow"], { cwd: ws, stdio: "ignore" });
-    await waitFor(marker);
+    const tmp = mkdtempSync(join(tmpdir(), "wmb-slow-"));
+    const ws = slowWorkspace();
+    const child = spawn(process.execPath, [WMB, "build", "//p:slow"], { cwd: ws, stdio: "ignore", env: { ...process.env, TMPDIR: tmp } });
+    await waitForStart(tmp);
     const t0 = Date.now();
     child.kill("SIGINT");
     const code = await new Promise((r) => child.on("close", r));

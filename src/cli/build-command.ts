@@ -40,6 +40,7 @@ export class BuildCommand extends WmbCommand implements ManyLabels {
     description: "C toolchain: hermetic (@yowasp/clang, default) or system (Debian clang)",
     validator: t.isEnum(["hermetic", "system"] as const),
   });
+  sandbox = Option.String("--sandbox", { description: "Confine command actions: auto (bwrap when it works, default; or WMB_SANDBOX), bwrap (required), none", validator: t.isEnum(["auto", "bwrap", "none"] as const) });
   noCache = Option.Boolean("--no-cache", false, { description: "Run every action even if a result is recorded" });
   asJson = Option.Boolean("--json", false, { description: "Print a JSON summary on stdout" });
   verbose = Option.Boolean("-v,--verbose", false, { description: "Also list cached actions and rule logs" });
@@ -74,6 +75,7 @@ export class BuildCommand extends WmbCommand implements ManyLabels {
         jobs: this.jobs ?? availableParallelism(),
         keepGoing: this.keepGoing,
         toolchain: this.toolchain,
+        sandbox: this.sandbox,
         noCache: this.noCache,
         events: reporter,
         signal: abort.signal,
@@ -112,6 +114,7 @@ export class BuildCommand extends WmbCommand implements ManyLabels {
           duration_ms: Math.round(a.durationMs),
           outputs: a.outputs,
           nondeterministic: a.divergentFrom ? true : undefined,
+          sandbox: a.sandbox,
           error: a.error?.message,
         })),
       });

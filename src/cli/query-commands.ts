@@ -38,6 +38,7 @@ export class QueryHistoryCommand extends WmbCommand implements ManyLabels {
         last_seen: new Date(h.lastSeen).toISOString(),
         builds: h.builds,
         executions: h.executions,
+        sandbox: h.sandbox,
       }));
       // A removed target keeps its history; a label that never existed is a typo worth naming.
       if (history.length === 0) (graph ?? new Graph((await this.loadWorkspace()).targets)).get(label);
@@ -54,7 +55,7 @@ export class QueryHistoryCommand extends WmbCommand implements ManyLabels {
         continue;
       }
       for (const h of history) {
-        this.context.stdout.write(`${h.last_seen}  (${h.builds} build${h.builds === 1 ? "" : "s"}, first ${h.first_seen})\n`);
+        this.context.stdout.write(`${h.last_seen}  (${h.builds} build${h.builds === 1 ? "" : "s"}, first ${h.first_seen}${h.sandbox ? `, sandbox ${h.sandbox}` : ""})\n`);
         for (const [p, d] of Object.entries(h.outputs)) this.context.stdout.write(`    blake3:${d}  ${p}\n`);
       }
     }

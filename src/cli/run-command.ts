@@ -14,16 +14,20 @@ export class RunCommand extends WmbCommand {
       The machine is a label (built first if needed), a sealed spec file, or an identity
       (blake3:<64 hex>) known to the store. Before anything runs, the kernel, the rootfs and
       every component are re-hashed, the seal recomputed, and what seal checked is checked
-      again (bindings, network policy, memory_bytes).
+      again (the bindings match the component, no network import under network "deny", no
+      memory that may grow past memory_bytes).
 
       Everything the guest gets comes from its spec: the rootfs read-only as /, one host
-      directory for each writable path the spec declares (--mount /path=DIR, or --db DIR for
-      /db; by default one per machine under the store), none when it declares none; the WASI
-      interfaces its composition binds; argv[0] its name; HOME=/; its arguments and stdio.
-      Nothing else of the host: no network, no other file, no environment variable.
+      directory for each writable path the spec declares (--mount /path=DIR, repeatable; --db
+      DIR is short for --mount /db=DIR; by default <store>/machines/<identity>/<path>), none
+      when it declares none (then --db and --mount are errors); the WASI interfaces its
+      composition binds to the host; argv[0] its name; HOME=/; its arguments and stdio. Nothing
+      else of the host: no network, no other file, no environment variable. The guest runs on
+      one thread, whatever cpus says.
 
       Exit codes: the guest's own exit code when it ran; 3 when a digest, the seal or the
-      policy check fails (nothing ran); 1 or 2 for wmb's own errors.
+      policy check fails (nothing ran); 2 for a --db or --mount the spec does not declare
+      or whose directories overlap; 1 for wmb's other errors (e.g. an interface this runtime does not implement).
     `,
     examples: [
       ["Print the SQLite version", "$0 run //sqlite-cli:sealed -- -version"],
@@ -33,8 +37,8 @@ export class RunCommand extends WmbCommand {
     ],
   });
   machine = Option.String({ name: "machine" });
-  db = Option.String("--db", { description: "Host directory for the machine's writable /db (default: one per machine under the store)" });
-  mounts = Option.Array("--mount", [], { description: "/guest/path=HOSTDIR for a writable path the spec declares (repeatable)" });
+  db = Option.String("--db", { description: "Short for --mount /db=DIR, for a machine that declares /db writable" });
+  mounts = Option.Array("--mount", [], { description: "/guest/path=HOSTDIR for a writable path the spec declares (repeatable; default: one directory per path under the store)" });
   toolchain = Option.String("--toolchain", "hermetic", { validator: t.isEnum(["hermetic", "system"] as const) });
   timings = Option.Boolean("--timings", false, { description: "Print check, transpile and run times on stderr" });
   args = Option.Rest({ name: "guest arguments" });
@@ -43,11 +47,11 @@ export class RunCommand extends WmbCommand {
     const t0 = performance.now();
     const { resolveMachine } = await import("./machine-ref.ts");
     const { transpiledFiles } = await import("../machine.ts");
-    const { machineGrant, parseMounts } = await import("../run/run-grant.ts");
+    const { machineDataDir, machineGrant, parseMounts } = await import("../run/run-grant.ts");
     const requested = parseMounts(this.mounts, this.db);
     const store = await this.store();
     const m = await resolveMachine(this.machine, store, () => this.workspace(), this.context.stderr as NodeJS.WriteStream, this.toolchain);
-    const grant = machineGrant(m.spec, m.kernel, requested, join(store.dir, "machines", m.identity.slice("blake3:".length)));
+    const grant = machineGrant(m.spec, m.kernel, requested, machineDataDir(store.dir, m.identity));
     const tChecked = performance.now();
     const { outputs, cached } = await transpiledFiles(store, m.kernel, m.kernelDigest);
     const tTranspiled = performance.now();
@@ -81,7 +85,7 @@ export class InspectCommand extends WmbCommand {
   static paths = [["inspect"]];
   static usage = Command.Usage({
     description: "Check a sealed machine like `run` does, without running it, and describe it",
-    details: "Prints the identity, the artifacts with sizes, the capabilities and the component's imports. Exit code 3 when a check fails.",
+    details: "Prints the identity, the artifacts with sizes, the capabilities, the mounts, argv[0] and interfaces `run` would grant, and the component's imports. Exit code 3 when a check fails.",
     examples: [["Inspect the built machine", "$0 inspect wmb-out/sqlite-cli/sqlite-cli.json"]],
   });
   machine = Option.String({ name: "machine" });
@@ -92,9 +96,9 @@ export class InspectCommand extends WmbCommand {
     const store = await this.store();
     const m = await resolveMachine(this.machine, store, () => this.workspace(), this.context.stderr as NodeJS.WriteStream);
     const { readComponent } = await import("../formats/wasm.ts");
-    const { machineGrant } = await import("../run/run-grant.ts");
+    const { machineDataDir, machineGrant } = await import("../run/run-grant.ts");
     const imports = readComponent(m.kernel).imports.map((i) => i.name).sort();
-    const grant = machineGrant(m.spec, m.kernel, new Map(), join(store.dir, "machines", m.identity.slice("blake3:".length)));
+    const grant = machineGrant(m.spec, m.kernel, new Map(), machineDataDir(store.dir, m.identity));
     const info = {
       identity: m.identity,
       name: m.spec.name,
@@ -104,8 +108,8 @@ export class InspectCommand extends WmbCommand {
       capabilities: m.spec.capability_profile,
       policy: m.spec.composition.policy,
       imports,
-      // What `run` would grant: the guest runs single-threaded (any cpus >= 1 is honoured).
-      grant: { argv0: grant.argv0, writable: grant.mounts, interfaces: grant.interfaces, threads: 1 },
+      // What `run` would grant (the default directories; --mount/--db replace them).
+      grant: { argv0: grant.argv0, writable: grant.mounts, interfaces: grant.interfaces, threads: grant.threads },
       checks: "kernel, rootfs, components, seal and policy verified",
     };
     if (this.asJson) {
@@ -118,7 +122,8 @@ export class InspectCommand extends WmbCommand {
     const c = info.capabilities;
     out.write(`profile   cpus ${c.cpus}, memory ${c.memory_bytes} bytes, network ${c.network}, writable ${c.filesystem.writable.join(", ") || "(none)"}\n`);
     out.write(`mounts    / read-only (rootfs)${grant.mounts.map((w) => `, ${w.guest} -> ${w.host}`).join("")}\n`);
-    out.write(`argv[0]   ${grant.argv0} (one thread)\n`);
+    out.write(`argv[0]   ${grant.argv0}\nthreads   ${grant.threads} (the runner is single-threaded; cpus ${c.cpus} is an upper bound)\n`);
+    out.write(`grants    ${grant.interfaces.join(", ")}\n`);
     out.write(`imports   ${imports.length}\n${imports.map((i) => `  ${i}`).join("\n")}\n`);
     out.write(`verified  ${info.checks}\n`);
     return 0;

@@ -33,6 +33,7 @@ export class VerifyCommand extends WmbCommand implements ManyLabels {
   vary = Option.String("--vary", { description: "Comma-separated dimensions to vary (default: all)" });
   jobs = Option.String("-j,--jobs", { description: "Parallel actions (default: cores; rounds that vary jobs use one more)", validator: t.isNumber() });
   toolchain = Option.String("--toolchain", "hermetic", { validator: t.isEnum(["hermetic", "system"] as const) });
+  sandbox = Option.String("--sandbox", { description: "Confine command actions: auto (bwrap when it works, default; or WMB_SANDBOX), bwrap (required), none", validator: t.isEnum(["auto", "bwrap", "none"] as const) });
   asJson = Option.Boolean("--json", false, { description: "JSON report on stdout" });
 
   async run(): Promise<number> {
@@ -51,6 +52,7 @@ export class VerifyCommand extends WmbCommand implements ManyLabels {
         vary: parseVariations(this.vary),
         jobs: this.jobs ?? availableParallelism(),
         toolchain: this.toolchain,
+        sandbox: this.sandbox,
         events: reporter,
       });
     } finally {

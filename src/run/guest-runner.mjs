@@ -244,7 +244,8 @@ const terminalStderr = {
   getTerminalStderr: () => (isatty(2) ? cliShim.terminalStderr.getTerminalStderr() : undefined),
 };
 
-/** Every interface this runner implements, unversioned. A machine gets those its spec grants. */
+/** Every interface this runner implements, unversioned (runtime.ts's RUNNER_INTERFACES lists the
+ * same names for the host-side check). A machine gets those its spec grants. */
 const IMPLEMENTED = {
   "wasi:cli/environment": environment,
   "wasi:cli/exit": exit,
@@ -278,6 +279,8 @@ async function main() {
   const imports = {};
   const refused = [];
   const granted = new Set(config.interfaces);
+  const unknown = [...granted].filter((name) => !Object.hasOwn(IMPLEMENTED, name));
+  if (unknown.length > 0) hostFailure(`this runner implements no ${unknown.join(", ")}, which the machine is granted`);
   for (const name of manifest.imports) {
     const implementation = granted.has(unversioned(name)) ? IMPLEMENTED[unversioned(name)] : undefined;
     if (implementation === undefined) refused.push(name);

@@ -11,6 +11,9 @@
 // - a trap, an out-of-memory or Ctrl-C ends the child only, and shim state (preopens, open
 //   descriptors) never leaks from one run into the next.
 // The cost is one `node` start (~60 ms) per run.
+//
+// The guest runs on the runner's one thread: WASI 0.2 has no threads, so a profile's `cpus`
+// (>= 1) is an upper bound that needs no enforcing here.
 import { spawn, type StdioOptions } from "node:child_process";
 import { existsSync, promises as fsp } from "node:fs";
 import { constants as osConstants } from "node:os";
@@ -21,6 +24,33 @@ import { MANIFEST_FILE } from "./transpile.ts";
 import { wmbFile } from "../repo-root.ts";
 
 const RUNNER = wmbFile("src/run/guest-runner.mjs");
+
+/** The WASI interfaces (unversioned) guest-runner.mjs implements: a machine is granted those its
+ * spec binds to the host, and a binding outside this list is refused before anything starts
+ * (run-grant.ts). The runner refuses a granted name it does not implement, so the two cannot
+ * drift apart silently. */
+export const RUNNER_INTERFACES: readonly string[] = [
+  "wasi:cli/environment",
+  "wasi:cli/exit",
+  "wasi:cli/stderr",
+  "wasi:cli/stdin",
+  "wasi:cli/stdout",
+  "wasi:cli/terminal-input",
+  "wasi:cli/terminal-output",
+  "wasi:cli/terminal-stderr",
+  "wasi:cli/terminal-stdin",
+  "wasi:cli/terminal-stdout",
+  "wasi:clocks/monotonic-clock",
+  "wasi:clocks/wall-clock",
+  "wasi:filesystem/preopens",
+  "wasi:filesystem/types",
+  "wasi:io/error",
+  "wasi:io/poll",
+  "wasi:io/streams",
+  "wasi:random/insecure",
+  "wasi:random/insecure-seed",
+  "wasi:random/random",
+];
 
 /** No dedicated code exists yet for "the machine could not be started"; the CLI may add one. */
 const RUN_ERROR: ErrorCode = "ACTION_FAILED";
@@ -180,7 +210,7 @@ async function runnerConfig(opts: RunMachineOptions): Promise<RunnerConfig> {
       const [a, b] = [dirs[i]!, dirs[j]!];
       if (isInside(a.host, b.host) || isInside(b.host, a.host)) {
         const which = (d: WritableMount) => (d.guest === "/" ? `the rootfs ${d.host}` : `the directory ${d.host} for ${d.guest}`);
-        throw new WmbError(RUN_ERROR, `${which(b)} and ${which(a)} overlap: give each writable path a directory of its own, outside the rootfs.`, { subject: b.host });
+        throw new WmbError("USAGE", `${which(b)} and ${which(a)} overlap: give each writable path a directory of its own, outside the rootfs.`, { subject: b.host });
       }
     }
   }
