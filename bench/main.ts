@@ -1,5 +1,5 @@
 // `npm run bench`: prints figures; it asserts nothing. Sections (all by default, or name
-// them): engine, scale, sqlite, system, run, sandbox.
+// them): engine, scale, sqlite, system, run, sandbox, oci.
 import { availableParallelism } from "node:os";
 import { engineBench } from "./engine-bench.ts";
 import { runBench } from "./run-bench.ts";
@@ -16,5 +16,6 @@ export async function main(args: string[]): Promise<number> {
   if (kinds.length) await sqliteBench([...kinds]);
   if (want("run")) await runBench();
   if (want("sandbox")) await (await import("./sandbox-bench.ts")).sandboxBench();
+  if (want("oci")) await (await import("./oci-bench.ts")).ociBench();
   return 0;
 }

@@ -16,6 +16,7 @@ export type ErrorCode =
   | "INTEGRITY" // a digest did not match: exit code 3
   | "USAGE"
   | "SANDBOX" // --sandbox bwrap, and bwrap does not work on this host
+  | "REMOTE" // a registry refused a request, failed, or could not be reached
   | "INTERRUPTED";
 
 const EXIT_CODES: Partial<Record<ErrorCode, number>> = {

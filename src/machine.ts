@@ -5,7 +5,8 @@ import { existsSync, promises as fsp } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import type { Digest } from "./digest.ts";
 import { WmbError } from "./errors.ts";
-import { checkArtifact, checkSealedSpec, type SealedSpec } from "./formats/machine-spec.ts";
+import { checkArtifact, checkSealedSpec, type ArtifactRef, type SealedSpec } from "./formats/machine-spec.ts";
+import type { ClientOptions } from "./remote/oci/client.ts";
 import type { OutputMap, Store } from "../store/store.ts";
 import type { BuildSummary } from "./build.ts";
 import type { Target } from "./build-file.ts";
@@ -66,7 +67,7 @@ export async function registerBuiltMachines(store: Store, summary: BuildSummary)
 }
 
 /** A sealed spec given as a path or an identity (labels are built by the caller first). */
-export async function loadMachine(store: Store, ref: string): Promise<LoadedMachine> {
+export async function loadMachine(store: Store, ref: string, remote: ClientOptions = {}): Promise<LoadedMachine> {
   let specBytes: Buffer;
   let origin: string;
   let specDir: string | undefined;
@@ -74,7 +75,7 @@ export async function loadMachine(store: Store, ref: string): Promise<LoadedMach
   if (isIdentity(ref)) {
     const stored = store.machineSpecDigest(ref);
     if (!stored) {
-      throw new WmbError("USAGE", `No machine with identity ${ref} in the store ${store.dir}; build it, or import its bundle with \`wmb store import\`.`, { subject: ref });
+      throw new WmbError("USAGE", `No machine with identity ${ref} in the store ${store.dir}; build it, pull it (wmb pull oci://…@${ref}), or import its bundle with \`wmb store import\`.`, { subject: ref });
     }
     specDigest = stored;
     if ((await store.checkBlob(specDigest)) !== "ok") {
@@ -100,8 +101,8 @@ export async function loadMachine(store: Store, ref: string): Promise<LoadedMach
   // Shape and seal first (this also holds the root component's integer digest to the kernel's):
   // a spec that is not what it claims is refused before any artifact is read.
   const spec = checkSealedSpec(value, {}, origin);
-  const kernel = await artifactBytes(store, spec.kernel_ref.digest, spec.kernel_ref.sources, specDir, `the kernel of ${origin}`);
-  const rootfs = await artifactBytes(store, spec.rootfs_ref.digest, spec.rootfs_ref.sources, specDir, `the rootfs of ${origin}`);
+  const kernel = await artifactBytes(store, spec.kernel_ref, specDir, `the kernel of ${origin}`, remote);
+  const rootfs = await artifactBytes(store, spec.rootfs_ref, specDir, `the rootfs of ${origin}`, remote);
   checkArtifact(spec.kernel_ref, kernel, `the kernel of ${origin}`);
   checkArtifact(spec.rootfs_ref, rootfs, `the rootfs of ${origin}`);
   const kernelDigest = hexOf(spec.kernel_ref.digest);
@@ -109,11 +110,12 @@ export async function loadMachine(store: Store, ref: string): Promise<LoadedMach
   return { identity: spec.seal.digest, spec, origin, kernel, rootfs, kernelDigest, rootfsDigest, specDigest, specBytes };
 }
 
-/** An artifact's bytes: from the store by digest when whole there, else from the spec's local sources. */
-async function artifactBytes(store: Store, prefixed: string, sources: { local?: string }[], specDir: string | undefined, what: string): Promise<Buffer> {
-  const hex = hexOf(prefixed);
+/** An artifact's bytes: from the store by digest when whole there, else from the spec's local
+ * sources, else from its `oci` and `https` sources (verified, then admitted to the store). */
+async function artifactBytes(store: Store, ref: ArtifactRef, specDir: string | undefined, what: string, remote: ClientOptions): Promise<Buffer> {
+  const hex = hexOf(ref.digest);
   if ((await store.checkBlob(hex)) === "ok") return store.readBlob(hex);
-  for (const s of sources) {
+  for (const s of ref.sources) {
     if (!specDir || typeof s.local !== "string") continue;
     if (s.local.includes("/") || s.local.includes("\\") || s.local === ".." || s.local === ".") {
       throw new WmbError("INTEGRITY", `${what} names the local source "${s.local}", which is not a plain file name next to the spec.`);
@@ -121,7 +123,15 @@ async function artifactBytes(store: Store, prefixed: string, sources: { local?: 
     const p = join(specDir, s.local);
     if (existsSync(p)) return fsp.readFile(p);
   }
-  throw new WmbError("INTEGRITY", `${what} (${prefixed}) is neither in the store nor next to the spec; rebuild the machine or import its bundle.`);
+  if (ref.sources.some((s) => typeof s.oci === "string" || typeof s.https === "string")) {
+    const { fetchFromSources } = await import("./remote/oci-machine.ts");
+    const bytes = await fetchFromSources(ref, what, remote);
+    if (bytes) {
+      await store.putBytes(bytes);
+      return Buffer.from(bytes);
+    }
+  }
+  throw new WmbError("INTEGRITY", `${what} (${ref.digest}) is neither in the store nor next to the spec, and the spec names no registry to fetch it from; rebuild the machine, pull it, or import its bundle.`);
 }
 
 function hexOf(prefixed: string): Digest {

@@ -62,6 +62,7 @@ export async function gc(store: Store, sql: Sql, opts: GcOptions): Promise<GcRep
            OR kernel_digest IN (SELECT digest FROM doomed_blobs) OR kernel_digest NOT IN (SELECT digest FROM blobs)`,
       );
       sql.run(`DELETE FROM blobs WHERE digest IN (SELECT digest FROM doomed_blobs)`);
+      sql.run(`DELETE FROM sha256_digests WHERE digest IN (SELECT digest FROM doomed_blobs)`);
     }
     return { resultsDeleted, blobs };
   });

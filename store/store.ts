@@ -309,7 +309,10 @@ export class Store {
   registerMachine(m: { identity: string; specDigest: Digest; kernelDigest: Digest; rootfsDigest: Digest; label?: string }): void {
     this.sql.write(() => {
       this.sql.run(
-        `INSERT OR REPLACE INTO machines (identity, spec_digest, label, created_at) VALUES (?, ?, ?, ?)`,
+        // A pull of a machine built here keeps the label that built it.
+        `INSERT INTO machines (identity, spec_digest, label, created_at) VALUES (?, ?, ?, ?)
+         ON CONFLICT (identity) DO UPDATE SET spec_digest = excluded.spec_digest,
+           label = coalesce(excluded.label, machines.label), created_at = excluded.created_at`,
         m.identity,
         m.specDigest,
         m.label ?? null,
@@ -317,6 +320,26 @@ export class Store {
       );
       this.addRoot(`machine:${m.identity}`, [m.specDigest, m.kernelDigest, m.rootfsDigest]);
     });
+  }
+
+  // ---- OCI digests -----------------------------------------------------------------------
+
+  /** The sha256 ("sha256:<hex>") recorded for a blob, when it was pushed or pulled before. */
+  sha256Of(digest: Digest): string | undefined {
+    return this.sql.get<{ sha256: string }>(`SELECT sha256 FROM sha256_digests WHERE digest = ?`, digest)?.sha256;
+  }
+
+  recordSha256(digest: Digest, sha256: string): void {
+    this.sql.write(() => this.sql.run(`INSERT OR REPLACE INTO sha256_digests (digest, sha256) VALUES (?, ?)`, digest, sha256));
+  }
+
+  /** The identity of the machine an OCI index (by its sha256) was pulled or pushed as. */
+  ociIndexIdentity(sha256: string): string | undefined {
+    return this.sql.get<{ identity: string }>(`SELECT identity FROM oci_indexes WHERE sha256 = ?`, sha256)?.identity;
+  }
+
+  recordOciIndex(sha256: string, identity: string): void {
+    this.sql.write(() => this.sql.run(`INSERT OR REPLACE INTO oci_indexes (sha256, identity) VALUES (?, ?)`, sha256, identity));
   }
 
   /** The blob holding the sealed spec of a machine known by identity. */

@@ -13,7 +13,9 @@ import {
   digestHexToInts,
   digestIntsToHex,
   sealIdentity,
+  sealSpec,
   validateMachineSpec,
+  withSources,
   type MachineSpec,
   type SealedSpec,
 } from "../src/formats/machine-spec.ts";
@@ -125,11 +127,13 @@ describe("spec and seal on a real component", () => {
     expect(Object.keys(JSON.parse(specText) as object)).toEqual(["capability_profile", "composition", "kernel_ref", "name", "rootfs_ref", "schema_version", "version"]);
   });
 
-  it("seals with the BLAKE3 of the JCS bytes without the seal, and bundles kernel and rootfs", async () => {
+  it("seals with the BLAKE3 of the JCS bytes without the seal and the sources, and bundles kernel and rootfs", async () => {
     const { outputPaths, logs } = await runSeal(specText, kernel, tar);
     expect(outputPaths.map((p) => p.split("/").pop())).toEqual(["sqlite-cli.json", "sqlite-cli.wasm", "sqlite-cli.rootfs.tar"]);
     const sealed = JSON.parse(readFileSync(outputPaths[0]!, "utf8")) as SealedSpec;
-    const expected = `blake3:${hashBytesReference(canonicalBytes(unsealed))}`;
+    // Written out by hand (not through the code under test): the spec minus every ref's sources.
+    const bare = ({ sources: _s, ...ref }: SealedSpec["kernel_ref"]) => ref;
+    const expected = `blake3:${hashBytesReference(canonicalBytes({ ...unsealed, kernel_ref: bare(unsealed.kernel_ref), rootfs_ref: bare(unsealed.rootfs_ref) }))}`;
     expect(sealed.seal).toEqual({ algorithm: "blake3", canonicalization: "jcs-rfc8785", digest: expected });
     expect(sealIdentity(sealed)).toBe(expected);
     expect(logs.join("\n")).toContain(expected);
@@ -217,7 +221,7 @@ describe("machine-spec helpers", () => {
   const rootfsBytes = new TextEncoder().encode("rootfs bytes");
   const hex = hashBytesReference(kernel);
   const base: MachineSpec = {
-    schema_version: 1,
+    schema_version: 2,
     name: "m",
     version: "1",
     capability_profile: { cpus: 1, memory_bytes: 65536, network: "deny", filesystem: { writable: ["/db"] } },
@@ -255,6 +259,18 @@ describe("machine-spec helpers", () => {
     expect(thrown).toMatchObject({ code: "INTEGRITY", exitCode: 3 });
   });
 
+  it("leaves sources out of the identity from schema_version 2 on: moving a machine keeps its identity", () => {
+    const moved = withSources(sealSpec(base), { kernel: [{ oci: `127.0.0.1:5000/acme/m@sha256:${"a".repeat(64)}` }], rootfs: [] });
+    expect(sealIdentity(moved)).toBe(sealIdentity(base));
+    expect(checkSealedSpec(moved).seal.digest).toBe(sealIdentity(base));
+    // Every other member still counts.
+    expect(sealIdentity({ ...base, version: "2" })).not.toBe(sealIdentity(base));
+    expect(sealIdentity({ ...base, kernel_ref: { ...base.kernel_ref, media_type: "application/x-wasm" } })).not.toBe(sealIdentity(base));
+    // Version 1 sealed its sources: the same move changes a version 1 identity.
+    const v1 = { ...base, schema_version: 1 };
+    expect(sealIdentity({ ...v1, kernel_ref: { ...v1.kernel_ref, sources: [{ local: "other.wasm" }] } })).not.toBe(sealIdentity(v1));
+  });
+
   it("validates shape and consistency with a path in the message", () => {
     expect(validateMachineSpec(base)).toBe(base);
     const bad = (patch: (s: MachineSpec) => void) => {
@@ -262,7 +278,12 @@ describe("machine-spec helpers", () => {
       patch(s);
       return () => validateMachineSpec(s);
     };
-    expect(bad((s) => (s.schema_version = 2))).toThrow(/schema_version must be 1, got 2/);
+    expect(bad((s) => (s.schema_version = 3))).toThrow(/schema_version must be 1 or 2, got 3/);
+    expect(bad((s) => (s.rootfs_ref.sources = [{ oci: "127.0.0.1:5000/acme/m:latest" }]))).toThrow(/rootfs_ref.sources\[0\].oci must be "<registry>\/<repository>@sha256:<64 hex>"/);
+    expect(bad((s) => (s.kernel_ref.sources = [{ https: "http://example.invalid/m.wasm" }]))).toThrow(/kernel_ref.sources\[0\].https must be an "https:\/\/" URL/);
+    // A machine in transit names no source; a version 1 spec sealed its sources, so it needs one.
+    expect(bad((s) => (s.kernel_ref.sources = []))).not.toThrow();
+    expect(bad((s) => ((s.schema_version = 1), (s.kernel_ref.sources = [])))).toThrow(/kernel_ref.sources must name at least one source/);
     expect(bad((s) => (s.kernel_ref.digest = "sha256:00" as never))).toThrow(/kernel_ref.digest must be "blake3:"/);
     expect(bad((s) => (s.composition.components[0]!.digest[0] = 256))).toThrow(/composition.components\[0\].digest must be 32 integers/);
     expect(bad((s) => (s.composition.components[0]!.digest[0] = (s.composition.components[0]!.digest[0]! + 1) % 256))).toThrow(/not the kernel's blake3:/);

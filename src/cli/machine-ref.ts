@@ -1,4 +1,5 @@
-// Turning `<label | sealed.json | identity>` into a verified machine: a label is built first.
+// Turning `<label | sealed.json | identity | oci://…>` into a verified machine: a label is
+// built first, an OCI reference pulled first (verified before anything is admitted).
 import { availableParallelism } from "node:os";
 import { build, buildFailure } from "../build.ts";
 import { WmbError } from "../errors.ts";
@@ -8,6 +9,8 @@ import { Graph } from "../graph.ts";
 import { loadMachine, registerBuiltMachines, type LoadedMachine } from "../machine.ts";
 import { progressReporter } from "../progress.ts";
 import type { Store } from "../../store/store.ts";
+import { isOciReference, parseOciReference } from "../remote/oci/reference.ts";
+import type { ClientOptions } from "../remote/oci/client.ts";
 
 export async function resolveMachine(
   ref: string,
@@ -15,8 +18,14 @@ export async function resolveMachine(
   workspace: () => string,
   stderr: NodeJS.WriteStream,
   toolchain: "hermetic" | "system" = "hermetic",
+  remote: ClientOptions = {},
 ): Promise<LoadedMachine> {
-  if (!isLabelRef(ref)) return loadMachine(store, ref);
+  if (isOciReference(ref)) {
+    const { pullMachine } = await import("../remote/oci-machine.ts");
+    const pulled = await pullMachine(store, parseOciReference(ref), remote);
+    return loadMachine(store, pulled.identity, remote);
+  }
+  if (!isLabelRef(ref)) return loadMachine(store, ref, remote);
   // Refuse a target that seals no machine before building anything.
   const root = workspace();
   const loaded = await loadWorkspace(root, buildFileCache(store.dir));

@@ -16,6 +16,7 @@ import {
 import { VerifyCommand } from "./verify-command.ts";
 import { InspectCommand, RunCommand } from "./run-command.ts";
 import { BundleCommand, StoreImportCommand } from "./bundle-commands.ts";
+import { PullCommand, PushCommand } from "./remote-commands.ts";
 import { StoreFsckCommand, StoreGcCommand, StoreStatsCommand } from "./store-commands.ts";
 import { wmbFile } from "../repo-root.ts";
 import { groupHelp, helpRequest, notACommand } from "./help.ts";
@@ -39,6 +40,8 @@ const COMMANDS: CommandClass<BaseContext>[] = [
   InspectCommand,
   BundleCommand,
   StoreImportCommand,
+  PushCommand,
+  PullCommand,
 ];
 const PATHS = COMMANDS.flatMap((c) => c.paths ?? []);
 

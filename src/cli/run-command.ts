@@ -11,8 +11,10 @@ export class RunCommand extends WmbCommand {
   static usage = Command.Usage({
     description: "Check every digest of a sealed machine, then run it with exactly the capabilities its spec grants",
     details: `
-      The machine is a label (built first if needed), a sealed spec file, or an identity
-      (blake3:<64 hex>) known to the store. Before anything runs, the kernel, the rootfs and
+      The machine is a label (built first if needed), a sealed spec file (its blobs fetched from
+      the spec's oci/https sources when the store lacks them), an identity (blake3:<64 hex>)
+      known to the store, or an OCI reference (oci://registry/repo:tag or @blake3:/@sha256:,
+      pulled first, every digest and the seal verified). Before anything runs, the kernel, the rootfs and
       every component are re-hashed, the seal recomputed, and what seal checked is checked
       again (the bindings match the component, no network import under network "deny", no
       memory that may grow past memory_bytes).
@@ -40,6 +42,7 @@ export class RunCommand extends WmbCommand {
   db = Option.String("--db", { description: "Short for --mount /db=DIR, for a machine that declares /db writable" });
   mounts = Option.Array("--mount", [], { description: "/guest/path=HOSTDIR for a writable path the spec declares (repeatable; default: one directory per path under the store)" });
   toolchain = Option.String("--toolchain", "hermetic", { validator: t.isEnum(["hermetic", "system"] as const) });
+  plainHttp = Option.Boolean("--plain-http", false, { description: "Plain HTTP to a registry not on this host, for oci:// machines and sources" });
   timings = Option.Boolean("--timings", false, { description: "Print check, transpile and run times on stderr" });
   args = Option.Rest({ name: "guest arguments" });
 
@@ -50,7 +53,7 @@ export class RunCommand extends WmbCommand {
     const { machineDataDir, machineGrant, parseMounts } = await import("../run/run-grant.ts");
     const requested = parseMounts(this.mounts, this.db);
     const store = await this.store();
-    const m = await resolveMachine(this.machine, store, () => this.workspace(), this.context.stderr as NodeJS.WriteStream, this.toolchain);
+    const m = await resolveMachine(this.machine, store, () => this.workspace(), this.context.stderr as NodeJS.WriteStream, this.toolchain, { plainHttp: this.plainHttp });
     const grant = machineGrant(m.spec, m.kernel, requested, machineDataDir(store.dir, m.identity));
     const tChecked = performance.now();
     const { outputs, cached } = await transpiledFiles(store, m.kernel, m.kernelDigest);
@@ -89,12 +92,13 @@ export class InspectCommand extends WmbCommand {
     examples: [["Inspect the built machine", "$0 inspect wmb-out/sqlite-cli/sqlite-cli.json"]],
   });
   machine = Option.String({ name: "machine" });
+  plainHttp = Option.Boolean("--plain-http", false, { description: "Plain HTTP to a registry not on this host, for oci:// machines and sources" });
   asJson = Option.Boolean("--json", false, { description: "JSON output" });
 
   async run(): Promise<number> {
     const { resolveMachine } = await import("./machine-ref.ts");
     const store = await this.store();
-    const m = await resolveMachine(this.machine, store, () => this.workspace(), this.context.stderr as NodeJS.WriteStream);
+    const m = await resolveMachine(this.machine, store, () => this.workspace(), this.context.stderr as NodeJS.WriteStream, "hermetic", { plainHttp: this.plainHttp });
     const { readComponent } = await import("../formats/wasm.ts");
     const { machineDataDir, machineGrant } = await import("../run/run-grant.ts");
     const imports = readComponent(m.kernel).imports.map((i) => i.name).sort();
@@ -103,8 +107,8 @@ export class InspectCommand extends WmbCommand {
       identity: m.identity,
       name: m.spec.name,
       version: m.spec.version,
-      kernel: { digest: m.spec.kernel_ref.digest, size: m.spec.kernel_ref.size, media_type: m.spec.kernel_ref.media_type },
-      rootfs: { digest: m.spec.rootfs_ref.digest, size: m.spec.rootfs_ref.size, media_type: m.spec.rootfs_ref.media_type },
+      kernel: { digest: m.spec.kernel_ref.digest, size: m.spec.kernel_ref.size, media_type: m.spec.kernel_ref.media_type, sources: m.spec.kernel_ref.sources },
+      rootfs: { digest: m.spec.rootfs_ref.digest, size: m.spec.rootfs_ref.size, media_type: m.spec.rootfs_ref.media_type, sources: m.spec.rootfs_ref.sources },
       capabilities: m.spec.capability_profile,
       policy: m.spec.composition.policy,
       imports,
@@ -118,7 +122,9 @@ export class InspectCommand extends WmbCommand {
     }
     const out = this.context.stdout;
     out.write(`identity  ${info.identity}\nmachine   ${info.name} ${info.version}\n`);
-    out.write(`kernel    ${info.kernel.digest}  ${info.kernel.size} bytes\nrootfs    ${info.rootfs.digest}  ${info.rootfs.size} bytes\n`);
+    const sources = (ss: Record<string, unknown>[]) => (ss.length ? `  from ${ss.map((x) => Object.entries(x).map(([k, v]) => `${k}:${String(v)}`).join(" ")).join(", ")}` : "");
+    out.write(`kernel    ${info.kernel.digest}  ${info.kernel.size} bytes${sources(info.kernel.sources)}\n`);
+    out.write(`rootfs    ${info.rootfs.digest}  ${info.rootfs.size} bytes${sources(info.rootfs.sources)}\n`);
     const c = info.capabilities;
     out.write(`profile   cpus ${c.cpus}, memory ${c.memory_bytes} bytes, network ${c.network}, writable ${c.filesystem.writable.join(", ") || "(none)"}\n`);
     out.write(`mounts    / read-only (rootfs)${grant.mounts.map((w) => `, ${w.guest} -> ${w.host}`).join("")}\n`);

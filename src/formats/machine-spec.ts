@@ -3,14 +3,18 @@
 // and `verify` read it back through the same functions, so a spec is judged one way everywhere.
 //
 // Identity: "blake3:" + BLAKE3 of the RFC 8785 (JCS) bytes of the spec without its `seal`
-// member. The sealed file is written as pretty JSON (members in JCS order, 2-space indent,
+// member and without any ArtifactRef's `sources` (schema_version 2: sources say where bytes may
+// be fetched, not what the machine is, so pushing or moving a machine never changes its
+// identity; a schema_version 1 spec, whose identity covered its sources, is still read). The sealed file is written as pretty JSON (members in JCS order, 2-space indent,
 // trailing newline) for people to read; its whitespace never matters, the identity is over JCS.
 import { hashBytes } from "../digest.ts";
 import { WmbError } from "../errors.ts";
 import { canonicalBytes } from "./jcs.ts";
 import { memoryMaximumBytes, type ComponentInfo } from "./wasm.ts";
 
-export const SCHEMA_VERSION = 1;
+export const SCHEMA_VERSION = 2;
+/** The versions wmb reads: 1 differs only in that its identity covers `sources`. */
+const READABLE_SCHEMA_VERSIONS = [1, 2];
 export const SEAL_ALGORITHM = "blake3";
 export const SEAL_CANONICALIZATION = "jcs-rfc8785";
 /** The provider every WASI import of a machine binds to: the runtime's host implementation. */
@@ -24,6 +28,10 @@ export type PrefixedDigest = `blake3:${string}`;
 export interface ArtifactSource {
   /** A file name relative to the directory that holds the spec. */
   local?: string;
+  /** A blob in an OCI registry: "<registry>/<repository>@sha256:<64 hex>". */
+  oci?: string;
+  /** An https URL serving the bytes. */
+  https?: string;
   [other: string]: unknown;
 }
 
@@ -118,15 +126,34 @@ export function artifactRef(bytes: Uint8Array, mediaType: string, local: string)
 
 // ---- identity and seal ---------------------------------------------------------------------
 
-/** The spec as the identity sees it: everything but `seal`. */
+/** The spec without `seal`. */
 export function withoutSeal(spec: MachineSpec): Omit<MachineSpec, "seal"> {
   const { seal: _seal, ...rest } = spec;
   return rest;
 }
 
-/** "blake3:" + BLAKE3(JCS(spec without seal)). */
+/** The spec as the identity sees it: everything but `seal` and (from schema_version 2) every
+ * ArtifactRef's `sources`. */
+function identityView(spec: MachineSpec): unknown {
+  const rest = withoutSeal(spec);
+  if (spec.schema_version === 1) return rest;
+  const bare = (ref: ArtifactRef) => {
+    const { sources: _sources, ...r } = ref;
+    return r;
+  };
+  return { ...rest, kernel_ref: bare(spec.kernel_ref), rootfs_ref: bare(spec.rootfs_ref) };
+}
+
+/** "blake3:" + BLAKE3(JCS(the identity view)). */
 export function sealIdentity(spec: MachineSpec): PrefixedDigest {
-  return prefixedDigest(canonicalBytes(withoutSeal(spec)));
+  return prefixedDigest(canonicalBytes(identityView(spec)));
+}
+
+/** The same machine with other sources (the identity and the seal stay valid: schema_version 2).
+ * No sources at all is how a machine travels: its bytes then name no location. */
+export function withSources(spec: SealedSpec, sources: { kernel: ArtifactSource[]; rootfs: ArtifactSource[] }): SealedSpec {
+  if (spec.schema_version === 1) throw new Error("internal: a schema_version 1 spec's identity covers its sources");
+  return { ...spec, kernel_ref: { ...spec.kernel_ref, sources: sources.kernel }, rootfs_ref: { ...spec.rootfs_ref, sources: sources.rootfs } };
 }
 
 /** The spec with its seal (any previous seal replaced). */
@@ -257,19 +284,26 @@ export function validateMachineSpec(value: unknown, what = "the machine spec"): 
     int(r.size, `${path}.size`, 0);
     str(r.media_type, `${path}.media_type`);
     const sources = arr(r.sources, `${path}.sources`);
-    if (sources.length === 0) fail(`${path}.sources`, "must name at least one source");
+    // Version 1 sealed its sources, so it needed one; a version 2 machine in transit has none.
+    if (sources.length === 0 && spec.schema_version === 1) fail(`${path}.sources`, "must name at least one source");
     sources.forEach((s, i) => {
       const src = obj(s, `${path}.sources[${i}]`);
       if (src.local !== undefined) {
         const local = str(src.local, `${path}.sources[${i}].local`);
         if (local.startsWith("/") || local.split(/[\\/]/).includes("..")) fail(`${path}.sources[${i}].local`, "must be a relative path that stays next to the spec");
       }
+      if (src.oci !== undefined && !/^[^/@\s]+\/[^@\s]+@sha256:[0-9a-f]{64}$/.test(str(src.oci, `${path}.sources[${i}].oci`))) {
+        fail(`${path}.sources[${i}].oci`, 'must be "<registry>/<repository>@sha256:<64 hex>"');
+      }
+      if (src.https !== undefined && !str(src.https, `${path}.sources[${i}].https`).startsWith("https://")) fail(`${path}.sources[${i}].https`, 'must be an "https://" URL');
     });
     return r as unknown as ArtifactRef;
   };
 
   const spec = obj(value, "the document");
-  if (spec.schema_version !== SCHEMA_VERSION) fail("schema_version", `must be ${SCHEMA_VERSION}, got ${JSON.stringify(spec.schema_version)}`);
+  if (!READABLE_SCHEMA_VERSIONS.includes(spec.schema_version as number)) {
+    fail("schema_version", `must be ${READABLE_SCHEMA_VERSIONS.join(" or ")}, got ${JSON.stringify(spec.schema_version)}`);
+  }
   const name = str(spec.name, "name");
   if (!/^[a-z0-9][a-z0-9._-]*$/.test(name)) fail("name", "must be lowercase letters, digits, '.', '_' or '-'");
   str(spec.version, "version");

@@ -70,6 +70,8 @@ export interface ComponentInfo {
   sections: WasmSection[];
   /** The outermost component's imports, in binary order. */
   imports: ComponentImport[];
+  /** The outermost component's export names, in binary order. */
+  exports: string[];
   /** Every core module, nested components included, in binary order. */
   coreModules: CoreModuleInfo[];
 }
@@ -175,17 +177,24 @@ export function readComponent(bytes: Uint8Array): ComponentInfo {
   const { kind, sections } = readWasmSections(bytes);
   if (kind !== "component") throw new WasmFormatError("expected a WebAssembly component, found a core module.");
   const imports: ComponentImport[] = [];
+  const exports: string[] = [];
   const coreModules: CoreModuleInfo[] = [];
   collectModules(bytes, sections, "", coreModules);
   for (const s of sections) {
-    if (s.id !== 10) continue;
+    if (s.id !== 10 && s.id !== 11) continue;
     const r = new Reader(bytes, s.contentOffset, s.contentOffset + s.size);
     for (let n = r.u32(); n > 0; n--) {
       const name = r.externName();
-      imports.push({ name, kind: r.externDesc() });
+      if (s.id === 10) {
+        imports.push({ name, kind: r.externDesc() });
+      } else {
+        exports.push(name);
+        r.sortIdx();
+        if (r.byte() === 0x01) r.externDesc();
+      }
     }
   }
-  return { sections, imports, coreModules };
+  return { sections, imports, exports, coreModules };
 }
 
 function collectModules(bytes: Uint8Array, sections: WasmSection[], prefix: string, out: CoreModuleInfo[]): void {
@@ -297,6 +306,12 @@ class Reader {
     const tag = this.byte();
     if (tag !== 0x00 && tag !== 0x01) throw new WasmFormatError(`unknown component import name encoding 0x${tag.toString(16)} at offset ${at}.`);
     return this.name();
+  }
+
+  /** An export's sort (core sorts take a second byte) and index. */
+  sortIdx(): void {
+    if (this.byte() === 0x00) this.byte();
+    this.u32();
   }
 
   externDesc(): ComponentImportKind {
