@@ -6,7 +6,7 @@ import { randomBytes } from "node:crypto";
 import { dirname, join, relative, sep } from "node:path";
 import { hashBytes, type ActionKey, type Digest } from "./digest.ts";
 import { WmbError } from "./errors.ts";
-import { actionKey, type ActionKeyInputs } from "./keys.ts";
+import { actionKey, encodeKeyInputs, type ActionKeyInputs } from "./keys.ts";
 import { expandTargetPatterns } from "./target-pattern.ts";
 import { Graph } from "./graph.ts";
 import { buildFileCache, loadWorkspace, type LoadedWorkspace, type Target } from "./build-file.ts";
@@ -14,12 +14,15 @@ import { Rebuilder, type PlannedAction, type PlannedInput } from "./rebuilder.ts
 import { schedule } from "./scheduler.ts";
 import { SANDBOX_ENV, SandboxChoice, sandboxMode, type SandboxMode, type SandboxUse, type SandboxVariation } from "./sandbox.ts";
 import type { OutputMap, Store } from "../store/store.ts";
+import type { CacheStats, RemoteCache } from "./remote/action-cache.ts";
+import { RemoteOutputs } from "./remote-outputs.ts";
 import { ruleId, type Toolchain } from "../rules/rule.ts";
 import { hashStatCached, SourceHasher } from "./source-hash.ts";
 
 export type ToolchainKind = "hermetic" | "system";
 
-export type ActionStatus = "cached" | "executed" | "failed" | "skipped";
+/** remote: a remote cache held the result (its outputs fetched only where needed). */
+export type ActionStatus = "cached" | "remote" | "executed" | "failed" | "skipped";
 
 export interface ActionReport {
   label: string;
@@ -67,6 +70,8 @@ export interface BuildOptions {
   loaded?: LoadedWorkspace;
   /** Provide a toolchain (shared across rounds); otherwise one is created on first use. */
   toolchainProvider?: ToolchainProvider;
+  /** Look results up in (and, when it uploads, write them to) a remote cache. */
+  remote?: RemoteCache;
 }
 
 export interface BuildSummary {
@@ -80,6 +85,9 @@ export interface BuildSummary {
   /** Files written under wmb-out/, workspace-relative. */
   materialized: string[];
   graph: Graph;
+  /** Whether any action ran the toolchain (a build served from caches never loads it). */
+  toolchainUsed: boolean;
+  remote?: CacheStats;
 }
 
 /** Creates the toolchain once, on first use, and computes its identity. */
@@ -93,9 +101,17 @@ export class ToolchainProvider {
     private readonly store: Store,
   ) {}
 
+  /** Set once an action asks for the toolchain to run it (keys only need its identity). */
+  used = false;
+
   get(): Promise<Toolchain> {
     this.instance ??= import("../rules/toolchain.ts").then((m) => m.createToolchain(this.kind, { jobs: this.jobs }));
     return this.instance;
+  }
+
+  forRunning(): Promise<Toolchain> {
+    this.used = true;
+    return this.get();
   }
 
   /** Digest over the digests of the files that define the toolchain (stat-cached). */
@@ -147,12 +163,13 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
     producedBy: opts.command === "verify" ? "verify" : "build",
     variation: opts.variation,
     sandbox,
-    toolchain: () => toolchains.get(),
+    toolchain: () => toolchains.forRunning(),
     log: (label, line) => opts.events?.log?.(label, line),
   });
   const results = new Map<string, OutputMap>();
   const reports = new Map<string, ActionReport>();
   opts.events?.planned?.(closure.length);
+  const remote = opts.remote && new RemoteOutputs(opts.remote, store, rebuilder, abort.signal, (m) => warn(opts.events, m));
 
   const runOne = async (label: string) => {
     const t = graph.get(label);
@@ -163,17 +180,24 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
       let status: ActionStatus = "cached";
       const bypass = typeof opts.noCache === "function" ? opts.noCache(t) : opts.noCache === true;
       let result = bypass ? undefined : await rebuilder.cached(plan);
+      if (!result && !bypass && remote) {
+        result = await remote.lookup(plan);
+        if (result) status = "remote";
+      }
       let divergentFrom: Digest[] | undefined;
       if (!result) {
         opts.events?.started?.(label);
         status = "executed";
+        // Outputs of remote hits this action reads are fetched now (and only now).
+        if (remote) await remote.fetchInputs(plan);
         const executed = await rebuilder.execute(plan, abort.signal);
         result = executed.result;
         if (executed.divergentFrom.length) divergentFrom = executed.divergentFrom;
       }
+      if (status !== "remote") opts.remote?.upload({ key: plan.key, label, rule: plan.keyInputs.rule, keyInputs: encodeKeyInputs(plan.keyInputs), sandbox: result.sandbox, outputs: result.outputs });
       results.set(label, result.outputs);
       const durationMs = performance.now() - t0;
-      store.history.recordAction({ buildId, label, key: plan.key, resultId: result.id, outputs: result.outputs, status, durationMs });
+      store.history.recordAction({ buildId, label, key: plan.key, resultId: status === "remote" ? undefined : result.id, outputs: result.outputs, status, durationMs });
       const report: ActionReport = {
         label,
         rule: plan.keyInputs.rule,
@@ -215,22 +239,52 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
     const t = graph.get(label);
     reports.set(label, { label, rule: ruleId(t.rule), status: "skipped", durationMs: 0 });
   }
-  const interrupted = abort.signal.aborted;
-  const ok = sched.failed.size === 0 && !interrupted;
+  let interrupted = abort.signal.aborted;
+  let ok = sched.failed.size === 0 && !interrupted;
   let materialized: string[] = [];
-  if (ok && opts.materialize !== false) {
-    materialized = await materializeOutputs(store, loaded.root, requested.map((l) => graph.get(l)), results);
+  try {
+    // The requested targets' outputs are what a build delivers: fetched when they came from the remote.
+    if (ok && remote) for (const l of requested) await remote.fetchOutputs(l);
+    if (ok && opts.materialize !== false) {
+      materialized = await materializeOutputs(store, loaded.root, requested.map((l) => graph.get(l)), results);
+    }
+  } catch (e) {
+    const error = asWmbError(e, graph.get(requested[0]!));
+    const label = error.subject && reports.has(error.subject) ? error.subject : requested[0]!;
+    reports.set(label, { ...reports.get(label)!, status: "failed", error });
+    ok = false;
+    interrupted = abort.signal.aborted;
+  } finally {
+    await opts.remote?.finish();
   }
   store.history.finish(buildId, interrupted ? "interrupted" : ok ? "ok" : "failed");
   const actions = closure.map((t) => reports.get(t.label)!).filter(Boolean);
-  const counts: Record<ActionStatus, number> = { cached: 0, executed: 0, failed: 0, skipped: 0 };
+  const counts: Record<ActionStatus, number> = { cached: 0, remote: 0, executed: 0, failed: 0, skipped: 0 };
   for (const a of actions) counts[a.status]++;
-  return { buildId, targets: requested, ok, interrupted, actions, counts, durationMs: performance.now() - started, materialized, graph };
+  return {
+    buildId,
+    targets: requested,
+    ok,
+    interrupted,
+    actions,
+    counts,
+    durationMs: performance.now() - started,
+    materialized,
+    graph,
+    toolchainUsed: toolchains.used,
+    remote: opts.remote?.stats,
+  };
 }
 
 /** The sandbox choice for a mode (flag, else WMB_SANDBOX, else auto), warning through `events`. */
 export function sandboxChoice(mode: SandboxMode | undefined, events: BuildEvents | undefined): SandboxChoice {
-  return new SandboxChoice(sandboxMode(mode), (m) => (events?.warning ? events.warning(m) : process.stderr.write(`warning: ${m}\n`)));
+  return new SandboxChoice(sandboxMode(mode), (m) => warn(events, m));
+}
+
+/** A warning for the user, through the build's events when it has a reporter. */
+export function warn(events: BuildEvents | undefined, message: string): void {
+  if (events?.warning) events.warning(message);
+  else process.stderr.write(`warning: ${message}\n`);
 }
 
 /** Compute an action's inputs and key. Dependencies are done, so their outputs are known. */

@@ -44,7 +44,7 @@ export function progressReporter(stream: NodeJS.WriteStream, opts: { quiet?: boo
       if (opts.quiet) return;
       if (r.status === "executed") print(`[${done}/${total}] built ${r.label} (${fmtMs(r.durationMs)})`);
       else if (r.status === "failed") print(`[${done}/${total}] FAILED ${r.label}`);
-      else if (opts.verbose) print(`[${done}/${total}] cached ${r.label}`);
+      else if (opts.verbose) print(`[${done}/${total}] ${r.status === "remote" ? "from the remote cache" : "cached"} ${r.label}`);
       else draw();
       if (r.divergentFrom?.length) {
         print(`warning: ${r.label} produced different output for a key seen before (not deterministic); both results are kept — see \`wmb query nondeterministic\``);

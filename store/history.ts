@@ -8,7 +8,8 @@ import type { Sql } from "./sql.ts";
 import type { SandboxUse } from "../src/sandbox.ts";
 
 export type BuildStatus = "ok" | "failed" | "interrupted";
-export type BuildActionStatus = "cached" | "executed" | "failed";
+/** remote: served by a remote cache (its outputs fetched only where needed). */
+export type BuildActionStatus = "cached" | "executed" | "failed" | "remote";
 
 /** One set of outputs a target has had, newest first in `targetHistory`. */
 export interface HistoryEntry {

@@ -15,6 +15,7 @@ const MIGRATIONS: { version: number; sql: () => string }[] = [
   { version: 3, sql: () => sqlFile("./migration-3-transpiled.sql") },
   { version: 4, sql: () => sqlFile("./migration-4-sandboxed.sql") },
   { version: 5, sql: () => sqlFile("./migration-5-oci.sql") },
+  { version: 6, sql: () => sqlFile("./migration-6-remote-results.sql") },
 ];
 function sqlFile(rel: string): string {
   return readFileSync(wmbFile(join("store", rel)), "utf8");

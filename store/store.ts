@@ -267,7 +267,36 @@ export class Store {
 
   /** The key inputs recorded with a key's results (identical for all of them), for `wmb why`. */
   keyInputsOf(key: ActionKey): string | undefined {
-    return this.sql.get<{ key_inputs: string }>(`SELECT key_inputs FROM action_results WHERE action_key = ? LIMIT 1`, key)?.key_inputs;
+    return (
+      this.sql.get<{ key_inputs: string }>(`SELECT key_inputs FROM action_results WHERE action_key = ? LIMIT 1`, key)?.key_inputs ??
+      this.sql.get<{ key_inputs: string }>(`SELECT key_inputs FROM remote_results WHERE action_key = ? LIMIT 1`, key)?.key_inputs
+    );
+  }
+
+  // ---- remote cache hits -----------------------------------------------------------------
+
+  /** A result a remote cache (`source`: "<registry>/<repository>") was found to hold for `key`. */
+  remoteResult(key: ActionKey, source: string): string | undefined {
+    return this.sql.get<{ result: string }>(`SELECT result FROM remote_results WHERE action_key = ? AND source = ?`, key, source)?.result;
+  }
+
+  recordRemoteResult(r: { key: ActionKey; source: string; label: string; rule: string; keyInputs: string; result: string }): void {
+    this.sql.write(() =>
+      this.sql.run(
+        `INSERT OR REPLACE INTO remote_results (action_key, source, label, rule, key_inputs, result, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+        r.key,
+        r.source,
+        r.label,
+        r.rule,
+        r.keyInputs,
+        r.result,
+        Date.now(),
+      ),
+    );
+  }
+
+  forgetRemoteResult(key: ActionKey, source: string): void {
+    this.sql.write(() => this.sql.run(`DELETE FROM remote_results WHERE action_key = ? AND source = ?`, key, source));
   }
 
   /** Keys with more than one recorded result. */

@@ -6,6 +6,8 @@ import { build, type BuildSummary } from "../build.ts";
 import { WmbError } from "../errors.ts";
 import { fmtMs, progressReporter } from "../progress.ts";
 import { WmbCommand, indent, type ManyLabels } from "./base.ts";
+import { readWorkspaceConfig } from "../workspace-config.ts";
+import { openRemoteCache } from "./remote-cache.ts";
 
 /** Targets whose output paths a build prints; the rest are counted (Bazel's --show_result). */
 const SHOWN_TARGETS = 5;
@@ -42,6 +44,10 @@ export class BuildCommand extends WmbCommand implements ManyLabels {
   });
   sandbox = Option.String("--sandbox", { description: "Confine command actions: auto (bwrap when it works, default; or WMB_SANDBOX), bwrap (required), none", validator: t.isEnum(["auto", "bwrap", "none"] as const) });
   noCache = Option.Boolean("--no-cache", false, { description: "Run every action even if a result is recorded" });
+  remoteCache = Option.String("--remote-cache", { description: "Read results from this OCI repository (oci://registry/repo; default: WMB_REMOTE_CACHE, else wmb.json's remote_cache)" });
+  noRemoteCache = Option.Boolean("--no-remote-cache", false, { description: "Use no remote cache, whatever is configured" });
+  remoteUpload = Option.Boolean("--remote-upload", false, { description: "Also upload this build's sandboxed results to the remote cache" });
+  plainHttp = Option.Boolean("--plain-http", false, { description: "Plain HTTP to a remote cache not on this host" });
   asJson = Option.Boolean("--json", false, { description: "Print a JSON summary on stdout" });
   verbose = Option.Boolean("-v,--verbose", false, { description: "Also list cached actions and rule logs" });
 
@@ -62,6 +68,8 @@ export class BuildCommand extends WmbCommand implements ManyLabels {
     const workspace = this.workspace();
     const store = await this.store();
     const reporter = progressReporter(this.context.stderr as NodeJS.WriteStream, { verbose: this.verbose });
+    const config = readWorkspaceConfig(workspace);
+    const remote = await openRemoteCache(store, this, config, (m) => reporter.warning!(m));
     const abort = new AbortController();
     const onSigint = () => abort.abort();
     process.on("SIGINT", onSigint);
@@ -75,8 +83,9 @@ export class BuildCommand extends WmbCommand implements ManyLabels {
         jobs: this.jobs ?? availableParallelism(),
         keepGoing: this.keepGoing,
         toolchain: this.toolchain,
-        sandbox: this.sandbox,
+        sandbox: this.sandbox ?? (process.env.WMB_SANDBOX ? undefined : config.sandbox),
         noCache: this.noCache,
+        remote,
         events: reporter,
         signal: abort.signal,
       });
@@ -96,7 +105,8 @@ export class BuildCommand extends WmbCommand implements ManyLabels {
       if (f.error?.detail) this.context.stderr.write(indent(f.error.detail) + "\n");
     }
     const c = summary.counts;
-    const line = `${summary.ok ? "Build OK" : summary.interrupted ? "Build interrupted" : "Build FAILED"}: ${c.executed} executed, ${c.cached} cached${c.failed ? `, ${c.failed} failed` : ""}${c.skipped ? `, ${c.skipped} skipped` : ""} in ${fmtMs(summary.durationMs)}`;
+    const fromRemote = remote ? `, ${c.remote} from the remote cache (${fmtBytes(remote.stats.downloadedBytes)} downloaded${remote.uploading ? `, ${remote.stats.uploaded} uploaded` : ""})` : "";
+    const line = `${summary.ok ? "Build OK" : summary.interrupted ? "Build interrupted" : "Build FAILED"}: ${c.executed} executed, ${c.cached} cached${fromRemote}${c.failed ? `, ${c.failed} failed` : ""}${c.skipped ? `, ${c.skipped} skipped` : ""} in ${fmtMs(summary.durationMs)}`;
     this.context.stderr.write(line + "\n");
     if (this.asJson) {
       this.json({
@@ -106,6 +116,16 @@ export class BuildCommand extends WmbCommand implements ManyLabels {
         counts: summary.counts,
         duration_ms: Math.round(summary.durationMs),
         materialized: summary.materialized,
+        toolchain_used: summary.toolchainUsed,
+        remote: remote && {
+          url: remote.url,
+          lookups: remote.stats.lookups,
+          hits: remote.stats.hits,
+          downloaded_blobs: remote.stats.downloadedBlobs,
+          downloaded_bytes: remote.stats.downloadedBytes,
+          uploaded: remote.stats.uploaded,
+          not_uploaded_unsandboxed: remote.stats.unsandboxed,
+        },
         actions: summary.actions.map((a) => ({
           label: a.label,
           rule: a.rule,
@@ -124,4 +144,8 @@ export class BuildCommand extends WmbCommand implements ManyLabels {
     if (summary.interrupted) return new WmbError("INTERRUPTED", "").exitCode;
     return summary.ok ? 0 : 1;
   }
+}
+
+function fmtBytes(n: number): string {
+  return n < 1024 ? `${n} B` : n < 1 << 20 ? `${(n / 1024).toFixed(1)} KiB` : `${(n / (1 << 20)).toFixed(1)} MiB`;
 }

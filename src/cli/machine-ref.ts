@@ -11,6 +11,8 @@ import { progressReporter } from "../progress.ts";
 import type { Store } from "../../store/store.ts";
 import { isOciReference, parseOciReference } from "../remote/oci/reference.ts";
 import type { ClientOptions } from "../remote/oci/client.ts";
+import { readWorkspaceConfig } from "../workspace-config.ts";
+import { openRemoteCache } from "./remote-cache.ts";
 
 export async function resolveMachine(
   ref: string,
@@ -34,9 +36,12 @@ export async function resolveMachine(
     throw new WmbError("USAGE", `${label} does not produce a sealed spec; run a target built by the seal rule (e.g. //sqlite-cli:sealed).`, { subject: ref });
   }
   const reporter = progressReporter(stderr);
+  const config = readWorkspaceConfig(root);
+  // The remote cache the workspace is configured with (WMB_REMOTE_CACHE or wmb.json) serves here too.
+  const cache = await openRemoteCache(store, { plainHttp: remote.plainHttp }, config, (m) => reporter.warning!(m));
   let summary;
   try {
-    summary = await build({ workspace: root, loaded, store, targets: [label], jobs: availableParallelism(), toolchain, events: reporter });
+    summary = await build({ workspace: root, loaded, store, targets: [label], jobs: availableParallelism(), toolchain, remote: cache, sandbox: process.env.WMB_SANDBOX ? undefined : config.sandbox, events: reporter });
   } finally {
     reporter.stop();
   }

@@ -17,11 +17,15 @@ export class VerifyCommand extends WmbCommand implements ManyLabels {
       marked as consequences. The table shows one digest per action for its whole output
       set. A variation this host cannot apply (the clock without faketime) is named once on
       stderr and in --json's "unapplied". Labels may be target patterns (//pkg:all, //...).
-      Exit codes: 0 identical, 1 not reproducible, 2 usage, other codes for build errors.
+      With --against oci://<registry>/<repository>, every action of the closure is rebuilt here
+      (no cache) and its outputs compared with the remote cache's result for the same key; each
+      differing action is listed (a poisoned or non-reproducible entry).
+      Exit codes: 0 identical, 1 not reproducible (or a remote result differs), 2 usage, other codes for build errors.
     `,
     examples: [
       ["Verify the sealed machine", "$0 verify //sqlite-cli:sealed"],
       ["Two rounds, varying only the path and the time zone", "$0 verify //sqlite-cli:sealed --rounds 2 --vary path,tz"],
+      ["Check a remote cache's results against a local rebuild", "$0 verify //sqlite-cli:sealed --against oci://127.0.0.1:5000/acme/wmb-cache"],
     ],
   });
   targets = Option.Rest({ required: 1, name: "labels" });
@@ -34,9 +38,12 @@ export class VerifyCommand extends WmbCommand implements ManyLabels {
   jobs = Option.String("-j,--jobs", { description: "Parallel actions (default: cores; rounds that vary jobs use one more)", validator: t.isNumber() });
   toolchain = Option.String("--toolchain", "hermetic", { validator: t.isEnum(["hermetic", "system"] as const) });
   sandbox = Option.String("--sandbox", { description: "Confine command actions: auto (bwrap when it works, default; or WMB_SANDBOX), bwrap (required), none", validator: t.isEnum(["auto", "bwrap", "none"] as const) });
+  against = Option.String("--against", { description: "Instead of varied rounds, compare every action rebuilt here with this remote cache's result (oci://registry/repo)" });
+  plainHttp = Option.Boolean("--plain-http", false, { description: "Plain HTTP to a remote cache not on this host" });
   asJson = Option.Boolean("--json", false, { description: "JSON report on stdout" });
 
   async run(): Promise<number> {
+    if (this.against) return this.challenge(this.against);
     const { parseVariations, verify } = await import("../verify.ts");
     const { describeDifference } = await import("../explain-diff.ts");
     const workspace = this.workspace();
@@ -88,5 +95,32 @@ export class VerifyCommand extends WmbCommand implements ManyLabels {
     });
     out.write(report.reproducible ? `\n${report.target} is reproducible.\n` : `\n${report.target} is NOT reproducible.\n`);
     return report.reproducible ? 0 : 1;
+  }
+
+  private async challenge(url: string): Promise<number> {
+    const { challenge } = await import("../challenge.ts");
+    const { RemoteCache, remoteCacheUrl } = await import("../remote/action-cache.ts");
+    const store = await this.store();
+    const reporter = progressReporter(this.context.stderr as NodeJS.WriteStream, { quiet: this.asJson });
+    const remote = new RemoteCache(store, { url: remoteCacheUrl(url, undefined)!, plainHttp: this.plainHttp, warn: (m) => reporter.warning!(m) });
+    let report;
+    try {
+      report = await challenge({ workspace: this.workspace(), store, targets: this.targets, jobs: this.jobs ?? availableParallelism(), toolchain: this.toolchain, remote, events: reporter });
+    } finally {
+      reporter.stop();
+    }
+    if (this.asJson) {
+      this.json(report);
+    } else {
+      const out = this.context.stdout;
+      const width = Math.max(...report.actions.map((a) => a.label.length));
+      for (const a of report.actions) {
+        const what = a.status === "differs" ? `DIFFERS  ${a.paths!.join(", ")}` : a.status === "unreadable" ? `UNREADABLE  ${a.reason}` : a.status === "absent" ? "not in the remote" : "same";
+        out.write(`${a.label.padEnd(width)}  ${what}\n`);
+      }
+      const n = report.differing.length;
+      out.write(n === 0 ? `every remote result in ${report.remote} matches the local rebuild\n` : `${n} remote result${n === 1 ? "" : "s"} in ${report.remote} differ${n === 1 ? "s" : ""} from the local rebuild: ${report.differing.join(", ")}\n`);
+    }
+    return report.differing.length ? 1 : 0;
   }
 }

@@ -74,6 +74,17 @@ export class RegistryClient {
     return { bytes, digest, mediaType };
   }
 
+  /** The digest a tag or digest resolves to, by HEAD (registries rate-limit manifest GETs, not
+   * HEADs); undefined when there is none. */
+  async manifestDigest(repository: string, reference: string): Promise<string | undefined> {
+    const res = await this.request("HEAD", `/v2/${repository}/manifests/${reference}`, pullScope(repository), { headers: { accept: MANIFEST_ACCEPT } });
+    if (res.status === 404) return undefined;
+    if (!res.ok) throw await this.failure(res, `the manifest ${repository}:${reference}`);
+    const digest = res.headers.get("docker-content-digest") ?? undefined;
+    if (digest !== undefined && !SHA256.test(digest)) throw new WmbError("REMOTE", `The registry ${this.registry} named the manifest ${repository}:${reference} by "${digest}", not a sha256 digest.`, { subject: this.registry });
+    return digest ?? (SHA256.test(reference) ? reference : undefined);
+  }
+
   async putManifest(repository: string, reference: string, bytes: Uint8Array, mediaType: string): Promise<string> {
     const res = await this.request("PUT", `/v2/${repository}/manifests/${reference}`, pushScope(repository), { headers: { "content-type": mediaType }, body: bytes });
     if (res.status !== 201 && res.status !== 200) throw await this.failure(res, `pushing the manifest ${repository}:${reference}`);

@@ -24,12 +24,14 @@ export function isOciReference(ref: string): boolean {
   return ref.startsWith(SCHEME);
 }
 
-export function parseOciReference(ref: string): OciReference {
+/** `repository: true` parses a repository alone (a remote cache: oci://<registry>/<repository>). */
+export function parseOciReference(ref: string, o: { repository?: boolean } = {}): OciReference {
+  const form = o.repository ? "oci://<registry>/<repository>" : "oci://<registry>/<repository>[:<tag>][@sha256:<hex>|@blake3:<hex>]";
   const bad = (why: string): never => {
-    throw new WmbError("USAGE", `${ref} is not an OCI reference: ${why}; write oci://<registry>/<repository>[:<tag>][@sha256:<hex>|@blake3:<hex>].`, { subject: ref });
+    throw new WmbError("USAGE", `${ref} is not an OCI ${o.repository ? "repository" : "reference"}: ${why}; write ${form}.`, { subject: ref });
   };
   if (!isOciReference(ref)) bad(`it does not start with ${SCHEME}`);
-  let rest = ref.slice(SCHEME.length);
+  let rest = ref.slice(SCHEME.length).replace(/\/+$/, "");
   let digest: string | undefined;
   const at = rest.indexOf("@");
   if (at >= 0) {
@@ -50,7 +52,8 @@ export function parseOciReference(ref: string): OciReference {
     if (!TAG.test(tag)) bad(`"${tag}" is not a valid tag`);
   }
   if (!repository.split("/").every((c) => COMPONENT.test(c))) bad(`"${repository}" is not a valid repository name (lowercase letters, digits, and . _ - between them)`);
-  if (!tag && !digest) bad("it has neither a tag nor a digest");
+  if (o.repository && (tag || digest)) bad("a repository takes no tag or digest");
+  if (!o.repository && !tag && !digest) bad("it has neither a tag nor a digest");
   return { registry, repository, tag, digest };
 }
 

@@ -1,0 +1,25 @@
+// The remote cache a command uses (build, and the builds run, inspect, push and verify make).
+import { WmbError } from "../errors.ts";
+import type { RemoteCache } from "../remote/action-cache.ts";
+import type { WorkspaceConfig } from "../workspace-config.ts";
+import type { Store } from "../../store/store.ts";
+
+/** The remote cache a build uses, if any: --remote-cache, else WMB_REMOTE_CACHE, else wmb.json. */
+export async function openRemoteCache(
+  store: Store,
+  flags: { remoteCache?: string; noRemoteCache?: boolean; remoteUpload?: boolean; plainHttp?: boolean },
+  config: WorkspaceConfig,
+  warn: (message: string) => void,
+): Promise<RemoteCache | undefined> {
+  if (flags.noRemoteCache) return undefined;
+  // Loaded only when one is configured: a build without a remote pays nothing for it.
+  const configured = flags.remoteCache ?? (process.env.WMB_REMOTE_CACHE || undefined) ?? config.remote_cache;
+  const { RemoteCache, remoteCacheUrl } = configured ? await import("../remote/action-cache.ts") : { RemoteCache: undefined, remoteCacheUrl: () => undefined };
+  const url = remoteCacheUrl(flags.remoteCache, config.remote_cache);
+  if (!url || !RemoteCache) {
+    if (flags.remoteUpload) throw new WmbError("USAGE", "--remote-upload needs a remote cache: pass --remote-cache oci://<registry>/<repository>, set WMB_REMOTE_CACHE, or add remote_cache to wmb.json.");
+    return undefined;
+  }
+  return new RemoteCache(store, { url, upload: flags.remoteUpload, plainHttp: flags.plainHttp || config.plain_http, warn });
+}
+

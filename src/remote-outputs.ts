@@ -1,0 +1,87 @@
+// A build's use of a remote cache: hits are taken without their bytes; an output of a hit is
+// fetched only when a local action reads it or it is a requested target's (wmb-out/). Fetched
+// outputs are checked against their BLAKE3 and then recorded as an ordinary result, so the
+// next build finds them locally. When a hit's outputs cannot be fetched whole (the registry
+// lost or corrupted a blob), the action runs here instead, with one warning naming it.
+import { outputsDigestOf, type ActionResult, type Store } from "../store/store.ts";
+import type { Digest } from "./digest.ts";
+import { WmbError } from "./errors.ts";
+import { encodeKeyInputs } from "./keys.ts";
+import type { PlannedAction, Rebuilder } from "./rebuilder.ts";
+import { RemoteCache, type RemoteResult } from "./remote/action-cache.ts";
+
+export class RemoteOutputs {
+  private readonly hits = new Map<string, { plan: PlannedAction; result: RemoteResult }>();
+  private readonly fetching = new Map<string, Promise<void>>();
+
+  constructor(
+    private readonly cache: RemoteCache,
+    private readonly store: Store,
+    private readonly rebuilder: Rebuilder,
+    private readonly signal: AbortSignal,
+    private readonly warn: (message: string) => void,
+  ) {}
+
+  /** The remote's result for a planned action, as a result whose outputs may not be local yet. */
+  async lookup(plan: PlannedAction): Promise<ActionResult | undefined> {
+    const result = await this.cache.lookup(plan.key, plan.target.label, plan.target.outputs);
+    if (!result) return undefined;
+    this.hits.set(plan.target.label, { plan, result });
+    const outputs = RemoteCache.outputMap(result);
+    return { id: 0, outputsDigest: outputsDigestOf(outputs), outputs, sandbox: result.sandbox };
+  }
+
+  /** Fetch the outputs of remote hits that `plan` reads. */
+  async fetchInputs(plan: PlannedAction): Promise<void> {
+    const from = new Set(plan.inputs.filter((i) => !i.file && i.from && this.hits.has(i.from)).map((i) => i.from!));
+    for (const label of from) await this.fetchOutputs(label);
+  }
+
+  /** Make every output of `label` local, if it was a remote hit (once per build). */
+  fetchOutputs(label: string): Promise<void> {
+    const hit = this.hits.get(label);
+    if (!hit) return Promise.resolve();
+    let p = this.fetching.get(label);
+    if (!p) {
+      p = this.fetchHit(hit.plan, hit.result);
+      this.fetching.set(label, p);
+    }
+    return p;
+  }
+
+  private async fetchHit(plan: PlannedAction, result: RemoteResult): Promise<void> {
+    const outputs = RemoteCache.outputMap(result);
+    try {
+      for (const o of Object.values(outputs)) await this.cache.fetch(o.digest);
+    } catch (e) {
+      if (!(e instanceof WmbError) || (e.code !== "INTEGRITY" && e.code !== "REMOTE")) throw e;
+      this.cache.forget(plan.key);
+      this.warn(`the remote result of ${plan.target.label} could not be fetched whole (${e.message.replace(/\.$/, "")}); running it locally.`);
+      await this.runLocally(plan, outputsDigestOf(outputs));
+      return;
+    }
+    this.store.recordResult({
+      key: plan.key,
+      label: plan.target.label,
+      rule: plan.keyInputs.rule,
+      keyInputs: encodeKeyInputs(plan.keyInputs),
+      outputs,
+      durationMs: 0,
+      sandbox: result.sandbox,
+    });
+  }
+
+  /** Run a hit's action here; its dependents were planned with the remote's digests, so it must
+   * make the same outputs. */
+  private async runLocally(plan: PlannedAction, expected: Digest): Promise<void> {
+    await this.fetchInputs(plan);
+    const { result } = await this.rebuilder.execute(plan, this.signal);
+    if (result.outputsDigest !== expected) {
+      throw new WmbError(
+        "ACTION_FAILED",
+        `${plan.target.label} ran locally after its remote result could not be fetched, and made other outputs than that result; the remote entry is suspect (check it with \`wmb verify ${plan.target.label} --against ${this.cache.url}\`), build with --no-remote-cache meanwhile.`,
+        { subject: plan.target.label },
+      );
+    }
+  }
+}
