@@ -1,5 +1,5 @@
 // `npm run bench`: prints figures; it asserts nothing. Sections (all by default, or name
-// them): engine, scale, sqlite, system, run, sandbox, oci.
+// them): engine, scale, sqlite, system, run, sandbox, oci, remote.
 import { availableParallelism } from "node:os";
 import { engineBench } from "./engine-bench.ts";
 import { runBench } from "./run-bench.ts";
@@ -17,5 +17,6 @@ export async function main(args: string[]): Promise<number> {
   if (want("run")) await runBench();
   if (want("sandbox")) await (await import("./sandbox-bench.ts")).sandboxBench();
   if (want("oci")) await (await import("./oci-bench.ts")).ociBench();
+  if (want("remote")) await (await import("./remote-cache-bench.ts")).remoteCacheBench();
   return 0;
 }
