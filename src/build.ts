@@ -16,6 +16,7 @@ import { SANDBOX_ENV, SandboxChoice, sandboxMode, type SandboxMode, type Sandbox
 import type { OutputMap, Store } from "../store/store.ts";
 import type { CacheStats, RemoteCache } from "./remote/action-cache.ts";
 import { RemoteOutputs } from "./remote-outputs.ts";
+import { ActionLocks } from "../store/action-lock.ts";
 import { ruleId, type Toolchain } from "../rules/rule.ts";
 import { hashStatCached, SourceHasher } from "./source-hash.ts";
 
@@ -169,6 +170,7 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
   const results = new Map<string, OutputMap>();
   const reports = new Map<string, ActionReport>();
   opts.events?.planned?.(closure.length);
+  const locks = new ActionLocks(store.dir);
   const remote = opts.remote && new RemoteOutputs(opts.remote, store, rebuilder, abort.signal, (m) => warn(opts.events, m));
 
   const runOne = async (label: string) => {
@@ -185,14 +187,21 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
         if (result) status = "remote";
       }
       let divergentFrom: Digest[] | undefined;
+      // Another wmb running the same action on this store: wait for its result rather than run it twice.
+      const lock = result || bypass ? undefined : await locks.acquire(plan.key, () => rebuilder.cached(plan!), abort.signal);
+      if (lock && !lock.held) result = lock.result;
       if (!result) {
-        opts.events?.started?.(label);
-        status = "executed";
-        // Outputs of remote hits this action reads are fetched now (and only now).
-        if (remote) await remote.fetchInputs(plan);
-        const executed = await rebuilder.execute(plan, abort.signal);
-        result = executed.result;
-        if (executed.divergentFrom.length) divergentFrom = executed.divergentFrom;
+        try {
+          opts.events?.started?.(label);
+          status = "executed";
+          // Outputs of remote hits this action reads are fetched now (and only now).
+          if (remote) await remote.fetchInputs(plan);
+          const executed = await rebuilder.execute(plan, abort.signal);
+          result = executed.result;
+          if (executed.divergentFrom.length) divergentFrom = executed.divergentFrom;
+        } finally {
+          if (lock?.held) await lock.release();
+        }
       }
       if (status !== "remote") opts.remote?.upload({ key: plan.key, label, rule: plan.keyInputs.rule, keyInputs: encodeKeyInputs(plan.keyInputs), sandbox: result.sandbox, outputs: result.outputs });
       results.set(label, result.outputs);

@@ -49,9 +49,12 @@ describe("store", () => {
   p.run({ name: "all", srcs: Array.from({ length: 12 }, (_, i) => ":t" + i), outs: ["all.txt"], cmd: "cat t*.txt > all.txt" });
 };\n`,
     });
-    const [a, b] = await Promise.all([wmb(ws, ["build", "//p:all"]), wmb(ws, ["build", "//p:all"])]);
+    const [a, b] = await Promise.all([wmb(ws, ["build", "--json", "//p:all"]), wmb(ws, ["build", "--json", "//p:all"])]);
     expect(a.stderr + b.stderr).not.toContain("error");
     expect([a.code, b.code]).toEqual([0, 0]);
+    // Each action ran once: the second build waited for the first's results (and vice versa).
+    const ran = [a, b].flatMap((r) => (JSON.parse(r.stdout) as { actions: { label: string; status: string }[] }).actions.filter((x) => x.status === "executed").map((x) => x.label));
+    expect(ran.sort()).toEqual([...Array.from({ length: 12 }, (_, i) => `//p:t${i}`), "//p:all"].sort());
     expect(wmbSync(ws, ["store", "fsck"]).code).toBe(0);
     expect(buildJson(ws, ["//p:all"]).counts.executed).toBe(0);
   });
@@ -68,6 +71,23 @@ describe("store", () => {
     expect(fsck.code).toBe(0);
     const b = buildJson(ws, ["//p:slow"]);
     expect(executed(b)).toEqual(["//p:slow"]);
+    expect(readFileSync(join(ws, "wmb-out/p/slow.txt"), "utf8")).toBe("fast\n");
+  });
+
+  it("a build waiting for another's action takes it over when that holder is killed with SIGKILL", async () => {
+    const tmp = mkdtempSync(join(tmpdir(), "wmb-slow-"));
+    const ws = slowWorkspace();
+    const env = { ...process.env, TMPDIR: tmp };
+    const holder = spawn(process.execPath, [WMB, "build", "//p:slow"], { cwd: ws, stdio: "ignore", env });
+    await waitForStart(tmp);
+    const waiting = wmb(ws, ["build", "--json", "//p:slow"], { env: { TMPDIR: tmp } });
+    await new Promise((r) => setTimeout(r, 1000));
+    // The second build has not started the action: it waits for the holder.
+    expect(readdirSync(tmp).filter((d) => existsSync(join(tmp, d, "started")))).toHaveLength(1);
+    holder.kill("SIGKILL");
+    const r = await waiting;
+    expect(r.code).toBe(0);
+    expect(executed(JSON.parse(r.stdout))).toEqual(["//p:slow"]);
     expect(readFileSync(join(ws, "wmb-out/p/slow.txt"), "utf8")).toBe("fast\n");
   });
 

@@ -1,0 +1,90 @@
+// One process at a time executes an action key on a store (Nix's and Bazel's behaviour): two
+// concurrent builds of the same targets cost about one. The lock is a file per key under
+// <store>/locks/, created exclusively and holding the holder's pid and host; a holder that died
+// (SIGKILL, power loss) is noticed by its pid being gone and its lock taken over, so a crash
+// never blocks anyone. A process waiting for a key polls for the holder's result.
+import { promises as fsp } from "node:fs";
+import { hostname } from "node:os";
+import { join } from "node:path";
+import type { ActionKey } from "../src/digest.ts";
+import { WmbError } from "../src/errors.ts";
+
+const POLL_MS = 100;
+
+export type Acquired<T> = { held: true; release(): Promise<void> } | { held: false; result: T };
+
+export class ActionLocks {
+  private readonly dir: string;
+  private readonly me = `${process.pid} ${hostname()}`;
+
+  constructor(storeDir: string) {
+    this.dir = join(storeDir, "locks");
+  }
+
+  /** Hold `key`'s lock, or get the result another process made while we waited (`done` says
+   * whether it exists yet; it is asked again once the lock is ours, before running). */
+  async acquire<T>(key: ActionKey, done: () => Promise<T | undefined>, signal: AbortSignal): Promise<Acquired<T>> {
+    const file = join(this.dir, `${key}.lock`);
+    await fsp.mkdir(this.dir, { recursive: true });
+    for (;;) {
+      if (signal.aborted) throw new WmbError("INTERRUPTED", "Interrupted.");
+      if (await this.tryCreate(file)) {
+        const release = async () => {
+          await fsp.rm(file, { force: true });
+        };
+        // The previous holder may have finished between our lookup and our lock.
+        const result = await done().catch(async (e: unknown) => {
+          await release();
+          throw e;
+        });
+        if (result !== undefined) {
+          await release();
+          return { held: false, result };
+        }
+        return { held: true, release };
+      }
+      const result = await done();
+      if (result !== undefined) return { held: false, result };
+      await this.removeIfDead(file);
+      await new Promise((r) => setTimeout(r, POLL_MS));
+    }
+  }
+
+  private async tryCreate(file: string): Promise<boolean> {
+    try {
+      await fsp.writeFile(file, this.me, { flag: "wx" });
+      return true;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === "EEXIST") return false;
+      throw e;
+    }
+  }
+
+  /** Take over a lock whose holder on this host is gone. A lock of another host is left alone. */
+  private async removeIfDead(file: string): Promise<void> {
+    let holder: string;
+    try {
+      holder = await fsp.readFile(file, "utf8");
+    } catch {
+      return; // released meanwhile
+    }
+    const [pid, host] = holder.split(" ");
+    if (host !== hostname() || !pid) return;
+    try {
+      process.kill(Number(pid), 0);
+      return; // alive
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === "EPERM") return; // alive, another user's
+    }
+    // Dead: remove it only if it is still that holder's (a rename makes the check-and-remove atomic).
+    const stale = `${file}.${process.pid}.stale`;
+    try {
+      await fsp.rename(file, stale);
+    } catch {
+      return;
+    }
+    const now = await fsp.readFile(stale, "utf8").catch(() => "");
+    if (now === holder) await fsp.rm(stale, { force: true });
+    else await fsp.rename(stale, file).catch(() => {}); // a live holder's lock: put it back
+  }
+}
