@@ -3,9 +3,10 @@
 // CLI starts without a TypeScript loader. bin/wmb.mjs uses the bundle only while it is newer
 // than every source file; otherwise it runs the sources through tsx.
 import { build } from "esbuild";
-import { rmSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 // Split at every dynamic import(): a command loads only the chunks (and the packages, such as
@@ -25,3 +26,12 @@ await build({
   packages: "external",
   logLevel: "warning",
 });
+
+// `wmb --help`, rendered once here (plain and coloured), so bin/wmb.mjs prints it without
+// loading the command parser.
+for (const [file, color] of [["help.txt", { NO_COLOR: "1" }], ["help.color.txt", { FORCE_COLOR: "1" }]]) {
+  const env = { ...process.env, ...color };
+  delete env[color.NO_COLOR ? "FORCE_COLOR" : "NO_COLOR"];
+  const run = `const { main } = await import(${JSON.stringify(pathToFileURL(join(root, "dist/wmb.mjs")).href)}); process.exitCode = await main(["--help"]);`;
+  writeFileSync(join(root, "dist", file), execFileSync(process.execPath, ["--input-type=module", "-e", run], { env }));
+}

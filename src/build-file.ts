@@ -5,7 +5,7 @@ import { ensureStoreDir } from "../store/store-dir.ts";
 import { hashBytes } from "./digest.ts";
 import { packageVersion } from "./package-version.ts";
 import { checkBuildFileTypes } from "./build-file-types.ts";
-import { dirname, isAbsolute, join, normalize, resolve, sep } from "node:path";
+import { dirname, isAbsolute, join, normalize, sep } from "node:path";
 import { pathToFileURL } from "node:url";
 import { WmbError } from "./errors.ts";
 import { canonicalLabel, formatLabel, isLabelRef, isValidPackageName, isValidTargetName } from "./label.ts";
@@ -59,22 +59,8 @@ export interface Workspace {
 
 export type BuildFile = (w: Workspace) => void | Promise<void>;
 
-export function findWorkspaceRoot(start: string): string {
-  let dir = resolve(start);
-  for (;;) {
-    if (existsSync(join(dir, "BUILD.ts"))) return dir;
-    const parent = dirname(dir);
-    if (parent === dir) {
-      throw new WmbError("BUILD_FILE", `No BUILD.ts in ${resolve(start)} or any parent directory; run wmb inside a workspace or pass --workspace DIR.`);
-    }
-    dir = parent;
-  }
-}
+export { buildFileCache, findWorkspaceRoot } from "./workspace-root.ts";
 
-/** Where a store keeps compiled BUILD.ts files. */
-export function buildFileCache(storeDir: string): string {
-  return join(storeDir, "buildfile");
-}
 
 /** `cacheDir` (under the store) keeps BUILD.ts compiled, once per content. */
 export async function loadWorkspace(root: string, cacheDir: string): Promise<LoadedWorkspace> {

@@ -17,6 +17,7 @@ import type { OutputMap, Store } from "../store/store.ts";
 import type { CacheStats, RemoteCache } from "./remote/action-cache.ts";
 import { RemoteOutputs } from "./remote-outputs.ts";
 import { ActionLocks } from "../store/action-lock.ts";
+import { span, traced, tracing } from "./trace.ts";
 import { ruleId, type Toolchain } from "../rules/rule.ts";
 import { hashStatCached, SourceHasher } from "./source-hash.ts";
 
@@ -135,7 +136,7 @@ export class ToolchainProvider {
 export async function build(opts: BuildOptions): Promise<BuildSummary> {
   const started = performance.now();
   const { store } = opts;
-  const loaded = opts.loaded ?? (await loadWorkspace(opts.workspace, buildFileCache(store.dir)));
+  const loaded = opts.loaded ?? (await traced("load BUILD.ts", "build", () => loadWorkspace(opts.workspace, buildFileCache(store.dir))));
   const graph = new Graph(loaded.targets);
   const requested = expandTargetPatterns(opts.targets, loaded.targets);
   const closure = graph.closure(requested);
@@ -173,9 +174,16 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
   const locks = new ActionLocks(store.dir);
   const remote = opts.remote && new RemoteOutputs(opts.remote, store, rebuilder, abort.signal, (m) => warn(opts.events, m));
 
+  const lanes = new Set<number>();
   const runOne = async (label: string) => {
     const t = graph.get(label);
     const t0 = performance.now();
+    // A trace lane per concurrently running action, so parallel actions show side by side.
+    let lane = 0;
+    if (tracing()) {
+      while (lanes.has(lane)) lane++;
+      lanes.add(lane);
+    }
     let plan: PlannedAction | undefined;
     try {
       plan = await planAction(t, sources, results, toolchains);
@@ -220,6 +228,7 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
       };
       reports.set(label, report);
       opts.events?.finished?.(report);
+      if (tracing()) span(label, status, t0, durationMs, lane + 1, { rule: report.rule });
     } catch (e) {
       const error = asWmbError(e, t);
       const durationMs = performance.now() - t0;
@@ -230,6 +239,8 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
       reports.set(label, report);
       opts.events?.finished?.(report);
       throw error;
+    } finally {
+      lanes.delete(lane);
     }
   };
 
@@ -255,7 +266,7 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
     // The requested targets' outputs are what a build delivers: fetched when they came from the remote.
     if (ok && remote) for (const l of requested) await remote.fetchOutputs(l);
     if (ok && opts.materialize !== false) {
-      materialized = await materializeOutputs(store, loaded.root, requested.map((l) => graph.get(l)), results);
+      materialized = await traced("copy outputs to wmb-out/", "build", () => materializeOutputs(store, loaded.root, requested.map((l) => graph.get(l)), results));
     }
   } catch (e) {
     const error = asWmbError(e, graph.get(requested[0]!));

@@ -4,7 +4,8 @@
 import { build, buildFailure, type BuildEvents, type ToolchainKind } from "./build.ts";
 import type { Digest } from "./digest.ts";
 import { WmbError } from "./errors.ts";
-import { RemoteCache } from "./remote/action-cache.ts";
+import type { RemoteCache } from "./remote/action-cache.ts";
+import { outputMap } from "./remote-outputs.ts";
 import { outputsDigestOf, type Store } from "../store/store.ts";
 
 export interface ChallengedAction {
@@ -51,7 +52,7 @@ export async function challenge(opts: {
       actions.push({ label: a.label, key: a.key!, local, status: "absent" });
       continue;
     }
-    const outputs = RemoteCache.outputMap(remote);
+    const outputs = outputMap(remote);
     const digest = outputsDigestOf(outputs);
     const paths = [...new Set([...Object.keys(outputs), ...Object.keys(a.outputs ?? {})])].filter((p) => outputs[p]?.digest !== a.outputs?.[p]).sort();
     actions.push({ label: a.label, key: a.key!, local, remote: digest, status: digest === local ? "same" : "differs", ...(digest === local ? {} : { paths }) });

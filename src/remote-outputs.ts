@@ -3,12 +3,13 @@
 // outputs are checked against their BLAKE3 and then recorded as an ordinary result, so the
 // next build finds them locally. When a hit's outputs cannot be fetched whole (the registry
 // lost or corrupted a blob), the action runs here instead, with one warning naming it.
-import { outputsDigestOf, type ActionResult, type Store } from "../store/store.ts";
+import type { ActionResult, OutputMap, Store } from "../store/store.ts";
+import { outputsDigestOf } from "../store/outputs-digest.ts";
 import type { Digest } from "./digest.ts";
 import { WmbError } from "./errors.ts";
 import { encodeKeyInputs } from "./keys.ts";
 import type { PlannedAction, Rebuilder } from "./rebuilder.ts";
-import { RemoteCache, type RemoteResult } from "./remote/action-cache.ts";
+import type { RemoteCache, RemoteResult } from "./remote/action-cache.ts";
 
 export class RemoteOutputs {
   private readonly hits = new Map<string, { plan: PlannedAction; result: RemoteResult }>();
@@ -27,7 +28,7 @@ export class RemoteOutputs {
     const result = await this.cache.lookup(plan.key, plan.target.label, plan.target.outputs);
     if (!result) return undefined;
     this.hits.set(plan.target.label, { plan, result });
-    const outputs = RemoteCache.outputMap(result);
+    const outputs = outputMap(result);
     return { id: 0, outputsDigest: outputsDigestOf(outputs), outputs, sandbox: result.sandbox };
   }
 
@@ -50,7 +51,7 @@ export class RemoteOutputs {
   }
 
   private async fetchHit(plan: PlannedAction, result: RemoteResult): Promise<void> {
-    const outputs = RemoteCache.outputMap(result);
+    const outputs = outputMap(result);
     try {
       for (const o of Object.values(outputs)) await this.cache.fetch(o.digest);
     } catch (e) {
@@ -84,4 +85,9 @@ export class RemoteOutputs {
       );
     }
   }
+}
+
+/** A hit's outputs as the store describes outputs. */
+export function outputMap(result: RemoteResult): OutputMap {
+  return Object.fromEntries(Object.entries(result.outputs).map(([p, o]) => [p, { digest: o.blake3, executable: o.executable }]));
 }

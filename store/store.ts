@@ -4,7 +4,7 @@
 // See docs/ARCHITECTURE.md for the schema's invariants.
 import { constants as fsc, promises as fsp, statSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { hashFile, hashBytes, type ActionKey, type Digest } from "../src/digest.ts";
+import { hashFile, type ActionKey, type Digest } from "../src/digest.ts";
 import { Cas } from "./cas.ts";
 import { openIndex } from "./index-db.ts";
 import { BuildHistory } from "./history.ts";
@@ -37,12 +37,8 @@ export type ProducedBy = "build" | "verify";
 /** The order in which a key's results are served: builds' before verify's, newest first. */
 const SERVED_FIRST = `ORDER BY produced_by = 'build' DESC, created_at DESC, id DESC`;
 
-export function outputsDigestOf(outputs: OutputMap): Digest {
-  const entries = Object.keys(outputs)
-    .sort()
-    .map((p) => [p, outputs[p]!.digest, outputs[p]!.executable ? 1 : 0]);
-  return hashBytes(JSON.stringify(entries));
-}
+export { outputsDigestOf } from "./outputs-digest.ts";
+import { outputsDigestOf } from "./outputs-digest.ts";
 
 
 export interface StoreStats {

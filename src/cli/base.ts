@@ -2,14 +2,17 @@
 // sentence on stderr and its exit code (internal errors keep their stack).
 import { Command, Option } from "clipanion";
 import { isWmbError } from "../errors.ts";
-import { buildFileCache, findWorkspaceRoot, loadWorkspace, type LoadedWorkspace } from "../build-file.ts";
+import { buildFileCache, findWorkspaceRoot } from "../workspace-root.ts";
+import type { LoadedWorkspace } from "../build-file.ts";
 import type { Store } from "../../store/store.ts";
 import { defaultStoreDir } from "../../store/store-dir.ts";
 import { resolve } from "node:path";
+import { span, startTrace, traced, writeTrace } from "../trace.ts";
 
 export abstract class WmbCommand extends Command {
   storeDir = Option.String("--store", { description: "Store directory (default: $WMB_STORE or <workspace>/.wmb)" });
   workspaceDir = Option.String("--workspace", { description: "Workspace root (default: the nearest directory with BUILD.ts)" });
+  profile = Option.String("--profile", { description: "Write a Chrome trace-event JSON of where the time went (or WMB_TRACE=FILE)" });
 
   private openStores: Store[] = [];
 
@@ -24,20 +27,23 @@ export abstract class WmbCommand extends Command {
 
   async store(): Promise<Store> {
     // Loaded on first use: --help, --version and queries of BUILD.ts never load SQLite.
-    const { Store } = await import("../../store/store.ts");
-    const s = await Store.open(this.storePath());
+    const s = await traced("open the store", "store", async () => (await import("../../store/store.ts")).Store.open(this.storePath()));
     this.openStores.push(s);
     return s;
   }
 
   /** BUILD.ts's targets, with BUILD.ts compiled once per content under the store. */
-  loadWorkspace(): Promise<LoadedWorkspace> {
+  async loadWorkspace(): Promise<LoadedWorkspace> {
+    const { loadWorkspace } = await import("../build-file.ts");
     return loadWorkspace(this.workspace(), buildFileCache(this.storePath()));
   }
 
   abstract run(): Promise<number>;
 
   async execute(): Promise<number> {
+    const profile = this.profile ?? process.env.WMB_TRACE;
+    if (profile) startTrace(resolve(profile));
+    const t0 = performance.now();
     try {
       return await this.run();
     } catch (e) {
@@ -49,6 +55,10 @@ export abstract class WmbCommand extends Command {
       throw e;
     } finally {
       for (const s of this.openStores) s.close();
+      if (profile) {
+        span(`wmb ${this.path.join(" ")}`, "command", t0, performance.now() - t0);
+        writeTrace();
+      }
     }
   }
 

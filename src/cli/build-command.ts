@@ -2,7 +2,7 @@ import { Command, Option } from "clipanion";
 import * as t from "typanion";
 import { availableParallelism } from "node:os";
 import { join } from "node:path";
-import { build, type BuildSummary } from "../build.ts";
+import type { BuildSummary } from "../build.ts";
 import { WmbError } from "../errors.ts";
 import { fmtMs, progressReporter } from "../progress.ts";
 import { WmbCommand, indent, type ManyLabels } from "./base.ts";
@@ -74,6 +74,7 @@ export class BuildCommand extends WmbCommand implements ManyLabels {
     const onSigint = () => abort.abort();
     process.on("SIGINT", onSigint);
     process.on("SIGTERM", onSigint);
+    const { build } = await import("../build.ts");
     let summary: BuildSummary;
     try {
       summary = await build({

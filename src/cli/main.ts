@@ -50,6 +50,11 @@ const USAGE_EXIT = 2;
 
 export async function main(argv: string[]): Promise<number> {
   endQuietlyOnBrokenPipe();
+  // The most frequent script call answers before the parser (and its state machine) is built.
+  if (argv.length === 1 && (argv[0] === "--version" || argv[0] === "-v")) {
+    process.stdout.write(`${version()}\n`);
+    return 0;
+  }
   const colored = colorEnabled(process.stdout);
   const cli = new Cli({ binaryLabel: "wmb", binaryName: "wmb", binaryVersion: version(), enableColors: colored });
   for (const c of COMMANDS) cli.register(c);

@@ -170,11 +170,6 @@ export class RemoteCache {
     return result;
   }
 
-  /** The outputs of a hit as the store describes outputs. */
-  static outputMap(result: RemoteResult): OutputMap {
-    return Object.fromEntries(Object.entries(result.outputs).map(([p, o]) => [p, { digest: o.blake3, executable: o.executable }]));
-  }
-
   /** Bring a hit's output blob into the store, checked against its BLAKE3. Throws INTEGRITY or REMOTE. */
   async fetch(digest: Digest): Promise<void> {
     if ((await this.store.checkBlob(digest)) === "ok") return;
