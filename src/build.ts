@@ -254,6 +254,7 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
   } finally {
     opts.signal?.removeEventListener("abort", onAbort);
     if (ownsToolchain) await toolchains.close();
+    await rebuilder.settle();
   }
   for (const label of sched.skipped) {
     const t = graph.get(label);
@@ -276,6 +277,7 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
     interrupted = abort.signal.aborted;
   } finally {
     await opts.remote?.finish();
+    await rebuilder.settle();
   }
   store.history.finish(buildId, interrupted ? "interrupted" : ok ? "ok" : "failed");
   const actions = closure.map((t) => reports.get(t.label)!).filter(Boolean);

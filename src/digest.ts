@@ -1,7 +1,7 @@
 // BLAKE3 digests. Bulk hashing uses a native implementation (@napi-rs/blake-hash, several
 // GB/s); @noble/hashes is the pure-JS reference the tests cross-check against, and the
 // fallback when the native binary cannot load on a platform.
-import { createReadStream } from "node:fs";
+import { closeSync, createReadStream, fstatSync, openSync, readSync } from "node:fs";
 import { createRequire } from "node:module";
 import { blake3 as nobleBlake3 } from "@noble/hashes/blake3.js";
 import { bytesToHex } from "@noble/hashes/utils.js";
@@ -61,7 +61,13 @@ export function hashBytesReference(data: Uint8Array): Digest {
   return bytesToHex(nobleBlake3(data)) as Digest;
 }
 
+/** Files up to this size are read and hashed in one synchronous call: for the small files most
+ * actions make, that is several times faster than a stream's asynchronous reads. */
+const SMALL_FILE = 4 << 20;
+
 export async function hashFile(path: string): Promise<{ digest: Digest; size: number }> {
+  const small = hashSmallFile(path);
+  if (small) return small;
   const h = newHasher();
   let size = 0;
   for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) {
@@ -70,4 +76,23 @@ export async function hashFile(path: string): Promise<{ digest: Digest; size: nu
     h.update(b);
   }
   return { digest: h.hex() as Digest, size };
+}
+
+/** The digest of a file of at most SMALL_FILE bytes, read synchronously; undefined for a larger one. */
+export function hashSmallFile(path: string): { digest: Digest; size: number } | undefined {
+  const fd = openSync(path, "r");
+  try {
+    const size = fstatSync(fd).size;
+    if (size > SMALL_FILE) return undefined;
+    const buf = Buffer.allocUnsafe(size);
+    let read = 0;
+    while (read < size) {
+      const n = readSync(fd, buf, read, size - read, read);
+      if (n === 0) break;
+      read += n;
+    }
+    return { digest: hashBytes(buf.subarray(0, read)), size: read };
+  } finally {
+    closeSync(fd);
+  }
 }

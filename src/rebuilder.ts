@@ -1,6 +1,6 @@
 // The rebuilder: for one action, "cached or run". It looks the key up in the store's
 // constructive traces, and otherwise runs the rule in a sandbox and records what it made.
-import { promises as fsp } from "node:fs";
+import { lstatSync, mkdirSync } from "node:fs";
 import { dirname, join } from "node:path";
 import type { ActionKey, Digest } from "./digest.ts";
 import { WmbError } from "./errors.ts";
@@ -60,7 +60,16 @@ export interface RebuilderOptions {
 }
 
 export class Rebuilder {
+  private removals: Promise<void>[] = [];
+
   constructor(private readonly opts: RebuilderOptions) {}
+
+  /** Wait for the sandboxes still being removed. */
+  async settle(): Promise<void> {
+    const pending = this.removals;
+    this.removals = [];
+    await Promise.all(pending);
+  }
 
   /** The recorded result for this key, if every output blob is whole (see Store.wholeResult). */
   cached(plan: PlannedAction): Promise<ActionResult | undefined> {
@@ -83,12 +92,12 @@ export class Rebuilder {
           }
         } else {
           const dest = join(dir, input.path);
-          await fsp.mkdir(dirname(dest), { recursive: true });
+          if (dirname(dest) !== dir) mkdirSync(dirname(dest), { recursive: true });
           await store.materialize(input.digest, dest, input.executable ?? false);
         }
         materialized.push({ path: input.path, digest: input.digest, from: input.from });
       }
-      for (const out of plan.target.outputs) await fsp.mkdir(dirname(join(dir, out)), { recursive: true });
+      for (const out of plan.target.outputs) if (dirname(join(dir, out)) !== dir) mkdirSync(dirname(join(dir, out)), { recursive: true });
       const env = { ...plan.keyInputs.env, ...(variation?.env ?? {}) };
       const commands = this.actionCommands(dir, env, signal);
       const shared = t.rule.usesToolchain ? await this.opts.toolchain() : undefined;
@@ -126,7 +135,8 @@ export class Rebuilder {
       });
       return { result: { id: recorded.id, outputsDigest: recorded.outputsDigest, outputs, sandbox: commands.used }, divergentFrom: recorded.divergentFrom };
     } finally {
-      await removeSandboxDir(dir);
+      // Removed in the background (the next action need not wait); the build awaits it at the end.
+      this.removals.push(removeSandboxDir(dir));
     }
   }
 
@@ -155,14 +165,15 @@ export class Rebuilder {
     const outputs: OutputMap = {};
     for (const rel of t.outputs) {
       const p = join(dir, rel);
-      const st = await fsp.lstat(p).catch(() => undefined);
+      const st = lstatSync(p, { throwIfNoEntry: false });
       if (!st) {
         throw new WmbError("MISSING_OUTPUT", `${t.label} did not produce its declared output "${rel}"; make the rule write it or remove it from the outputs (${t.declaredAt}).`, { subject: t.label });
       }
       if (!st.isFile()) {
         throw new WmbError("MISSING_OUTPUT", `${t.label}'s output "${rel}" is ${st.isSymbolicLink() ? "a symlink" : "not a regular file"}; outputs must be regular files.`, { subject: t.label });
       }
-      const { digest } = await this.opts.store.putFile(p);
+      // The sandbox is removed next: its outputs move into the store rather than being copied.
+      const { digest } = await this.opts.store.moveFile(p);
       outputs[rel] = { digest, executable: (st.mode & 0o111) !== 0 };
     }
     return outputs;

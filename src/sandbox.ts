@@ -2,7 +2,7 @@
 // environment, and the collection of its declared outputs afterwards. Host commands run in it
 // under bwrap (sandbox-bwrap.ts) when it works: then they see nothing else of the host.
 import { spawn } from "node:child_process";
-import { constants as fsc, promises as fsp } from "node:fs";
+import { chmodSync, constants as fsc, copyFileSync, mkdirSync, mkdtempSync, promises as fsp } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { WmbError } from "./errors.ts";
@@ -93,11 +93,17 @@ export class SandboxChoice {
   }
 }
 
+// Synchronous on purpose: each call is microseconds, an asynchronous one a thread-pool round trip.
+const madeRoots = new Set<string>();
+
 export async function createSandboxDir(label: string, variation: SandboxVariation = {}): Promise<string> {
   const root = variation.tmpRoot ?? tmpdir();
-  await fsp.mkdir(root, { recursive: true });
+  if (!madeRoots.has(root)) {
+    mkdirSync(root, { recursive: true });
+    madeRoots.add(root);
+  }
   const safe = label.replace(/[^A-Za-z0-9_.-]+/g, "_").slice(0, 60);
-  return fsp.mkdtemp(join(root, `wmb-${safe}-`));
+  return mkdtempSync(join(root, `wmb-${safe}-`));
 }
 
 export async function removeSandboxDir(dir: string): Promise<void> {
@@ -107,9 +113,10 @@ export async function removeSandboxDir(dir: string): Promise<void> {
 /** Copy a source file into the sandbox at `rel`, read-only. */
 export async function placeFile(src: string, dir: string, rel: string): Promise<string> {
   const dest = join(dir, rel);
-  await fsp.mkdir(dirname(dest), { recursive: true });
-  await fsp.copyFile(src, dest, fsc.COPYFILE_FICLONE);
-  await fsp.chmod(dest, 0o444);
+  const parent = dirname(dest);
+  if (parent !== dir) mkdirSync(parent, { recursive: true });
+  copyFileSync(src, dest, fsc.COPYFILE_FICLONE);
+  chmodSync(dest, 0o444);
   return dest;
 }
 

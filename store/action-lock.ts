@@ -3,7 +3,7 @@
 // <store>/locks/, created exclusively and holding the holder's pid and host; a holder that died
 // (SIGKILL, power loss) is noticed by its pid being gone and its lock taken over, so a crash
 // never blocks anyone. A process waiting for a key polls for the holder's result.
-import { promises as fsp } from "node:fs";
+import { mkdirSync, promises as fsp, rmSync, writeFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import type { ActionKey } from "../src/digest.ts";
@@ -16,6 +16,7 @@ export type Acquired<T> = { held: true; release(): Promise<void> } | { held: fal
 export class ActionLocks {
   private readonly dir: string;
   private readonly me = `${process.pid} ${hostname()}`;
+  private made = false;
 
   constructor(storeDir: string) {
     this.dir = join(storeDir, "locks");
@@ -25,12 +26,15 @@ export class ActionLocks {
    * whether it exists yet; it is asked again once the lock is ours, before running). */
   async acquire<T>(key: ActionKey, done: () => Promise<T | undefined>, signal: AbortSignal): Promise<Acquired<T>> {
     const file = join(this.dir, `${key}.lock`);
-    await fsp.mkdir(this.dir, { recursive: true });
+    if (!this.made) {
+      mkdirSync(this.dir, { recursive: true });
+      this.made = true;
+    }
     for (;;) {
       if (signal.aborted) throw new WmbError("INTERRUPTED", "Interrupted.");
       if (await this.tryCreate(file)) {
         const release = async () => {
-          await fsp.rm(file, { force: true });
+          rmSync(file, { force: true });
         };
         // The previous holder may have finished between our lookup and our lock.
         const result = await done().catch(async (e: unknown) => {
@@ -52,7 +56,7 @@ export class ActionLocks {
 
   private async tryCreate(file: string): Promise<boolean> {
     try {
-      await fsp.writeFile(file, this.me, { flag: "wx" });
+      writeFileSync(file, this.me, { flag: "wx" });
       return true;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === "EEXIST") return false;

@@ -1,16 +1,24 @@
 // Blob storage on disk: cas/<first 2 hex>/<other 62 hex>, named by BLAKE3.
 // Writes are atomic: temp file in cas/tmp, fsync, chmod read-only, rename over whatever is there.
 import { randomBytes } from "node:crypto";
-import { constants as fsc, promises as fsp, statSync, type BigIntStats, type Stats } from "node:fs";
+import { chmodSync, closeSync, constants as fsc, copyFileSync, fsync, mkdirSync, openSync, promises as fsp, renameSync, rmSync, statSync, writeFileSync, type BigIntStats, type Stats } from "node:fs";
+import { promisify } from "node:util";
 import { join } from "node:path";
 import { hashFile, type Digest } from "../src/digest.ts";
 
 /** The stat signature recorded when a blob was last verified, if the index has one. */
 export type VerifiedSig = (digest: Digest) => string | undefined;
 
+const fsyncFd = promisify(fsync);
+
+// The small steps of admitting a blob are synchronous calls: each is microseconds, while an
+// asynchronous one costs a thread-pool round trip, and an action makes several. Only the fsync,
+// which can take long on a slow disk, stays asynchronous.
 export class Cas {
   readonly root: string;
   private readonly tmpDir: string;
+  /** Shard directories known to exist. */
+  private readonly shards = new Set<string>();
 
   constructor(storeDir: string) {
     this.root = join(storeDir, "cas");
@@ -29,13 +37,25 @@ export class Cas {
    * the stat signature a blob had when last verified (see adoptTemp). */
   async putFile(src: string, verifiedSig: VerifiedSig): Promise<{ digest: Digest; size: number; statSig: string }> {
     const tmp = this.tempPath();
-    await fsp.copyFile(src, tmp, fsc.COPYFILE_FICLONE);
+    copyFileSync(src, tmp, fsc.COPYFILE_FICLONE);
+    return this.adoptTemp(tmp, verifiedSig);
+  }
+
+  /** Like putFile, but moves `src` (a file nothing else will use, e.g. an action's output in a
+   * sandbox about to be removed) instead of copying it. */
+  async moveFile(src: string, verifiedSig: VerifiedSig): Promise<{ digest: Digest; size: number; statSig: string }> {
+    const tmp = this.tempPath();
+    try {
+      renameSync(src, tmp);
+    } catch {
+      copyFileSync(src, tmp, fsc.COPYFILE_FICLONE); // another filesystem
+    }
     return this.adoptTemp(tmp, verifiedSig);
   }
 
   async putBytes(data: Uint8Array, verifiedSig: VerifiedSig): Promise<{ digest: Digest; size: number; statSig: string }> {
     const tmp = this.tempPath();
-    await fsp.writeFile(tmp, data);
+    writeFileSync(tmp, data);
     return this.adoptTemp(tmp, verifiedSig);
   }
 
@@ -47,23 +67,29 @@ export class Cas {
    * stat is the one recorded when it was last verified (no write since: ctime cannot be set
    * back); otherwise it is atomically replaced, so a wrong file never stays behind a right name. */
   private async adoptTemp(tmp: string, verifiedSig: VerifiedSig): Promise<{ digest: Digest; size: number; statSig: string }> {
+    let renamed = false;
     try {
       const { digest, size } = await hashFile(tmp);
       const dest = this.path(digest);
       const existing = this.statSig(digest);
       if (existing !== undefined && existing === verifiedSig(digest)) return { digest, size, statSig: existing };
-      const fh = await fsp.open(tmp, "r+");
+      const fd = openSync(tmp, "r+");
       try {
-        await fh.sync();
+        await fsyncFd(fd);
       } finally {
-        await fh.close();
+        closeSync(fd);
       }
-      await fsp.chmod(tmp, 0o444);
-      await fsp.mkdir(join(this.root, digest.slice(0, 2)), { recursive: true });
-      await fsp.rename(tmp, dest);
-      return { digest, size, statSig: statSignature(await fsp.stat(dest, { bigint: true })) };
+      chmodSync(tmp, 0o444);
+      const shard = digest.slice(0, 2);
+      if (!this.shards.has(shard)) {
+        mkdirSync(join(this.root, shard), { recursive: true });
+        this.shards.add(shard);
+      }
+      renameSync(tmp, dest);
+      renamed = true;
+      return { digest, size, statSig: statSignature(statSync(dest, { bigint: true })) };
     } finally {
-      await fsp.rm(tmp, { force: true });
+      if (!renamed) rmSync(tmp, { force: true });
     }
   }
 

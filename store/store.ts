@@ -2,7 +2,7 @@
 // in schema.sql). Its SQL stays in store/: commands use this API, never the database.
 // Every method keeps the invariant that no row names a blob that is not whole on disk.
 // See docs/ARCHITECTURE.md for the schema's invariants.
-import { constants as fsc, promises as fsp, statSync } from "node:fs";
+import { chmodSync, constants as fsc, copyFileSync, promises as fsp, rmSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { hashFile, type ActionKey, type Digest } from "../src/digest.ts";
 import { Cas } from "./cas.ts";
@@ -117,6 +117,13 @@ export class Store {
     return b;
   }
 
+  /** Admit a file that nothing else will use again (it is moved, not copied). */
+  async moveFile(path: string): Promise<{ digest: Digest; size: number }> {
+    const b = await this.cas.moveFile(path, (d) => this.verifiedSig(d));
+    this.recordBlob(b);
+    return b;
+  }
+
   async putBytes(data: Uint8Array): Promise<{ digest: Digest; size: number }> {
     const b = await this.cas.putBytes(data, (d) => this.verifiedSig(d));
     this.recordBlob(b);
@@ -160,9 +167,10 @@ export class Store {
 
   /** Copy a blob out of the store (never a link: the store's copy must stay untouched). */
   async materialize(digest: Digest, dest: string, executable: boolean): Promise<void> {
-    await fsp.rm(dest, { force: true });
-    await fsp.copyFile(this.cas.path(digest), dest, fsc.COPYFILE_FICLONE);
-    await fsp.chmod(dest, executable ? 0o555 : 0o444);
+    // Synchronous: microseconds each, where an asynchronous call is a thread-pool round trip.
+    rmSync(dest, { force: true });
+    copyFileSync(this.cas.path(digest), dest, fsc.COPYFILE_FICLONE);
+    chmodSync(dest, executable ? 0o555 : 0o444);
   }
 
   readBlob(digest: Digest): Promise<Buffer> {
