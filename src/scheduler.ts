@@ -1,6 +1,5 @@
 // The scheduler: runs a DAG of tasks in dependency order with bounded parallelism. It knows
 // nothing of keys or caches; the rebuilder decides what each task does.
-import PQueue from "p-queue";
 
 export interface SchedulerOptions {
   jobs: number;
@@ -21,7 +20,7 @@ export async function schedule(
   run: (id: string) => Promise<void>,
   opts: SchedulerOptions,
 ): Promise<ScheduleResult> {
-  const queue = new PQueue({ concurrency: Math.max(1, opts.jobs) });
+  const jobs = Math.max(1, opts.jobs);
   const waiting = new Map<string, number>();
   const dependents = new Map<string, string[]>();
   for (const n of nodes) {
@@ -37,34 +36,41 @@ export async function schedule(
   let stopped = false;
 
   return new Promise<ScheduleResult>((resolve) => {
-    let outstanding = 0;
+    // Ready tasks in FIFO order, at most `jobs` running: a plain counter, since a queue
+    // library's per-task bookkeeping (async hooks) costs more than a cached action itself.
+    const ready: string[] = [];
+    let next = 0;
+    let running = 0;
     const finish = () => {
       const skipped = nodes.map((n) => n.id).filter((id) => !done.has(id) && !failed.has(id));
       resolve({ failed, skipped });
     };
-    const enqueue = (id: string) => {
-      outstanding++;
-      void queue.add(async () => {
-        try {
-          if (stopped || opts.signal.aborted) return;
-          await run(id);
-          done.add(id);
-          for (const r of dependents.get(id) ?? []) {
-            const left = waiting.get(r)! - 1;
-            waiting.set(r, left);
-            if (left === 0) enqueue(r);
-          }
-        } catch (e) {
-          failed.set(id, e);
-          if (!opts.keepGoing) stopped = true;
-        } finally {
-          outstanding--;
-          if (outstanding === 0) finish();
+    const runTask = async (id: string) => {
+      try {
+        if (stopped || opts.signal.aborted) return;
+        await run(id);
+        done.add(id);
+        for (const r of dependents.get(id) ?? []) {
+          const left = waiting.get(r)! - 1;
+          waiting.set(r, left);
+          if (left === 0) ready.push(r);
         }
-      });
+      } catch (e) {
+        failed.set(id, e);
+        if (!opts.keepGoing) stopped = true;
+      } finally {
+        running--;
+        pump();
+      }
     };
-    const ready = nodes.filter((n) => n.deps.length === 0);
-    if (ready.length === 0) return finish();
-    for (const n of ready) enqueue(n.id);
+    const pump = () => {
+      while (running < jobs && next < ready.length) {
+        running++;
+        void runTask(ready[next++]!);
+      }
+      if (running === 0 && next === ready.length) finish();
+    };
+    for (const n of nodes) if (n.deps.length === 0) ready.push(n.id);
+    pump();
   });
 }
