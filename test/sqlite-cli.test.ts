@@ -107,7 +107,7 @@ describe("//sqlite-cli:sealed", () => {
     const a = JSON.parse(readFileSync(join(fx.workspace, "wmb-out/sqlite-cli/sqlite-cli.json"), "utf8"));
     const b = JSON.parse(readFileSync(join(ws, "wmb-out/sqlite-cli/sqlite-cli.json"), "utf8"));
     expect(b.seal.digest).toBe(a.seal.digest);
-  });
+  }, 300_000); // a whole cold build (sqlite3.c alone ~60 s), next to other suites on 2 cores
 });
 
 const hasSystemClang = spawnSync("sh", ["-c", "command -v clang && command -v wasm-ld && ls /usr/lib/wasm32-wasi* >/dev/null 2>&1"]).status === 0;

@@ -22,7 +22,7 @@ describe("//sqlite-cli:sealed reproducibility and bundles", () => {
     const statuses = Object.fromEntries(round.actions.map((a: { label: string; status: string }) => [a.label, a.status]));
     expect(statuses["//sqlite-cli:wasm_sqlite3"]).toBe("identical");
     expect(statuses["//sqlite-cli:sealed"]).toBe("identical");
-  });
+  }, 300_000); // rebuilds the whole closure cold (sqlite3.c alone ~60 s), next to other suites
 
   it("bundle, import into a fresh store elsewhere, run: same identity, same output", () => {
     const dir = mkdtempSync(join(tmpdir(), "wmb-bundle-"));
