@@ -17,6 +17,7 @@ export async function main(args: string[]): Promise<number> {
   if (want("run")) await runBench();
   if (want("sandbox")) await (await import("./sandbox-bench.ts")).sandboxBench();
   if (want("oci")) await (await import("./oci-bench.ts")).ociBench();
+  if (want("ssh")) await (await import("./ssh-bench.ts")).sshBench();
   if (want("remote")) await (await import("./remote-cache-bench.ts")).remoteCacheBench();
   return 0;
 }

@@ -17,10 +17,12 @@ export type ErrorCode =
   | "USAGE"
   | "SANDBOX" // --sandbox bwrap, and bwrap does not work on this host
   | "REMOTE" // a registry refused a request, failed, or could not be reached
+  | "SSH" // an ssh target could not be used: unreachable, auth refused, unknown host key, remote wmb missing or too old, remote store unusable, connection cut: exit 4
   | "INTERRUPTED";
 
 const EXIT_CODES: Partial<Record<ErrorCode, number>> = {
   INTEGRITY: 3,
+  SSH: 4,
   USAGE: 2,
   INTERRUPTED: 130,
 };

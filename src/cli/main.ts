@@ -17,6 +17,7 @@ import { VerifyCommand } from "./verify-command.ts";
 import { InspectCommand, RunCommand } from "./run-command.ts";
 import { BundleCommand, StoreImportCommand } from "./bundle-commands.ts";
 import { PullCommand, PushCommand } from "./remote-commands.ts";
+import { RemoteCheckCommand, RemoteServeCommand, StoreCopyCommand } from "./ssh-commands.ts";
 import { StoreFsckCommand, StoreGcCommand, StoreStatsCommand } from "./store-commands.ts";
 import { wmbFile } from "../repo-root.ts";
 import { groupHelp, helpRequest, notACommand } from "./help.ts";
@@ -42,6 +43,9 @@ const COMMANDS: CommandClass<BaseContext>[] = [
   StoreImportCommand,
   PushCommand,
   PullCommand,
+  StoreCopyCommand,
+  RemoteCheckCommand,
+  RemoteServeCommand,
 ];
 const PATHS = COMMANDS.flatMap((c) => c.paths ?? []);
 
@@ -57,7 +61,10 @@ export async function main(argv: string[]): Promise<number> {
   }
   const colored = colorEnabled(process.stdout);
   const cli = new Cli({ binaryLabel: "wmb", binaryName: "wmb", binaryVersion: version(), enableColors: colored });
-  for (const c of COMMANDS) cli.register(c);
+  // Only the commands the first word can name: clipanion's parser is a state machine over every
+  // registered path and option, and building it for all of them costs more than the parse.
+  const named = COMMANDS.filter((c) => c.paths?.some((p) => p[0] === argv[0]));
+  for (const c of named.length ? named : COMMANDS) cli.register(c);
   cli.register(Builtins.HelpCommand);
   cli.register(Builtins.VersionCommand);
   const context: BaseContext = { ...Cli.defaultContext, colorDepth: colored ? 8 : 1 };

@@ -4,6 +4,10 @@ import { mkdirSync, mkdtempSync, promises as fsp } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fmtMs } from "../progress.ts";
+import { WmbError } from "../errors.ts";
+import type { LoadedMachine } from "../machine.ts";
+import type { OutputSink, StdinSource } from "../run/runtime.ts";
+import type { Store } from "../../store/store.ts";
 import { WmbCommand } from "./base.ts";
 
 export class RunCommand extends WmbCommand {
@@ -27,15 +31,26 @@ export class RunCommand extends WmbCommand {
       else of the host: no network, no other file, no environment variable. The guest runs on
       one thread, whatever cpus says.
 
+      With --target ssh://[user@]host[:port] the machine is checked here, the blobs the remote
+      store lacks are sent over one ssh session (the remote verifies every digest and the seal
+      before admitting them), and the remote wmb runs it with the same checks and grant: the
+      directories of --db and --mount are on the remote host, stdin, stdout and stderr are
+      streamed (a terminal gets a terminal), Ctrl-C stops the remote guest. ssh is the user's
+      OpenSSH with BatchMode (WMB_SSH_COMMAND replaces it); the remote needs wmb and Node.js
+      20+ (see --remote-wmb, --remote-store and \`wmb remote check\`).
+
       Exit codes: the guest's own exit code when it ran; 3 when a digest, the seal or the
       policy check fails (nothing ran); 2 for a --db or --mount the spec does not declare
-      or whose directories overlap; 1 for wmb's other errors (e.g. an interface this runtime does not implement).
+      or whose directories overlap; 4 when an ssh target cannot be used (unreachable,
+      authentication refused, unknown host key, no wmb there, connection cut); 1 for wmb's
+      other errors (e.g. an interface this runtime does not implement).
     `,
     examples: [
       ["Print the SQLite version", "$0 run //sqlite-cli:sealed -- -version"],
       ["Keep a database in ./data", "$0 run //sqlite-cli:sealed --db ./data -- /db/app.db \"create table t(x);\""],
       ["Mount a host directory at a declared writable path", "$0 run machine.json --mount /var/data=./data -- args"],
       ["Pipe SQL into a machine found by identity", "echo 'select 40+2;' | $0 run blake3:<identity> -- :memory:"],
+      ["Run it on another host, sending only what that host lacks", "$0 run //sqlite-cli:sealed --target ssh://deploy@db-host -- -version"],
     ],
   });
   machine = Option.String({ name: "machine" });
@@ -43,44 +58,111 @@ export class RunCommand extends WmbCommand {
   mounts = Option.Array("--mount", [], { description: "/guest/path=HOSTDIR for a writable path the spec declares (repeatable; default: one directory per path under the store)" });
   toolchain = Option.String("--toolchain", "hermetic", { validator: t.isEnum(["hermetic", "system"] as const) });
   plainHttp = Option.Boolean("--plain-http", false, { description: "Plain HTTP to a registry not on this host, for oci:// machines and sources" });
-  timings = Option.Boolean("--timings", false, { description: "Print check, transpile and run times on stderr" });
+  timings = Option.Boolean("--timings", false, { description: "Print check, transpile and run times on stderr (with --target: also what was shipped)" });
+  target = Option.String("--target", { description: "ssh://[user@]host[:port]: run on that host, shipping only the blobs its store lacks" });
+  remoteWmb = Option.String("--remote-wmb", { description: "With --target: the remote wmb command (default: wmb on the remote PATH), e.g. /opt/wmb/bin/wmb.mjs" });
+  remoteStore = Option.String("--remote-store", { description: "With --target: the store directory on the remote host (default: the remote wmb's own)" });
   args = Option.Rest({ name: "guest arguments" });
 
   async run(): Promise<number> {
     const t0 = performance.now();
+    if (this.target !== undefined) return this.runOnTarget(this.target);
     const { resolveMachine } = await import("./machine-ref.ts");
-    const { transpiledFiles } = await import("../machine.ts");
-    const { machineDataDir, machineGrant, parseMounts } = await import("../run/run-grant.ts");
+    const { parseMounts } = await import("../run/run-grant.ts");
     const requested = parseMounts(this.mounts, this.db);
+    if (this.remoteWmb !== undefined || this.remoteStore !== undefined) {
+      throw new WmbError("USAGE", "--remote-wmb and --remote-store apply only with --target ssh://…; add a target or drop them.");
+    }
     const store = await this.store();
     const m = await resolveMachine(this.machine, store, () => this.workspace(), this.context.stderr as NodeJS.WriteStream, this.toolchain, { plainHttp: this.plainHttp });
-    const grant = machineGrant(m.spec, m.kernel, requested, machineDataDir(store.dir, m.identity));
-    const tChecked = performance.now();
-    const { outputs, cached } = await transpiledFiles(store, m.kernel, m.kernelDigest);
-    const tTranspiled = performance.now();
-    for (const mount of grant.mounts) mkdirSync(mount.host, { recursive: true });
-    const scratch = mkdtempSync(join(tmpdir(), "wmb-run-"));
-    try {
-      const jsDir = join(scratch, "js");
-      await fsp.mkdir(jsDir);
-      for (const [name, o] of Object.entries(outputs)) await store.materialize(o.digest, join(jsDir, name), false);
-      const { extractRootfs } = await import("../run/rootfs-extract.ts");
-      const rootfsDir = join(scratch, "rootfs");
-      await extractRootfs(m.rootfs, rootfsDir);
-      store.close(); // the guest may run for long; do not hold the index open
-      const { runMachine } = await import("../run/runtime.ts");
-      const code = await runMachine({ jsDir, rootfsDir, mounts: grant.mounts, interfaces: grant.interfaces, args: this.args, argv0: grant.argv0 });
-      if (this.timings) {
-        this.context.stderr.write(
-          `wmb: checked in ${fmtMs(tChecked - t0)}, transpile ${cached ? "cached" : fmtMs(tTranspiled - tChecked)}, ran in ${fmtMs(performance.now() - tTranspiled)}\n`,
-        );
-      }
-      return code;
-    } finally {
-      const { removeExtractedRootfs } = await import("../run/rootfs-extract.ts");
-      await removeExtractedRootfs(join(scratch, "rootfs")).catch(() => {});
-      await fsp.rm(scratch, { recursive: true, force: true });
+    const r = await runResolvedMachine(store, m, requested, this.args);
+    if (this.timings) {
+      this.context.stderr.write(
+        `wmb: checked in ${fmtMs(r.timing.checkedAt - t0)}, transpile ${r.timing.transpileMs === undefined ? "cached" : fmtMs(r.timing.transpileMs)}, ran in ${fmtMs(r.timing.runMs)}\n`,
+      );
     }
+    return r.code;
+  }
+
+  /** --target ssh://…: the machine is resolved here, shipped (only what the host lacks) and run there. */
+  private async runOnTarget(target: string): Promise<number> {
+    const { parseSshTarget } = await import("../remote/ssh/target.ts");
+    const t = parseSshTarget(target);
+    const { connect, dispatch } = await import("../remote/ssh/client.ts");
+    // Connect (ssh, the remote wmb's start) first, and resolve and check the machine here meanwhile.
+    const session = connect(t, { remoteWmb: this.remoteWmb, remoteStore: this.remoteStore });
+    let m;
+    try {
+      const { parseMounts } = await import("../run/run-grant.ts");
+      parseMounts(this.mounts, this.db); // a malformed flag is a usage error here; the remote checks them against the spec
+      const { isIdentity } = await import("../machine.ts");
+      const store = await this.store();
+      // An identity only the remote store knows runs there without a local copy.
+      m =
+        isIdentity(this.machine) && store.machineSpecDigest(this.machine) === undefined
+          ? { identity: this.machine }
+          : await (await import("./machine-ref.ts")).resolveMachine(this.machine, store, () => this.workspace(), this.context.stderr as NodeJS.WriteStream, this.toolchain, { plainHttp: this.plainHttp });
+      store.close(); // the guest may run for long; do not hold the index open
+    } catch (e) {
+      await session.then((s) => s.close(), () => {});
+      throw e;
+    }
+    const r = await dispatch(session, m, {
+      remoteWmb: this.remoteWmb,
+      remoteStore: this.remoteStore,
+      args: this.args,
+      mounts: this.mounts,
+      db: this.db,
+      stdin: process.stdin,
+      stdout: this.context.stdout,
+      stderr: this.context.stderr,
+    });
+    if (this.timings) this.context.stderr.write(`wmb: ${r.summary}\n`);
+    return r.code;
+  }
+}
+
+export interface RunTimings {
+  /** performance.now() once every digest, the seal and the policy were checked. */
+  checkedAt: number;
+  /** undefined when the transpiled component came from the store. */
+  transpileMs: number | undefined;
+  runMs: number;
+}
+
+/** Run a verified machine (loadMachine/resolveMachine checked every digest and the seal) with the
+ * grant its spec allows: the one path `wmb run` and an ssh target's `wmb remote serve` share. The
+ * store is closed before the guest starts. stdio default to this process's. */
+export async function runResolvedMachine(
+  store: Store,
+  m: LoadedMachine,
+  requested: ReadonlyMap<string, string>,
+  args: string[],
+  io: { stdin?: StdinSource; stdout?: OutputSink; stderr?: OutputSink; signal?: AbortSignal } = {},
+): Promise<{ code: number; timing: RunTimings }> {
+  const { transpiledFiles } = await import("../machine.ts");
+  const { machineDataDir, machineGrant } = await import("../run/run-grant.ts");
+  const grant = machineGrant(m.spec, m.kernel, requested, machineDataDir(store.dir, m.identity));
+  const checkedAt = performance.now();
+  const { outputs, cached } = await transpiledFiles(store, m.kernel, m.kernelDigest);
+  const tTranspiled = performance.now();
+  for (const mount of grant.mounts) mkdirSync(mount.host, { recursive: true });
+  const scratch = mkdtempSync(join(tmpdir(), "wmb-run-"));
+  try {
+    const jsDir = join(scratch, "js");
+    await fsp.mkdir(jsDir);
+    for (const [name, o] of Object.entries(outputs)) await store.materialize(o.digest, join(jsDir, name), false);
+    const { extractRootfs } = await import("../run/rootfs-extract.ts");
+    const rootfsDir = join(scratch, "rootfs");
+    await extractRootfs(m.rootfs, rootfsDir);
+    store.close(); // the guest may run for long; do not hold the index open
+    const { runMachine } = await import("../run/runtime.ts");
+    const code = await runMachine({ jsDir, rootfsDir, mounts: grant.mounts, interfaces: grant.interfaces, args, argv0: grant.argv0, ...io });
+    return { code, timing: { checkedAt, transpileMs: cached ? undefined : tTranspiled - checkedAt, runMs: performance.now() - tTranspiled } };
+  } finally {
+    const { removeExtractedRootfs } = await import("../run/rootfs-extract.ts");
+    await removeExtractedRootfs(join(scratch, "rootfs")).catch(() => {});
+    await fsp.rm(scratch, { recursive: true, force: true });
   }
 }
 
