@@ -7,10 +7,10 @@
 // registry's access log (Apache combined format) is written to *stdout*, one line per request,
 // including 401s; its stderr (logrus) has no "response completed" line for rejected requests.
 import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { freePort, track } from "./servers.ts";
 import { randomBytes, sign, X509Certificate } from "node:crypto";
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import { createServer as createNetServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -46,24 +46,6 @@ export const registryInstalled: boolean = existsSync(REGISTRY_BIN);
 
 const execFileP = promisify(execFile);
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-// Registries a test forgot to stop must not outlive the worker.
-const live = new Set<ChildProcess>();
-process.once("exit", () => {
-  for (const child of live) child.kill("SIGKILL");
-});
-
-/** A port that was free a moment ago (the caller must cope with losing the race). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createNetServer();
-    srv.once("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const port = (srv.address() as { port: number }).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 export async function startRegistry(opts: { auth?: RegistryAuth } = {}): Promise<TestRegistry> {
   const auth = opts.auth ?? "none";
@@ -138,11 +120,10 @@ export async function startRegistry(opts: { auth?: RegistryAuth } = {}): Promise
       child = proc;
       closeSync(outFd);
       closeSync(errFd);
-      live.add(proc);
+      track(proc);
       let exitedNow = false;
       proc.once("exit", () => {
         exitedNow = true;
-        live.delete(proc);
       });
       proc.once("error", () => (exitedNow = true)); // failed to spawn: no "exit" follows
 

@@ -4,8 +4,9 @@
 // prints junk on stdout the way many real ones do) and the client its own key, known_hosts and
 // ssh_config, passed with WMB_SSH_COMMAND="ssh -F <dir>/ssh_config" as a user would.
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { freePort, track } from "./servers.ts";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, chmodSync } from "node:fs";
-import { createServer, createConnection } from "node:net";
+import { createConnection } from "node:net";
 import { tmpdir, userInfo } from "node:os";
 import { join } from "node:path";
 
@@ -42,22 +43,6 @@ export interface TestSshd {
   strangerKey(): string;
   stop(): Promise<void>;
   running(): boolean;
-}
-
-const live = new Set<ChildProcess>();
-process.once("exit", () => {
-  for (const c of live) c.kill("SIGKILL");
-});
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const port = (srv.address() as { port: number }).port;
-      srv.close(() => resolve(port));
-    });
-  });
 }
 
 function keygen(path: string, comment: string): void {
@@ -135,11 +120,10 @@ export async function startSshd(): Promise<TestSshd> {
     );
     writeFileSync(knownHosts, `[127.0.0.1]:${port} ${readFileSync(`${hostKey}.pub`, "utf8").split(" ").slice(0, 2).join(" ")}\n`);
     const proc = spawn(SSHD, ["-D", "-e", "-f", config, "-E", log], { stdio: "ignore" });
-    live.add(proc);
+    track(proc);
     let exited = false;
     proc.once("exit", () => {
       exited = true;
-      live.delete(proc);
     });
     proc.once("error", () => (exited = true));
     const deadline = Date.now() + 10_000;
