@@ -179,11 +179,6 @@ export class Store {
 
   // ---- action results ------------------------------------------------------------------
 
-  /** Every result recorded for a key, the one to serve first. */
-  private resultsOf(key: ActionKey): { id: number; outputs_digest: Digest; sandbox: SandboxUse | null }[] {
-    return this.sql.all(`SELECT id, outputs_digest, sandbox FROM action_results WHERE action_key = ? ${SERVED_FIRST}`, key);
-  }
-
   /** The result served for a key: the newest a build produced (a --no-cache rerun that made
    * other bytes replaces the earlier one; history keeps both). Verify's results are not served. */
   lookupResult(key: ActionKey): ActionResult | undefined {
@@ -195,15 +190,31 @@ export class Store {
   }
 
   /** The newest result for a key whose every output blob is whole. A corrupt or missing blob
-   * drops the results naming it (see checkBlob); each result is tried once, so this ends. */
+   * drops the results naming it (see checkBlob); each result is tried once, so this ends.
+   * One query brings every result with its outputs and their verified stat signatures: on a
+   * no-op each output then costs one stat, not three queries. */
   async wholeResult(key: ActionKey): Promise<ActionResult | undefined> {
-    for (const r of this.resultsOf(key)) {
-      const outputs = this.outputsOf(r.id);
+    const rows = this.sql.all<{ id: number; outputs_digest: Digest; sandbox: SandboxUse | null; path: string | null; digest: Digest | null; executable: number | null; stat_sig: string | null }>(
+      `SELECT r.id, r.outputs_digest, r.sandbox, o.path, o.digest, o.executable, b.stat_sig
+       FROM action_results r
+       LEFT JOIN action_outputs o ON o.result_id = r.id
+       LEFT JOIN blobs b ON b.digest = o.digest
+       WHERE r.action_key = ? ORDER BY r.produced_by = 'build' DESC, r.created_at DESC, r.id DESC, o.path`,
+      key,
+    );
+    for (let i = 0; i < rows.length; ) {
+      const first = rows[i]!;
+      const outputs: OutputMap = {};
       let whole = true;
-      for (const o of Object.values(outputs)) {
-        if ((await this.checkBlob(o.digest)) !== "ok") whole = false;
+      for (; i < rows.length && rows[i]!.id === first.id; i++) {
+        const o = rows[i]!;
+        if (o.path === null || o.digest === null) continue;
+        outputs[o.path] = { digest: o.digest, executable: o.executable === 1 };
+        // Unchanged since verified: whole. Otherwise checkBlob re-hashes (and drops a corrupt one).
+        const fresh = o.stat_sig !== null && this.cas.statSig(o.digest) === o.stat_sig;
+        if (!fresh && (await this.checkBlob(o.digest)) !== "ok") whole = false;
       }
-      if (whole) return { id: r.id, outputsDigest: r.outputs_digest, outputs, sandbox: r.sandbox ?? undefined };
+      if (whole) return { id: first.id, outputsDigest: first.outputs_digest, outputs, sandbox: first.sandbox ?? undefined };
     }
     return undefined;
   }
