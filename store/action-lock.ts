@@ -54,6 +54,23 @@ export class ActionLocks {
     }
   }
 
+  /** Remove the locks of holders on this host that died (gc calls this); returns how many. */
+  async sweep(): Promise<number> {
+    let names: string[];
+    try {
+      names = await fsp.readdir(this.dir);
+    } catch {
+      return 0;
+    }
+    let removed = 0;
+    for (const name of names.filter((n) => n.endsWith(".lock"))) {
+      const file = join(this.dir, name);
+      await this.removeIfDead(file);
+      if (!(await fsp.stat(file).catch(() => undefined))) removed++;
+    }
+    return removed;
+  }
+
   private async tryCreate(file: string): Promise<boolean> {
     try {
       writeFileSync(file, this.me, { flag: "wx" });

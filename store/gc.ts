@@ -3,6 +3,7 @@
 import { promises as fsp } from "node:fs";
 import type { Digest } from "../src/digest.ts";
 import type { Sql } from "./sql.ts";
+import { ActionLocks } from "./action-lock.ts";
 import type { Store } from "./store.ts";
 
 export interface GcReport {
@@ -10,6 +11,8 @@ export interface GcReport {
   blobsDeleted: number;
   bytesFreed: number;
   blobsKept: number;
+  /** Action locks left by processes that died (SIGKILL, power loss) and were removed. */
+  staleLocks: number;
 }
 
 export interface GcOptions {
@@ -73,5 +76,6 @@ export async function gc(store: Store, sql: Sql, opts: GcOptions): Promise<GcRep
     bytesFreed += b.size;
   }
   const blobsKept = sql.count(`SELECT count(*) AS n FROM blobs`) - (opts.dryRun ? doomed.blobs.length : 0);
-  return { resultsDeleted: doomed.resultsDeleted, blobsDeleted: doomed.blobs.length, bytesFreed, blobsKept };
+  const staleLocks = opts.dryRun ? 0 : await new ActionLocks(store.dir).sweep();
+  return { resultsDeleted: doomed.resultsDeleted, blobsDeleted: doomed.blobs.length, bytesFreed, blobsKept, staleLocks };
 }

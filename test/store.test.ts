@@ -69,6 +69,10 @@ describe("store", () => {
     const fsck = wmbSync(ws, ["store", "fsck"]);
     expect(fsck.stdout).toContain("store OK");
     expect(fsck.code).toBe(0);
+    // The dead build's action lock is swept by gc (it would also be taken over by the next build).
+    expect(readdirSync(join(ws, ".wmb/locks"))).toHaveLength(1);
+    expect(JSON.parse(wmbSync(ws, ["store", "gc", "--json"]).stdout).staleLocks).toBe(1);
+    expect(readdirSync(join(ws, ".wmb/locks"))).toEqual([]);
     const b = buildJson(ws, ["//p:slow"]);
     expect(executed(b)).toEqual(["//p:slow"]);
     expect(readFileSync(join(ws, "wmb-out/p/slow.txt"), "utf8")).toBe("fast\n");

@@ -58,7 +58,7 @@ export class StoreGcCommand extends WmbCommand {
     const store = await this.store();
     const r = await store.gc({ keepBuilds: this.keep, graceMs: this.grace * 1000, dryRun: this.dryRun });
     if (this.asJson) this.json(r);
-    else this.context.stdout.write(`${this.dryRun ? "would free" : "freed"} ${r.bytesFreed} bytes: ${r.blobsDeleted} blobs, ${r.resultsDeleted} action results; ${r.blobsKept} blobs kept\n`);
+    else this.context.stdout.write(`${this.dryRun ? "would free" : "freed"} ${r.bytesFreed} bytes: ${r.blobsDeleted} blobs, ${r.resultsDeleted} action results; ${r.blobsKept} blobs kept${r.staleLocks ? `; removed ${r.staleLocks} lock${r.staleLocks === 1 ? "" : "s"} of dead builds` : ""}\n`);
     return 0;
   }
 }
