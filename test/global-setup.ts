@@ -20,7 +20,9 @@ export default function setup(project: TestProject): () => void {
   if (kept) mkdirSync(kept, { recursive: true });
   const dir = kept ?? mkdtempSync(join(tmpdir(), "wmb-test-run-"));
   project.provide("runDir", dir);
-  // Workers and the processes they start inherit it; set before any worker exists.
+  // Workers and the processes they start inherit it; set before any worker exists. What tests
+  // cache across runs stays in the system temp directory (test/helpers/test-cache.ts).
+  process.env.WMB_TEST_CACHE ??= join(tmpdir(), "wmb-test-cache");
   const scratch = mkdtempSync(join(tmpdir(), "wmb-test-tmp-"));
   process.env.TMPDIR = scratch;
   return () => {

@@ -1,8 +1,9 @@
 // A small real WASI 0.2 component for the runtime tests, without waiting for the SQLite build:
 // test/fixtures/guest.c compiled by @yowasp/clang to wasm32-wasip1, wrapped with jco's
 // componentNew and the preview1 command adapter, then transpiled by src/run/transpile.ts.
-// Built once per C source (+ toolchain versions) and cached under os.tmpdir(), so parallel
+// Built once per C source (+ toolchain versions) and cached in testCacheDir(), so parallel
 // suites and later runs reuse it; each step lands by atomic rename.
+import { testCacheDir } from "./test-cache.ts";
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
@@ -44,7 +45,7 @@ function writeAtomic(dest: string, bytes: Uint8Array): void {
 
 /** The preview1 command adapter, fetched once with `npm pack` and cached. */
 export async function commandAdapter(): Promise<Uint8Array> {
-  const cacheDir = join(tmpdir(), "wmb-test-cache");
+  const cacheDir = testCacheDir();
   mkdirSync(cacheDir, { recursive: true });
   const cached = join(cacheDir, `${JCO_FOR_ADAPTER.replace(/[^A-Za-z0-9.-]/g, "_")}.command-adapter.wasm`);
   if (existsSync(cached)) return readFileSync(cached);
@@ -72,7 +73,7 @@ export async function guestFixture(): Promise<GuestFixture> {
     .update(`\0clang ${clangVersion()}\0adapter ${JCO_FOR_ADAPTER}\0${TRANSPILER_ID}`)
     .digest("hex")
     .slice(0, 24);
-  const dir = join(tmpdir(), "wmb-test-cache", `guest-${key}`);
+  const dir = join(testCacheDir(), `guest-${key}`);
   const fixture: GuestFixture = {
     coreWasm: join(dir, "guest.wasm"),
     componentWasm: join(dir, "guest.component.wasm"),

@@ -1,11 +1,11 @@
 // Small real WASI 0.2 components for the format, spec and seal tests: a C `main` compiled by
 // @yowasp/clang to wasm32-wasip1 (with the link flags a test asks for, e.g. --max-memory) and
 // wrapped by jco's componentNew with the preview1 command adapter (fetched once by
-// test/helpers/guest-fixture.ts). Cached under os.tmpdir() by source, flags and versions.
+// test/helpers/guest-fixture.ts). Cached in testCacheDir() by source, flags and versions.
+import { testCacheDir } from "./test-cache.ts";
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
-import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { componentNew } from "@bytecodealliance/jco-transpile/wasm-tools";
 import { commands } from "@yowasp/clang";
@@ -37,7 +37,7 @@ export async function tinyComponent(opts: { source?: string; linkFlags?: string[
   const source = opts.source ?? TINY_MAIN_C;
   const flags = opts.linkFlags ?? [];
   const key = createHash("sha256").update(JSON.stringify([source, flags, clangVersion(), 1])).digest("hex").slice(0, 24);
-  const dir = join(tmpdir(), "wmb-test-cache", `tiny-${key}`);
+  const dir = join(testCacheDir(), `tiny-${key}`);
   const corePath = join(dir, "core.wasm");
   const componentPath = join(dir, "component.wasm");
   if (existsSync(componentPath)) return { core: readFileSync(corePath), component: readFileSync(componentPath) };
