@@ -231,6 +231,16 @@ describe.skipIf(!sshdInstalled)("running sealed machines on an ssh host", () => 
     expect(oneSentence(unusable)).toMatch(new RegExp(`127\\.0\\.0\\.1:${sshd.port}: Cannot use /proc/wmb-store as the store: .*procfs.*; pass another --remote-store\\.$`));
   }, 120_000);
 
+  it("a remote command that never answers ends after WMB_SSH_TIMEOUT with one sentence and exit 4", async () => {
+    const hung = join(sshd.remoteHome, "bin", "wmb-hung");
+    writeFileSync(hung, `#!/bin/sh\nexec sleep 20\n`, { mode: 0o755 });
+    const t0 = Date.now();
+    const r = await remote(remoteStore(), ["--", "-version"], { remoteWmb: hung, env: { WMB_SSH_TIMEOUT: "1" } });
+    expect(r.code).toBe(4);
+    expect(oneSentence(r)).toMatch(/No answer from .*wmb-hung on 127\.0\.0\.1:\d+ within 1 s \(ssh or the remote command hung\); .*WMB_SSH_TIMEOUT/);
+    expect(Date.now() - t0).toBeLessThan(15_000); // not the 20 s the remote sleeps
+  }, 60_000);
+
   it("remote check reports the remote wmb and Node.js versions, its store and free space", async () => {
     const store = remoteStore();
     const r = await wmb(fx.workspace, ["remote", "check", "--json", sshd.url, "--remote-wmb", remoteWmb, "--remote-store", store], { env: env() });

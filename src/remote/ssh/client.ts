@@ -64,6 +64,17 @@ export interface ShipReport {
 }
 
 const DEFAULT_REMOTE_WMB = "wmb";
+/** How long ssh and the remote wmb together may take to say hello (WMB_SSH_TIMEOUT, seconds). */
+const HELLO_TIMEOUT_S = 60;
+
+function helloTimeoutSeconds(env: NodeJS.ProcessEnv): number {
+  const v = Number(env.WMB_SSH_TIMEOUT);
+  return Number.isFinite(v) && v > 0 ? v : HELLO_TIMEOUT_S;
+}
+
+function helloTimeout(t: SshTarget, remoteWmb: string, seconds: number): WmbError {
+  return new WmbError("SSH", `No answer from ${remoteWmb} on ${t.display} within ${seconds} s (ssh or the remote command hung); check the host and --remote-wmb, or raise WMB_SSH_TIMEOUT.`);
+}
 const STDERR_TAIL = 16 << 10;
 
 /** One `ssh host wmb remote serve` session, past its hello. */
@@ -108,6 +119,14 @@ export class SshSession {
       child.kill("SIGTERM");
     };
     process.once("SIGINT", stopOnSigint);
+    // ssh or the remote command may hang (a host that never answers, a --remote-wmb that waits for
+    // something): no hello within the limit ends the attempt with one sentence.
+    const limitS = helloTimeoutSeconds(opts.env ?? process.env);
+    let timedOut = false;
+    const helloTimer = setTimeout(() => {
+      timedOut = true;
+      child.kill("SIGTERM");
+    }, limitS * 1000);
     try {
       let started = false;
       let chatty: ProtocolError | undefined;
@@ -127,6 +146,7 @@ export class SshSession {
           throw new WmbError("SSH", x.spawnError.code === "ENOENT" ? `Cannot run ${how.shown}: it is not installed here (install OpenSSH's client, e.g. apt-get install openssh-client).` : `Cannot run ${how.shown}: ${x.spawnError.message}.`);
         }
         if (interrupted) throw new WmbError("INTERRUPTED", `Interrupted while connecting to ${t.display}.`);
+        if (timedOut) throw helloTimeout(t, remoteWmb, limitS);
         if (chatty) throw new WmbError("SSH", `${remoteWmb} on ${t.display} did not start wmb's protocol: ${chatty.message}; check --remote-wmb.`);
         throw startFailure(t, remoteWmb, x.code, tail, reader.junk);
       }
@@ -139,8 +159,10 @@ export class SshSession {
       } catch (e) {
         if (!(e instanceof ProtocolError)) throw e;
         child.kill("SIGTERM");
+        if (timedOut) throw helloTimeout(t, remoteWmb, limitS);
         throw new WmbError("SSH", `The wmb on ${t.display} (${remoteWmb}) started but did not say hello (${e.message}); install the same wmb version there as here.`);
       }
+      clearTimeout(helloTimer);
       if (hello.protocol !== PROTOCOL) {
         child.kill("SIGTERM");
         throw new WmbError("SSH", `The wmb on ${t.display} (version ${hello.wmb}) speaks ssh protocol ${hello.protocol} and this one ${PROTOCOL}; install the same wmb version on both hosts.`);
@@ -156,6 +178,7 @@ export class SshSession {
       }
       return new SshSession(t, hello, child, reader, writer, exited, () => tail, remoteWmb, performance.now() - t0);
     } catch (e) {
+      clearTimeout(helloTimer);
       child.kill("SIGTERM");
       throw e;
     } finally {

@@ -66,7 +66,8 @@ export function sshArgs(t: SshTarget, opts: { tty: boolean }): string[] {
 /** How to start ssh: WMB_SSH_COMMAND (run by sh, as git runs GIT_SSH_COMMAND) or `ssh`. */
 export function sshSpawn(args: string[], env: NodeJS.ProcessEnv = process.env): { file: string; args: string[]; shown: string } {
   const custom = env.WMB_SSH_COMMAND?.trim();
-  if (custom) return { file: "/bin/sh", args: ["-c", `${custom} "$@"`, custom, ...args], shown: custom };
+  // exec: the process wmb signals (a timeout, Ctrl-C) is ssh itself, not a shell above it.
+  if (custom) return { file: "/bin/sh", args: ["-c", `exec ${custom} "$@"`, custom, ...args], shown: custom };
   return { file: "ssh", args, shown: "ssh" };
 }
 
