@@ -28,3 +28,19 @@ export function section(title: string): void {
 }
 
 export const fmt = (ms: number) => (ms < 1000 ? `${ms.toFixed(0)} ms` : `${(ms / 1000).toFixed(2)} s`);
+
+/** Run `body` with a loopback docker-registry (test/helpers/registry.ts), or print why the
+ * section is skipped. */
+export async function withRegistry(body: (host: string) => Promise<void> | void): Promise<void> {
+  const { registryInstalled, startRegistry } = await import("../test/helpers/registry.ts");
+  if (!registryInstalled) {
+    row("skipped", "-", "docker-registry is not installed (apt-get install docker-registry)");
+    return;
+  }
+  const reg = await startRegistry();
+  try {
+    await body(reg.host);
+  } finally {
+    await reg.stop();
+  }
+}

@@ -3,21 +3,15 @@
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { registryInstalled, startRegistry } from "../test/helpers/registry.ts";
-import { cli, fmt, median, REPO, row, section } from "./harness.ts";
+import { cli, fmt, median, REPO, row, section, withRegistry } from "./harness.ts";
 
 export async function ociBench(): Promise<void> {
   section("OCI registry (loopback docker-registry)");
-  if (!registryInstalled) {
-    row("skipped", "-", "docker-registry is not installed (apt-get install docker-registry)");
-    return;
-  }
-  const reg = await startRegistry();
-  try {
+  await withRegistry((host) => {
     const store = mkdtempSync(join(tmpdir(), "wmb-bench-oci-"));
     const env = { WMB_STORE: store, DOCKER_CONFIG: mkdtempSync(join(tmpdir(), "wmb-bench-docker-")) };
     cli(REPO, ["build", "//sqlite-cli:sealed"], env);
-    const ref = `oci://${reg.host}/bench/sqlite-cli:1`;
+    const ref = `oci://${host}/bench/sqlite-cli:1`;
     const cold = cli(REPO, ["push", "--json", "//sqlite-cli:sealed", ref], env);
     const bytes = (JSON.parse(cold.stdout) as { uploaded_bytes: number }).uploaded_bytes;
     row("push, cold (4 blobs)", fmt(cold.ms), `${(bytes / 1048576).toFixed(1)} MiB`);
@@ -29,7 +23,5 @@ export async function ociBench(): Promise<void> {
     row("run oci://… -version, first (pull + transpile)", fmt(cli(REPO, ["run", ref, "--", "-version"], fresh).ms));
     row("run oci://… -version, warm (median of 3)", fmt(median([0, 1, 2].map(() => cli(REPO, ["run", ref, "--", "-version"], fresh).ms))));
     row("run of the local label -version, warm (median of 3)", fmt(median([0, 1, 2].map(() => cli(REPO, ["run", "//sqlite-cli:sealed", "--", "-version"], env).ms))));
-  } finally {
-    await reg.stop();
-  }
+  });
 }

@@ -4,8 +4,7 @@
 import { cpSync, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { registryInstalled, startRegistry } from "../test/helpers/registry.ts";
-import { cli, fmt, median, REPO, row, section } from "./harness.ts";
+import { cli, fmt, median, REPO, row, section, withRegistry } from "./harness.ts";
 
 function checkout(): string {
   const ws = mkdtempSync(join(tmpdir(), "wmb-bench-clone-"));
@@ -15,14 +14,9 @@ function checkout(): string {
 
 export async function remoteCacheBench(): Promise<void> {
   section("remote cache (loopback docker-registry)");
-  if (!registryInstalled) {
-    row("skipped", "-", "docker-registry is not installed (apt-get install docker-registry)");
-    return;
-  }
-  const reg = await startRegistry();
-  try {
+  await withRegistry((host) => {
     const docker = { DOCKER_CONFIG: mkdtempSync(join(tmpdir(), "wmb-bench-docker-")) };
-    const cache = `oci://${reg.host}/bench/wmb-cache`;
+    const cache = `oci://${host}/bench/wmb-cache`;
     const a = checkout();
     const cold = cli(a, ["build", "//sqlite-cli:sealed"], docker).ms;
     row("cold build, empty store, no remote", fmt(cold));
@@ -36,7 +30,5 @@ export async function remoteCacheBench(): Promise<void> {
     const withRemote = noop(["--remote-cache", cache]);
     row("no-op, no remote (median of 5)", fmt(without));
     row("no-op, remote configured (median of 5)", fmt(withRemote), `x${(withRemote / without).toFixed(2)}`);
-  } finally {
-    await reg.stop();
-  }
+  });
 }

@@ -6,7 +6,7 @@ import { randomBytes } from "node:crypto";
 import { dirname, join, relative, sep } from "node:path";
 import { hashBytes, type ActionKey, type Digest } from "./digest.ts";
 import { WmbError } from "./errors.ts";
-import { actionKey, encodeKeyInputs, type ActionKeyInputs } from "./keys.ts";
+import { encodeKeyInputs, keyOfEncoded, type ActionKeyInputs } from "./keys.ts";
 import { expandTargetPatterns } from "./target-pattern.ts";
 import { Graph } from "./graph.ts";
 import { buildFileCache, loadWorkspace, type LoadedWorkspace, type Target } from "./build-file.ts";
@@ -18,6 +18,7 @@ import type { CacheStats, RemoteCache } from "./remote/action-cache.ts";
 import { RemoteOutputs } from "./remote-outputs.ts";
 import { ActionLocks } from "../store/action-lock.ts";
 import { span, traced, tracing } from "./trace.ts";
+import { readWorkspaceConfig } from "./workspace-config.ts";
 import { ruleId, type Toolchain } from "../rules/rule.ts";
 import { hashStatCached, SourceHasher } from "./source-hash.ts";
 
@@ -63,7 +64,7 @@ export interface BuildOptions {
   /** Copy the requested targets' outputs to wmb-out/ (default true). */
   materialize?: boolean;
   variation?: SandboxVariation;
-  /** How command actions are confined (default: WMB_SANDBOX, else auto); verify shares one choice across rounds. */
+  /** How command actions are confined (default: WMB_SANDBOX, else wmb.json, else auto); verify shares one choice across rounds. */
   sandbox?: SandboxMode | SandboxChoice;
   command?: "build" | "verify";
   events?: BuildEvents;
@@ -141,7 +142,7 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
   const requested = expandTargetPatterns(opts.targets, loaded.targets);
   const closure = graph.closure(requested);
   const toolchains = opts.toolchainProvider ?? new ToolchainProvider(opts.toolchain ?? "hermetic", opts.jobs, store);
-  const sandbox = opts.sandbox instanceof SandboxChoice ? opts.sandbox : sandboxChoice(opts.sandbox, opts.events);
+  const sandbox = opts.sandbox instanceof SandboxChoice ? opts.sandbox : sandboxChoice(opts.sandbox, loaded.root, opts.events);
   // A sandbox the user insists on is checked before anything runs; auto waits for a command.
   if (sandbox.mode === "bwrap") await sandbox.resolve();
   const ownsToolchain = !opts.toolchainProvider;
@@ -211,7 +212,9 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
           if (lock?.held) await lock.release();
         }
       }
-      if (status !== "remote") opts.remote?.upload({ key: plan.key, label, rule: plan.keyInputs.rule, keyInputs: encodeKeyInputs(plan.keyInputs), sandbox: result.sandbox, outputs: result.outputs });
+      if (status !== "remote" && opts.remote?.uploading) {
+        opts.remote.upload({ key: plan.key, label, rule: plan.keyInputs.rule, keyInputs: plan.encodedKeyInputs, sandbox: result.sandbox, outputs: result.outputs });
+      }
       results.set(label, result.outputs);
       const durationMs = performance.now() - t0;
       store.history.recordAction({ buildId, label, key: plan.key, resultId: status === "remote" ? undefined : result.id, outputs: result.outputs, status, durationMs });
@@ -298,9 +301,9 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
   };
 }
 
-/** The sandbox choice for a mode (flag, else WMB_SANDBOX, else auto), warning through `events`. */
-export function sandboxChoice(mode: SandboxMode | undefined, events: BuildEvents | undefined): SandboxChoice {
-  return new SandboxChoice(sandboxMode(mode), (m) => warn(events, m));
+/** The sandbox choice for a build of the workspace at `root` (see sandboxMode), warning through `events`. */
+export function sandboxChoice(flag: SandboxMode | undefined, root: string, events: BuildEvents | undefined): SandboxChoice {
+  return new SandboxChoice(sandboxMode(flag, readWorkspaceConfig(root).sandbox), (m) => warn(events, m));
 }
 
 /** A warning for the user, through the build's events when it has a reporter. */
@@ -350,7 +353,8 @@ export async function planAction(
     toolchain: t.rule.usesToolchain ? await toolchains.id() : null,
     env,
   };
-  return { target: t, inputs, keyInputs, key: actionKey(keyInputs) };
+  const encodedKeyInputs = encodeKeyInputs(keyInputs);
+  return { target: t, inputs, keyInputs, encodedKeyInputs, key: keyOfEncoded(encodedKeyInputs) };
 }
 
 /** Copy the requested targets' outputs to wmb-out/<pkg>/, skipping files that already hold

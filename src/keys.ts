@@ -31,7 +31,12 @@ export function encodeKeyInputs(k: ActionKeyInputs): string {
 }
 
 export function actionKey(k: ActionKeyInputs): ActionKey {
-  return hashBytes(encodeKeyInputs(k)) as string as ActionKey;
+  return keyOfEncoded(encodeKeyInputs(k));
+}
+
+/** The key of already encoded key inputs (a plan encodes them once: key, record, upload). */
+export function keyOfEncoded(encoded: string): ActionKey {
+  return hashBytes(encoded) as string as ActionKey;
 }
 
 export interface KeyChange {

@@ -1,16 +1,17 @@
 // The rebuilder: for one action, "cached or run". It looks the key up in the store's
 // constructive traces, and otherwise runs the rule in a sandbox and records what it made.
-import { lstatSync, mkdirSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { lstatSync } from "node:fs";
+import { join } from "node:path";
 import type { ActionKey, Digest } from "./digest.ts";
 import { WmbError } from "./errors.ts";
-import { encodeKeyInputs, type ActionKeyInputs } from "./keys.ts";
+import type { ActionKeyInputs } from "./keys.ts";
 import {
   createSandboxDir,
   execInSandbox,
   placeFile,
   removeSandboxDir,
   runsHostCommands,
+  sandboxPath,
   type ActionCommands,
   type SandboxChoice,
   type SandboxUse,
@@ -39,6 +40,8 @@ export interface PlannedAction {
   target: Target;
   inputs: PlannedInput[];
   keyInputs: ActionKeyInputs;
+  /** keyInputs in canonical JSON, encoded once: hashed to `key`, stored with results for `why`. */
+  encodedKeyInputs: string;
   key: ActionKey;
 }
 
@@ -91,13 +94,11 @@ export class Rebuilder {
             throw new WmbError("MISSING_SOURCE", `${input.file} changed while ${t.label} was building; run the build again.`, { subject: t.label });
           }
         } else {
-          const dest = join(dir, input.path);
-          if (dirname(dest) !== dir) mkdirSync(dirname(dest), { recursive: true });
-          await store.materialize(input.digest, dest, input.executable ?? false);
+          await store.materialize(input.digest, sandboxPath(dir, input.path), input.executable ?? false);
         }
         materialized.push({ path: input.path, digest: input.digest, from: input.from });
       }
-      for (const out of plan.target.outputs) if (dirname(join(dir, out)) !== dir) mkdirSync(dirname(join(dir, out)), { recursive: true });
+      for (const out of plan.target.outputs) sandboxPath(dir, out);
       const env = { ...plan.keyInputs.env, ...(variation?.env ?? {}) };
       const commands = this.actionCommands(dir, env, signal);
       const shared = t.rule.usesToolchain ? await this.opts.toolchain() : undefined;
@@ -127,7 +128,7 @@ export class Rebuilder {
         key: plan.key,
         label: t.label,
         rule: plan.keyInputs.rule,
-        keyInputs: encodeKeyInputs(plan.keyInputs),
+        keyInputs: plan.encodedKeyInputs,
         outputs,
         durationMs,
         producedBy: this.opts.producedBy,

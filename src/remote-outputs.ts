@@ -7,7 +7,6 @@ import type { ActionResult, OutputMap, Store } from "../store/store.ts";
 import { outputsDigestOf } from "../store/outputs-digest.ts";
 import type { Digest } from "./digest.ts";
 import { WmbError } from "./errors.ts";
-import { encodeKeyInputs } from "./keys.ts";
 import type { PlannedAction, Rebuilder } from "./rebuilder.ts";
 import type { RemoteCache, RemoteResult } from "./remote/action-cache.ts";
 
@@ -65,7 +64,7 @@ export class RemoteOutputs {
       key: plan.key,
       label: plan.target.label,
       rule: plan.keyInputs.rule,
-      keyInputs: encodeKeyInputs(plan.keyInputs),
+      keyInputs: plan.encodedKeyInputs,
       outputs,
       durationMs: 0,
       sandbox: result.sandbox,

@@ -41,10 +41,10 @@ export const SANDBOX_MODES: readonly SandboxMode[] = ["auto", "bwrap", "none"];
  * unsandboxed, or it ran none (rule code in wmb, or clang inside WebAssembly under WASI preopens). */
 export type SandboxUse = "bwrap" | "none" | "in-process";
 
-/** The mode a build uses: the flag, else WMB_SANDBOX, else auto. */
-export function sandboxMode(flag: SandboxMode | undefined, env: string | undefined = process.env.WMB_SANDBOX): SandboxMode {
+/** The mode a build uses: the flag, else WMB_SANDBOX, else the workspace's wmb.json, else auto. */
+export function sandboxMode(flag: SandboxMode | undefined, configured: SandboxMode | undefined, env: string | undefined = process.env.WMB_SANDBOX): SandboxMode {
   if (flag) return flag;
-  if (env === undefined || env === "") return "auto";
+  if (env === undefined || env === "") return configured ?? "auto";
   if ((SANDBOX_MODES as readonly string[]).includes(env)) return env as SandboxMode;
   throw new WmbError("USAGE", `WMB_SANDBOX is "${env}"; set it to one of ${SANDBOX_MODES.join(", ")}, or unset it.`);
 }
@@ -110,11 +110,17 @@ export async function removeSandboxDir(dir: string): Promise<void> {
   await fsp.rm(dir, { recursive: true, force: true, maxRetries: 2 });
 }
 
-/** Copy a source file into the sandbox at `rel`, read-only. */
-export async function placeFile(src: string, dir: string, rel: string): Promise<string> {
+/** `dir`/`rel`, with its parent directory made when it is not `dir` itself. */
+export function sandboxPath(dir: string, rel: string): string {
   const dest = join(dir, rel);
   const parent = dirname(dest);
   if (parent !== dir) mkdirSync(parent, { recursive: true });
+  return dest;
+}
+
+/** Copy a source file into the sandbox at `rel`, read-only. */
+export async function placeFile(src: string, dir: string, rel: string): Promise<string> {
+  const dest = sandboxPath(dir, rel);
   copyFileSync(src, dest, fsc.COPYFILE_FICLONE);
   chmodSync(dest, 0o444);
   return dest;
@@ -137,15 +143,10 @@ export function execInSandbox(
     command = ["/bin/sh", "-c", `umask ${opts.umask.toString(8).padStart(3, "0")}; exec "$@"`, "wmb-umask", ...argv];
   }
   const buildDir = opts.buildDir ?? SANDBOX_BUILD_DIR;
-  const sandboxed = opts.runner?.kind === "bwrap";
-  let file = command[0]!;
-  let args = command.slice(1);
-  let cwd = opts.cwd ? join(dir, opts.cwd) : dir;
-  if (opts.runner?.kind === "bwrap") {
-    file = opts.runner.bwrap;
-    args = bwrapArgs(dir, buildDir, opts.cwd, command);
-    cwd = dir;
-  }
+  const bwrap = opts.runner?.kind === "bwrap" ? opts.runner.bwrap : undefined;
+  // Under bwrap the command's working directory is set inside the sandbox (bwrapArgs).
+  const [file, ...args] = bwrap ? [bwrap, ...bwrapArgs(dir, buildDir, opts.cwd, command)] : command;
+  const cwd = opts.cwd && !bwrap ? join(dir, opts.cwd) : dir;
   return new Promise((resolve, reject) => {
     const child = spawn(file, args, { cwd, env: fullEnv, stdio: ["pipe", "pipe", "pipe"], detached: true });
     const out: Buffer[] = [];
@@ -170,7 +171,7 @@ export function execInSandbox(
       const stderr = Buffer.concat(err).toString("utf8");
       if (signal.aborted) reject(new WmbError("INTERRUPTED", "Interrupted."));
       else if (code === 0) resolve({ stdout, stderr });
-      else reject(new CommandError(argv.join(" "), code, withUndeclaredHint(tailLines(stderr || stdout), sandboxed ? buildDir : undefined)));
+      else reject(new CommandError(argv.join(" "), code, withUndeclaredHint(tailLines(stderr || stdout), bwrap ? buildDir : undefined)));
     });
     child.stdin.on("error", () => {});
     if (opts.stdin !== undefined) child.stdin.end(opts.stdin);

@@ -170,7 +170,7 @@ export async function verify(opts: {
   const loaded = await loadWorkspace(opts.workspace, buildFileCache(store.dir));
   const toolchains = new ToolchainProvider(opts.toolchain, opts.jobs, store);
   // One choice for every round: one probe, at most one warning.
-  const sandbox = sandboxChoice(opts.sandbox, opts.events);
+  const sandbox = sandboxChoice(opts.sandbox, loaded.root, opts.events);
   try {
     // The recorded build: what is in the store now (built first if it is not).
     const events = acrossRounds(opts.events, 1 + opts.rounds);

@@ -35,7 +35,8 @@ export type BlobHealth = "ok" | "missing" | "corrupt";
 export type ProducedBy = "build" | "verify";
 
 /** The order in which a key's results are served: builds' before verify's, newest first. */
-const SERVED_FIRST = `ORDER BY produced_by = 'build' DESC, created_at DESC, id DESC`;
+const servedFirst = (table = "") => `${table}produced_by = 'build' DESC, ${table}created_at DESC, ${table}id DESC`;
+const SERVED_FIRST = `ORDER BY ${servedFirst()}`;
 
 export { outputsDigestOf } from "./outputs-digest.ts";
 import { outputsDigestOf } from "./outputs-digest.ts";
@@ -199,7 +200,7 @@ export class Store {
        FROM action_results r
        LEFT JOIN action_outputs o ON o.result_id = r.id
        LEFT JOIN blobs b ON b.digest = o.digest
-       WHERE r.action_key = ? ORDER BY r.produced_by = 'build' DESC, r.created_at DESC, r.id DESC, o.path`,
+       WHERE r.action_key = ? ORDER BY ${servedFirst("r.")}, o.path`,
       key,
     );
     for (let i = 0; i < rows.length; ) {

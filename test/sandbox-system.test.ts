@@ -1,22 +1,15 @@
 // The system toolchain's clang and wasm-ld are host commands: they run under bwrap with the
 // action at /build, so //sqlite-cli:sealed comes out the same from checkouts in any directory.
+import { systemToolchainInstalled } from "./helpers/system-toolchain.ts";
 import { cpSync, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { wmb } from "./helpers/cli.ts";
 import { copyWorkspace } from "./helpers/sqlite-fixture.ts";
-import { createToolchain } from "../rules/toolchain.ts";
 import { probeBwrap } from "../src/sandbox-bwrap.ts";
 
-const systemInstalled = (() => {
-  try {
-    createToolchain("system", { jobs: 1 });
-    return true;
-  } catch {
-    return false;
-  }
-})();
+const systemInstalled = systemToolchainInstalled;
 const bwrapWorks = (await probeBwrap()).ok;
 const MODE = process.env.WMB_TEST_SANDBOX ?? "bwrap";
 

@@ -147,4 +147,18 @@ describe("choosing the sandbox", () => {
     }
     expect(wmbSync(ws, ["build", "//p:a"], { env: { WMB_SANDBOX: "maybe" } }).stderr).toContain('WMB_SANDBOX is "maybe"');
   });
+
+  it("wmb.json's sandbox is used when neither --sandbox nor WMB_SANDBOX says otherwise", () => {
+    const ws = twoActions();
+    writeFiles(ws, { "wmb.json": JSON.stringify({ sandbox: "bwrap" }) });
+    // Configured bwrap without bwrap: the build fails before running anything.
+    expect(wmbSync(ws, ["build", "//p:a"], { env: noBwrap }).stderr.trim()).toBe("error: --sandbox bwrap: bwrap is not on PATH; install it with `apt-get install bubblewrap`.");
+    const viaEnv = wmbSync(ws, ["build", "--json", "//p:a"], { env: { ...noBwrap, WMB_SANDBOX: "none" } });
+    expect((JSON.parse(viaEnv.stdout) as { actions: ActionJson[] }).actions[0]!.sandbox).toBe("none");
+    writeFiles(ws, { "wmb.json": JSON.stringify({ sandbox: "none" }) });
+    const configured = wmbSync(ws, ["build", "--json", "--no-cache", "//p:a"], { env: noBwrap });
+    expect(configured.stderr).not.toContain("warning:");
+    expect((JSON.parse(configured.stdout) as { actions: ActionJson[] }).actions[0]!.sandbox).toBe("none");
+    expect(wmbSync(ws, ["build", "--sandbox", "bwrap", "//p:a"], { env: noBwrap }).code).toBe(1);
+  });
 });

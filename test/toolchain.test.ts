@@ -1,4 +1,5 @@
 // The C toolchains through the wasi_compile / wasi_link rules, on real sandboxes.
+import { systemToolchainInstalled } from "./helpers/system-toolchain.ts";
 import { existsSync, promises as fsp } from "node:fs";
 import { afterAll, describe, expect, it } from "vitest";
 import type { Toolchain } from "../rules/rule.ts";
@@ -14,14 +15,7 @@ interface WasmModuleApi {
 }
 const Wasm = (globalThis as unknown as { WebAssembly: WasmModuleApi }).WebAssembly;
 
-const systemInstalled = (() => {
-  try {
-    createToolchain("system", { jobs: 1 });
-    return true;
-  } catch {
-    return false;
-  }
-})();
+const systemInstalled = systemToolchainInstalled;
 
 async function compileTwice(tc: Toolchain): Promise<[Buffer, Buffer]> {
   const attrs = { name: "hello_o", src: "hello.c", defines: ["GREETING=1"], copts: ["-g"] };

@@ -42,7 +42,7 @@ export class BuildCommand extends WmbCommand implements ManyLabels {
     description: "C toolchain: hermetic (@yowasp/clang, default) or system (Debian clang)",
     validator: t.isEnum(["hermetic", "system"] as const),
   });
-  sandbox = Option.String("--sandbox", { description: "Confine command actions: auto (bwrap when it works, default; or WMB_SANDBOX), bwrap (required), none", validator: t.isEnum(["auto", "bwrap", "none"] as const) });
+  sandbox = Option.String("--sandbox", { description: "Confine command actions: auto (bwrap when it works; the default unless WMB_SANDBOX or wmb.json says otherwise), bwrap (required), none", validator: t.isEnum(["auto", "bwrap", "none"] as const) });
   noCache = Option.Boolean("--no-cache", false, { description: "Run every action even if a result is recorded" });
   remoteCache = Option.String("--remote-cache", { description: "Read results from this OCI repository (oci://registry/repo; default: WMB_REMOTE_CACHE, else wmb.json's remote_cache)" });
   noRemoteCache = Option.Boolean("--no-remote-cache", false, { description: "Use no remote cache, whatever is configured" });
@@ -84,7 +84,7 @@ export class BuildCommand extends WmbCommand implements ManyLabels {
         jobs: this.jobs ?? availableParallelism(),
         keepGoing: this.keepGoing,
         toolchain: this.toolchain,
-        sandbox: this.sandbox ?? (process.env.WMB_SANDBOX ? undefined : config.sandbox),
+        sandbox: this.sandbox,
         noCache: this.noCache,
         remote,
         events: reporter,

@@ -41,7 +41,7 @@ export async function resolveMachine(
   const cache = await openRemoteCache(store, { plainHttp: remote.plainHttp }, config, (m) => reporter.warning!(m));
   let summary;
   try {
-    summary = await build({ workspace: root, loaded, store, targets: [label], jobs: availableParallelism(), toolchain, remote: cache, sandbox: process.env.WMB_SANDBOX ? undefined : config.sandbox, events: reporter });
+    summary = await build({ workspace: root, loaded, store, targets: [label], jobs: availableParallelism(), toolchain, remote: cache, events: reporter });
   } finally {
     reporter.stop();
   }

@@ -11,15 +11,13 @@ export async function openRemoteCache(
   config: WorkspaceConfig,
   warn: (message: string) => void,
 ): Promise<RemoteCache | undefined> {
-  if (flags.noRemoteCache) return undefined;
-  // Loaded only when one is configured: a build without a remote pays nothing for it.
-  const configured = flags.remoteCache ?? (process.env.WMB_REMOTE_CACHE || undefined) ?? config.remote_cache;
-  const { RemoteCache, remoteCacheUrl } = configured ? await import("../remote/action-cache.ts") : { RemoteCache: undefined, remoteCacheUrl: () => undefined };
-  const url = remoteCacheUrl(flags.remoteCache, config.remote_cache);
-  if (!url || !RemoteCache) {
+  const url = flags.noRemoteCache ? undefined : (flags.remoteCache ?? (process.env.WMB_REMOTE_CACHE || undefined) ?? config.remote_cache);
+  if (!url) {
     if (flags.remoteUpload) throw new WmbError("USAGE", "--remote-upload needs a remote cache: pass --remote-cache oci://<registry>/<repository>, set WMB_REMOTE_CACHE, or add remote_cache to wmb.json.");
     return undefined;
   }
+  // Loaded only when one is configured: a build without a remote pays nothing for it.
+  const { RemoteCache } = await import("../remote/action-cache.ts");
   return new RemoteCache(store, { url, upload: flags.remoteUpload, plainHttp: flags.plainHttp || config.plain_http, warn });
 }
 

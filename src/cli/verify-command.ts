@@ -37,7 +37,7 @@ export class VerifyCommand extends WmbCommand implements ManyLabels {
   vary = Option.String("--vary", { description: "Comma-separated dimensions to vary (default: all)" });
   jobs = Option.String("-j,--jobs", { description: "Parallel actions (default: cores; rounds that vary jobs use one more)", validator: t.isNumber() });
   toolchain = Option.String("--toolchain", "hermetic", { validator: t.isEnum(["hermetic", "system"] as const) });
-  sandbox = Option.String("--sandbox", { description: "Confine command actions: auto (bwrap when it works, default; or WMB_SANDBOX), bwrap (required), none", validator: t.isEnum(["auto", "bwrap", "none"] as const) });
+  sandbox = Option.String("--sandbox", { description: "Confine command actions: auto (bwrap when it works; the default unless WMB_SANDBOX or wmb.json says otherwise), bwrap (required), none", validator: t.isEnum(["auto", "bwrap", "none"] as const) });
   against = Option.String("--against", { description: "Instead of varied rounds, compare every action rebuilt here with this remote cache's result (oci://registry/repo)" });
   plainHttp = Option.Boolean("--plain-http", false, { description: "Plain HTTP to a remote cache not on this host" });
   asJson = Option.Boolean("--json", false, { description: "JSON report on stdout" });
@@ -99,10 +99,10 @@ export class VerifyCommand extends WmbCommand implements ManyLabels {
 
   private async challenge(url: string): Promise<number> {
     const { challenge } = await import("../challenge.ts");
-    const { RemoteCache, remoteCacheUrl } = await import("../remote/action-cache.ts");
+    const { RemoteCache } = await import("../remote/action-cache.ts");
     const store = await this.store();
     const reporter = progressReporter(this.context.stderr as NodeJS.WriteStream, { quiet: this.asJson });
-    const remote = new RemoteCache(store, { url: remoteCacheUrl(url, undefined)!, plainHttp: this.plainHttp, warn: (m) => reporter.warning!(m) });
+    const remote = new RemoteCache(store, { url, plainHttp: this.plainHttp, warn: (m) => reporter.warning!(m) });
     let report;
     try {
       report = await challenge({ workspace: this.workspace(), store, targets: this.targets, jobs: this.jobs ?? availableParallelism(), toolchain: this.toolchain, remote, events: reporter });

@@ -69,7 +69,7 @@ export class RemoteCache {
   /** Where each output blob of a hit can be fetched. */
   private readonly located = new Map<Digest, RemoteOutput>();
   private readonly uploads: Promise<void>[] = [];
-  private uploadErrors: string[] = [];
+  private readonly uploadErrors: string[] = [];
 
   constructor(
     private readonly store: Store,
@@ -109,7 +109,7 @@ export class RemoteCache {
       return undefined;
     }
     const declared = [...outputs].sort().join("\0");
-    if (Object.keys(result.outputs).sort().join("\0") !== declared || result.action_key !== key) {
+    if (Object.keys(result.outputs).sort().join("\0") !== declared) {
       this.opts.warn(`the remote result of ${label} does not list the outputs the target declares; running it locally.`);
       return undefined;
     }
@@ -258,12 +258,4 @@ export async function publishResult(client: RegistryClient, repository: string, 
     }),
   );
   await client.putManifest(repository, actionTag(result.action_key), manifest, MEDIA_MANIFEST);
-}
-
-/** The remote cache a command uses: the flag, else WMB_REMOTE_CACHE, else the workspace config. */
-export function remoteCacheUrl(flag: string | undefined, configured: string | undefined, env: NodeJS.ProcessEnv = process.env): string | undefined {
-  const url = flag ?? (env.WMB_REMOTE_CACHE || undefined) ?? configured;
-  if (url === undefined) return undefined;
-  const ref = parseOciReference(url, { repository: true });
-  return `oci://${ref.registry}/${ref.repository}`;
 }

@@ -261,13 +261,7 @@ export class SshSession {
       if (!opts.sent) await this.guard("starting the run", () => this.writer.json({ t: "run", ...req }));
       void pump();
       for (;;) {
-        let f;
-        try {
-          f = await this.reader.next();
-        } catch (e) {
-          if (!(e instanceof ProtocolError)) throw e;
-          f = undefined;
-        }
+        const f = await this.nextFrame();
         if (!f) {
           if (this.interrupted) return { code: 130 };
           throw await this.lost("the run");
@@ -291,7 +285,6 @@ export class SshSession {
     }
   }
 
-  /** End the session: the server stops whatever still runs and exits. */
   /** End the session: the server stops whatever still runs and exits, and so does ssh. wmb
    * does not wait for that (it would add a round trip to every dispatch): ssh is left to finish
    * on its own, and does not keep this process alive. */
@@ -302,15 +295,20 @@ export class SshSession {
     for (const s of [this.child.stdin, this.child.stdout, this.child.stderr]) (s as unknown as { unref?: () => void } | null)?.unref?.();
   }
 
-  /** The next message, which must be `type` (a Failure is thrown as its WmbError). */
-  private async message(type: string, phase: string): Promise<Record<string, unknown>> {
-    let f;
+  /** The next frame, or undefined when the session ended or broke the protocol (the caller
+   * reports why, from ssh's status and the server's last words). */
+  private async nextFrame(): Promise<Awaited<ReturnType<FrameReader["next"]>> | undefined> {
     try {
-      f = await this.reader.next();
+      return await this.reader.next();
     } catch (e) {
       if (!(e instanceof ProtocolError)) throw e;
-      f = undefined;
+      return undefined;
     }
+  }
+
+  /** The next message, which must be `type` (a Failure is thrown as its WmbError). */
+  private async message(type: string, phase: string): Promise<Record<string, unknown>> {
+    const f = await this.nextFrame();
     if (!f) throw await this.lost(phase);
     const msg = parseJson(f);
     if (msg.t === "error") throw this.remoteFailure(msg as unknown as Failure);

@@ -324,7 +324,8 @@ class Session {
       }
     }
     for (const b of this.lacking.values()) {
-      const admitted = await this.storeIo(b.role, () => this.store.putFile(b.path));
+      // Staged files are not used again: they move into the store instead of being copied.
+      const admitted = await this.storeIo(b.role, () => this.store.moveFile(b.path));
       if (admitted.digest !== b.digest) throw new WmbError("INTEGRITY", `the ${b.role} of ${q.identity} changed on disk while it was admitted; try again.`);
       await this.drop(b);
     }
