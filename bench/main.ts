@@ -1,5 +1,5 @@
 // `npm run bench`: prints figures; it asserts nothing. Sections (all by default, or name
-// them): engine, scale, sqlite, system, run, sandbox, oci, remote.
+// them): startup, engine, scale, sqlite, system, run, sandbox, oci, ssh, remote.
 import { availableParallelism } from "node:os";
 import { engineBench } from "./engine-bench.ts";
 import { runBench } from "./run-bench.ts";
@@ -10,6 +10,7 @@ export async function main(args: string[]): Promise<number> {
   const only = new Set(args);
   const want = (s: string) => only.size === 0 || only.has(s);
   console.log(`wmb benchmark — node ${process.version}, ${availableParallelism()} cores`);
+  if (want("startup")) await (await import("./startup-bench.ts")).startupBench();
   if (want("engine")) await engineBench();
   if (want("scale")) await scaleBench();
   const kinds = (["hermetic", "system"] as const).filter((k) => want(k === "hermetic" ? "sqlite" : "system"));

@@ -1,37 +1,42 @@
 #!/usr/bin/env node
-// `npm install` runs this (prepare): bundles the engine and CLI into dist/wmb.mjs, so the
-// CLI starts without a TypeScript loader. bin/wmb.mjs uses the bundle only while it is newer
-// than every source file; otherwise it runs the sources through tsx.
+// `npm install` runs this (prepare): bundles the engine and CLI into one CommonJS file,
+// dist/wmb.cjs, so the CLI starts without a TypeScript loader. bin/wmb.mjs uses the bundle only
+// while it is newer than every source file (otherwise it runs the sources through tsx), and
+// compiles it with a V8 code cache (docs/ARCHITECTURE.md, "Start-up").
 import { build } from "esbuild";
 import { execFileSync } from "node:child_process";
 import { rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { fileURLToPath, pathToFileURL } from "node:url";
+import { fileURLToPath } from "node:url";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
-// Split at every dynamic import(): a command loads only the chunks (and the packages, such as
-// better-sqlite3 or jco-transpile) it uses, so `--version` or a no-op build never loads the
-// component transpiler. Old chunks are removed first: their names carry content hashes.
 rmSync(join(root, "dist"), { recursive: true, force: true });
 await build({
   entryPoints: { wmb: join(root, "src/cli/main.ts") },
   outdir: join(root, "dist"),
-  outExtension: { ".js": ".mjs" },
-  chunkNames: "chunks/[name]-[hash]",
-  splitting: true,
+  outExtension: { ".js": ".cjs" },
+  // One file, not ES chunks: Node 20 keeps no code cache for ES modules, and resolving, reading
+  // and linking a dozen chunks costs more than one file. A module reached only through a
+  // dynamic import() stays lazy: esbuild runs its top level on first import.
   bundle: true,
   platform: "node",
-  format: "esm",
+  format: "cjs",
   target: "node20",
-  packages: "external",
+  // Pure-JS packages on the start-up path (clipanion, typanion, @noble/hashes, better-sqlite3's JavaScript) are bundled: Node
+  // would load an external package file by file. Native addons and the big, lazily used
+  // packages stay external (loaded through src/import-module.ts or require).
+  external: ["@napi-rs/*", "@yowasp/*", "@bytecodealliance/*", "esbuild", "tsx", "tsx/*", "typescript", "tar"],
+  define: { "import.meta.url": "__wmbBundleUrl" },
+  // Whitespace only: names stay, so a stack trace still reads.
+  minifyWhitespace: true,
+  banner: { js: 'const __wmbBundleUrl = require("node:url").pathToFileURL(__filename).href;' },
   logLevel: "warning",
 });
 
 // `wmb --help`, rendered once here (plain and coloured), so bin/wmb.mjs prints it without
 // loading the command parser.
 for (const [file, color] of [["help.txt", { NO_COLOR: "1" }], ["help.color.txt", { FORCE_COLOR: "1" }]]) {
-  const env = { ...process.env, ...color };
+  const env = { ...process.env, ...color, WMB_FROM_SOURCE: "" };
   delete env[color.NO_COLOR ? "FORCE_COLOR" : "NO_COLOR"];
-  const run = `const { main } = await import(${JSON.stringify(pathToFileURL(join(root, "dist/wmb.mjs")).href)}); process.exitCode = await main(["--help"]);`;
-  writeFileSync(join(root, "dist", file), execFileSync(process.execPath, ["--input-type=module", "-e", run], { env }));
+  writeFileSync(join(root, "dist", file), execFileSync(process.execPath, [join(root, "bin/wmb.mjs"), "--help"], { env }));
 }

@@ -1,11 +1,14 @@
 #!/usr/bin/env node
-// Entry point. Runs the prebuilt bundle (dist/wmb.mjs, made by `npm install`) when it is
+// Entry point. Runs the prebuilt bundle (dist/wmb.cjs, made by `npm install`) when it is
 // newer than every source file, and the TypeScript sources through tsx otherwise.
 // The two marks are for --profile (src/trace.ts): when Node handed over, when wmb was loaded.
 globalThis.__wmbEntry = performance.now();
-import { readdirSync, statSync } from "node:fs";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { createRequire } from "node:module";
+// Built-ins through require: an ES import of node:fs builds its whole export facade (streams too).
+const require = createRequire(import.meta.url);
+const { readdirSync, statSync, readFileSync, writeFileSync, renameSync, mkdirSync } = require("node:fs");
+const { dirname, join } = require("node:path");
+const { fileURLToPath } = require("node:url");
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 
@@ -22,7 +25,7 @@ function newestSource(dir) {
 function bundleIsFresh() {
   if (process.env.WMB_FROM_SOURCE === "1") return false;
   try {
-    const built = statSync(join(root, "dist/wmb.mjs")).mtimeMs;
+    const built = statSync(join(root, "dist/wmb.cjs")).mtimeMs;
     return ["src", "rules", "store"].every((d) => newestSource(join(root, d)) <= built);
   } catch {
     return false;
@@ -32,7 +35,6 @@ function bundleIsFresh() {
 // `wmb --version` is what scripts call most: answered before anything else is loaded.
 const args = process.argv.slice(2);
 if (args.length === 1 && (args[0] === "--version" || args[0] === "-v")) {
-  const { readFileSync } = await import("node:fs");
   process.stdout.write(`${JSON.parse(readFileSync(join(root, "package.json"), "utf8")).version}\n`);
   process.exit(0);
 }
@@ -45,11 +47,69 @@ function colorWanted() {
   return process.stdout.isTTY === true && process.env.TERM !== "dumb";
 }
 
+/**
+ * Compile the bundle with a V8 code cache, one per command word (dist/v8-cache/build.bin, …):
+ * Node 20 keeps none of its own, and parsing and compiling wmb is most of its start-up. The
+ * cache is written after the first run of a command, and again whenever V8 rejects it (another
+ * Node version, another bundle); a read-only install just runs without one.
+ */
+async function loadBundle(file, word) {
+  const { Script } = require("node:vm");
+  const cacheFile = /^[a-z][a-z-]{0,30}$/.test(word ?? "") ? join(root, "dist", "v8-cache", `${word}.bin`) : undefined;
+  let cachedData;
+  try {
+    if (cacheFile) cachedData = readFileSync(cacheFile);
+  } catch {
+    /* first run of this command */
+  }
+  const source = `(function (exports, require, module, __filename, __dirname) { ${readFileSync(file, "utf8")}\n})`;
+  const script = new Script(source, { filename: file, cachedData });
+  // Code compiled through node:vm cannot call import() itself: it borrows this module's.
+  globalThis.__wmbImport = (specifier) => import(specifier);
+  const module = { exports: {} };
+  script.runInThisContext().call(module.exports, module.exports, lazyBuiltins(createRequire(file)), module, file, dirname(file));
+  const { main: bundled } = module.exports;
+  if (!cacheFile || (cachedData && !script.cachedDataRejected)) return bundled;
+  return async (argv) => {
+    const code = await bundled(argv);
+    try {
+      mkdirSync(dirname(cacheFile), { recursive: true });
+      const tmp = `${cacheFile}.${process.pid}.tmp`;
+      writeFileSync(tmp, script.createCachedData());
+      renameSync(tmp, cacheFile);
+    } catch {
+      /* not writable: no cache */
+    }
+    return code;
+  };
+}
+
+/** Built-ins the bundle names at the top of modules most commands never call into (a no-op
+ * build spawns nothing and hashes nothing with node:crypto): loaded on first use instead. */
+const LAZY_BUILTINS = new Set(["node:child_process", "node:crypto", "node:worker_threads", "node:zlib", "node:net", "node:readline", "node:stream", "node:perf_hooks"]);
+
+function lazyBuiltins(load) {
+  const lazy = (id) => {
+    if (!LAZY_BUILTINS.has(id)) return load(id);
+    let real;
+    const target = () => (real ??= load(id));
+    return new Proxy({}, {
+      get: (_, key) => target()[key],
+      has: (_, key) => key in target(),
+      ownKeys: () => Reflect.ownKeys(target()),
+      getOwnPropertyDescriptor: (_, key) => {
+        const d = Reflect.getOwnPropertyDescriptor(target(), key);
+        return d && { ...d, configurable: true };
+      },
+    });
+  };
+  return Object.assign(lazy, { resolve: load.resolve, cache: load.cache });
+}
+
 let main;
 if (bundleIsFresh()) {
   // `wmb --help`: rendered when the bundle was built (bin/build-dist.mjs).
   if (args.length === 1 && (args[0] === "--help" || args[0] === "-h")) {
-    const { readFileSync } = await import("node:fs");
     try {
       process.stdout.write(readFileSync(join(root, "dist", colorWanted() ? "help.color.txt" : "help.txt")));
       process.exit(0);
@@ -57,7 +117,7 @@ if (bundleIsFresh()) {
       /* an older bundle without it: render below */
     }
   }
-  ({ main } = await import("../dist/wmb.mjs"));
+  main = await loadBundle(join(root, "dist/wmb.cjs"), args[0]);
 } else {
   const { register } = await import("tsx/esm/api");
   register();

@@ -6,6 +6,7 @@
 import { promises as fsp } from "node:fs";
 import { dirname, join } from "node:path";
 import { packageVersion } from "../src/package-version.ts";
+import { importModule } from "../src/import-module.ts";
 import { defineRule, type CommonAttrs } from "./rule.ts";
 
 export interface ComponentAttrs extends CommonAttrs {
@@ -36,7 +37,7 @@ export const component = defineRule<ComponentAttrs>({
         throw new Error(`${ctx.label}: ${what} ${what === "module" ? module : adapter} is not a core wasm module`);
       }
     }
-    const { componentNew } = await import("@bytecodealliance/jco-transpile/wasm-tools");
+    const { componentNew } = await importModule<typeof import("@bytecodealliance/jco-transpile/wasm-tools")>("@bytecodealliance/jco-transpile/wasm-tools");
     let bytes: Uint8Array;
     try {
       bytes = await componentNew(core, [[PREVIEW1, shim]]);

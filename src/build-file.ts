@@ -7,6 +7,7 @@ import { packageVersion } from "./package-version.ts";
 import { checkBuildFileTypes } from "./build-file-types.ts";
 import { dirname, isAbsolute, join, normalize, sep } from "node:path";
 import { pathToFileURL } from "node:url";
+import { importModule } from "./import-module.ts";
 import { WmbError } from "./errors.ts";
 import { canonicalLabel, formatLabel, isLabelRef, isValidPackageName, isValidTargetName } from "./label.ts";
 import { expandGlobs } from "./glob.ts";
@@ -97,7 +98,7 @@ async function importBuildFile(buildFile: string, cacheDir: string): Promise<{ d
     code = readFileSync(compiled, "utf8");
   } else {
     await checkBuildFileTypes(dirname(buildFile), buildFile);
-    const { transformSync } = await import("esbuild");
+    const { transformSync } = await importModule<typeof import("esbuild")>("esbuild");
     try {
       code = transformSync(source, { loader: "ts", format: "esm", target: "node20", sourcefile: buildFile, sourcemap: "inline" }).code;
     } catch (e) {
@@ -113,7 +114,7 @@ async function importBuildFile(buildFile: string, cacheDir: string): Promise<{ d
   try {
     if (!/^\s*(import|export\s[^;]*\sfrom)\s|\bimport\s*\(|\brequire\s*\(/m.test(code)) {
       process.setSourceMapsEnabled(true);
-      return (await import(pathToFileURL(compiled).href)) as { default?: unknown };
+      return (await importModule(pathToFileURL(compiled).href)) as { default?: unknown };
     }
     const mod = (await tsImport(pathToFileURL(buildFile).href, import.meta.url)) as { default?: unknown };
     // Outside a "type": "module" package, tsx compiles BUILD.ts to CommonJS: unwrap its exports.
@@ -125,7 +126,7 @@ async function importBuildFile(buildFile: string, cacheDir: string): Promise<{ d
 }
 
 async function tsImport(url: string, parent: string): Promise<unknown> {
-  return (await import("tsx/esm/api")).tsImport(url, parent);
+  return (await importModule<typeof import("tsx/esm/api")>("tsx/esm/api")).tsImport(url, parent);
 }
 
 function makePackage(root: string, buildFile: string, pkg: string, targets: Map<string, Target>, outputsByPackage: Map<string, Map<string, Target>>): Package {

@@ -2,7 +2,7 @@
 // walk it and the rebuilder decide each action, record everything, materialize outputs.
 // The layers and the action-key contract: docs/ARCHITECTURE.md.
 import { existsSync, promises as fsp } from "node:fs";
-import { randomBytes } from "node:crypto";
+import { uniqueSuffix } from "./unique-name.ts";
 import { dirname, join, relative, sep } from "node:path";
 import { hashBytes, type ActionKey, type Digest } from "./digest.ts";
 import { WmbError } from "./errors.ts";
@@ -368,7 +368,7 @@ async function materializeOutputs(store: Store, root: string, targets: Target[],
       if (existsSync(dest) && (await hashStatCached(store, dest)) === o.digest) continue;
       await fsp.mkdir(dirname(dest), { recursive: true });
       // Copy then rename, so a concurrent build or reader never sees half a file.
-      const tmp = `${dest}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`;
+      const tmp = `${dest}.${uniqueSuffix()}.tmp`;
       await store.materialize(o.digest, tmp, o.executable);
       await fsp.rename(tmp, dest);
     }

@@ -31,14 +31,25 @@ function nativeModule(): NativeModule | undefined {
     native = null;
     if (process.env.WMB_PURE_JS_HASH !== "1") {
       try {
-        const require = createRequire(import.meta.url);
-        native = require("@napi-rs/blake-hash") as NativeModule;
+        native = loadNative();
       } catch {
         // No build for this platform: the pure-JS reference does the work, slower.
       }
     }
   }
   return native ?? undefined;
+}
+
+/** The platform's own package first: the package's index probes the C library and tries a dozen
+ * file names before it gets there, which costs more than the dlopen itself (start-up, #12). */
+function loadNative(): NativeModule {
+  const require = createRequire(import.meta.url);
+  const platform = `@napi-rs/blake-hash-${process.platform}-${process.arch}${process.platform === "linux" ? "-gnu" : ""}`;
+  try {
+    return require(platform) as NativeModule;
+  } catch {
+    return require("@napi-rs/blake-hash") as NativeModule;
+  }
 }
 
 function nativeHasher(): NativeCtor | undefined {
@@ -63,9 +74,7 @@ export function hashBytes(data: Uint8Array | string): Digest {
   const bytes = typeof data === "string" ? Buffer.from(data, "utf8") : data;
   const mod = nativeModule();
   if (mod) return mod.blake3(bytes).toString("hex") as Digest;
-  const h = newHasher();
-  h.update(typeof data === "string" ? Buffer.from(data, "utf8") : data);
-  return h.hex() as Digest;
+  return bytesToHex(nobleBlake3(bytes)) as Digest;
 }
 
 /** The reference implementation, for cross-checks. */

@@ -3,7 +3,7 @@
 import { existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
-import { randomBytes } from "node:crypto";
+import { uniqueSuffix } from "./unique-name.ts";
 import { build, buildFailure, sandboxChoice, ToolchainProvider, type ActionReport, type BuildEvents, type ToolchainKind } from "./build.ts";
 import type { Graph } from "./graph.ts";
 import { buildFileCache, loadWorkspace, type Target } from "./build-file.ts";
@@ -92,7 +92,7 @@ function variationFor(vary: Set<Variation>, round: number): { sandbox: SandboxVa
     // Another directory, and where possible another filesystem (tmpfs lists directories in
     // creation order, ext4 in hash order), with inputs created in reverse order.
     const base = existsSync("/dev/shm") ? "/dev/shm" : tmpdir();
-    sandbox.tmpRoot = join(base, `wmb-verify-${randomBytes(4).toString("hex")}`, `round-${round}`, "a", "deeper", "path");
+    sandbox.tmpRoot = join(base, `wmb-verify-${uniqueSuffix()}`, `round-${round}`, "a", "deeper", "path");
     sandbox.reverseInputs = true;
     // Under bwrap commands see a fixed path instead of tmpRoot: vary its name and depth.
     sandbox.buildDir = `/wmb-verify-${round}/build`;

@@ -1,6 +1,6 @@
 // Blob storage on disk: cas/<first 2 hex>/<other 62 hex>, named by BLAKE3.
 // Writes are atomic: temp file in cas/tmp, fsync, chmod read-only, rename over whatever is there.
-import { randomBytes } from "node:crypto";
+import { uniqueSuffix } from "../src/unique-name.ts";
 import { chmodSync, closeSync, constants as fsc, copyFileSync, fsync, mkdirSync, openSync, promises as fsp, renameSync, rmSync, statSync, writeFileSync, type BigIntStats, type Stats } from "node:fs";
 import { promisify } from "node:util";
 import { join } from "node:path";
@@ -60,7 +60,7 @@ export class Cas {
   }
 
   private tempPath(): string {
-    return join(this.tmpDir, `${process.pid}-${randomBytes(6).toString("hex")}`);
+    return join(this.tmpDir, uniqueSuffix());
   }
 
   /** Hash the temp file and move it to its name. A file already there is kept only when its

@@ -2,11 +2,26 @@
 // schema.sql (version 1) plus the migration-N-*.sql files listed below, applied in order on open.
 import Database from "better-sqlite3";
 import { readFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import { join } from "node:path";
 import { wmbFile } from "../src/repo-root.ts";
 import { WmbError } from "../src/errors.ts";
 
 type Db = Database.Database;
+
+// better-sqlite3 is told where its addon is (its JavaScript is bundled into dist/wmb.cjs): its
+// own `bindings` lookup searches a dozen directories, relative to a file the bundle lacks.
+let addonPath: string | null | undefined;
+function sqliteAddon(): string | undefined {
+  if (addonPath === undefined) {
+    try {
+      addonPath = createRequire(import.meta.url).resolve("better-sqlite3/build/Release/better_sqlite3.node");
+    } catch {
+      addonPath = null; // better-sqlite3 looks for it itself, and says what is missing
+    }
+  }
+  return addonPath ?? undefined;
+}
 
 /** Migrations by version; version 1 is schema.sql. Append, never edit. */
 const MIGRATIONS: { version: number; sql: () => string }[] = [
@@ -26,7 +41,7 @@ export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;
 export function openIndex(file: string): Db {
   let db: Db;
   try {
-    db = new Database(file, { timeout: 30_000 });
+    db = new Database(file, { timeout: 30_000, nativeBinding: sqliteAddon() });
   } catch (e) {
     throw new WmbError("STORE", `Cannot open the store index ${file}: ${(e as Error).message}; check the path and its permissions.`, { subject: file, cause: e });
   }

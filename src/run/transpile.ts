@@ -4,7 +4,7 @@
 import { packageVersion } from "../package-version.ts";
 import { promises as fsp } from "node:fs";
 import { dirname, join } from "node:path";
-import { transpileBytes } from "@bytecodealliance/jco-transpile";
+import { importModule } from "../import-module.ts";
 
 /** The generated ES module and its manifest always have these names, whatever the component. */
 export const ENTRY_FILE = "component.js";
@@ -40,6 +40,8 @@ export interface TranspiledComponent {
  * When `outDir` is given the files are also written there (the directory is created).
  */
 export async function transpileComponent(componentBytes: Uint8Array, outDir?: string): Promise<TranspiledComponent> {
+  // Loaded only to transpile: a warm `wmb run` needs TRANSPILER_ID, not the transpiler (#12).
+  const { transpileBytes } = await importModule<typeof import("@bytecodealliance/jco-transpile")>("@bytecodealliance/jco-transpile");
   const result = await transpileBytes(componentBytes, {
     name: "component",
     instantiation: "async",
