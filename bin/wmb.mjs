@@ -86,11 +86,11 @@ async function loadBundle(file, word) {
 
 /** Built-ins the bundle names at the top of modules most commands never call into (a no-op
  * build spawns nothing and hashes nothing with node:crypto): loaded on first use instead. */
-const LAZY_BUILTINS = new Set(["node:child_process", "node:crypto", "node:worker_threads", "node:zlib", "node:net", "node:readline", "node:stream", "node:perf_hooks"]);
+const LAZY_BUILTINS = new Set(["child_process", "crypto", "worker_threads", "zlib", "net", "readline", "stream", "perf_hooks", "tty"]);
 
 function lazyBuiltins(load) {
   const lazy = (id) => {
-    if (!LAZY_BUILTINS.has(id)) return load(id);
+    if (!LAZY_BUILTINS.has(id.startsWith("node:") ? id.slice(5) : id)) return load(id);
     let real;
     const target = () => (real ??= load(id));
     return new Proxy({}, {
