@@ -1,7 +1,7 @@
 // One build: load BUILD.ts, plan the closure of the requested targets, let the scheduler
 // walk it and the rebuilder decide each action, record everything, materialize outputs.
 // The layers and the action-key contract: docs/ARCHITECTURE.md.
-import { existsSync, promises as fsp } from "node:fs";
+import { promises as fsp, statSync } from "node:fs";
 import { uniqueSuffix } from "./unique-name.ts";
 import { dirname, join, relative, sep } from "node:path";
 import { hashBytes, type ActionKey, type Digest } from "./digest.ts";
@@ -20,7 +20,7 @@ import { ActionLocks } from "../store/action-lock.ts";
 import { span, traced, tracing } from "./trace.ts";
 import { readWorkspaceConfig } from "./workspace-config.ts";
 import { ruleId, type Toolchain } from "../rules/rule.ts";
-import { hashStatCached, SourceHasher } from "./source-hash.ts";
+import { digestOfStat, hashStatCached, SourceHasher } from "./source-hash.ts";
 
 export type ToolchainKind = "hermetic" | "system";
 
@@ -134,6 +134,10 @@ export class ToolchainProvider {
   }
 }
 
+/** From this many actions (or requested targets) on, a build reads the index in bulk up front
+ * (results, wmb-out's stat cache): below it, a query each costs less than one over them all. */
+const PREFETCH_FROM = 200;
+
 export async function build(opts: BuildOptions): Promise<BuildSummary> {
   const started = performance.now();
   const { store } = opts;
@@ -172,6 +176,8 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
   const results = new Map<string, OutputMap>();
   const reports = new Map<string, ActionReport>();
   opts.events?.planned?.(closure.length);
+  // A large build reads its closure's recorded results in one query, not one per action.
+  if (closure.length >= PREFETCH_FROM && opts.noCache !== true) store.prefetchResults(closure.map((t) => t.label));
   const locks = new ActionLocks(store.dir);
   const remote = opts.remote && new RemoteOutputs(opts.remote, store, rebuilder, abort.signal, (m) => warn(opts.events, m));
 
@@ -361,11 +367,13 @@ export async function planAction(
  * the right bytes (stat-cached, so a no-op build copies nothing). */
 async function materializeOutputs(store: Store, root: string, targets: Target[], results: Map<string, OutputMap>): Promise<string[]> {
   const written: string[] = [];
+  if (targets.length >= PREFETCH_FROM) store.prefetchStatCache(join(root, "wmb-out") + sep);
   for (const t of targets) {
     for (const [path, o] of Object.entries(results.get(t.label) ?? {})) {
       const dest = join(root, "wmb-out", t.pkg, path);
       written.push(relative(root, dest));
-      if (existsSync(dest) && (await hashStatCached(store, dest)) === o.digest) continue;
+      const st = statSync(dest, { bigint: true, throwIfNoEntry: false });
+      if (st && (await digestOfStat(store, dest, st)) === o.digest) continue;
       await fsp.mkdir(dirname(dest), { recursive: true });
       // Copy then rename, so a concurrent build or reader never sees half a file.
       const tmp = `${dest}.${uniqueSuffix()}.tmp`;

@@ -29,6 +29,11 @@ export async function hashStatCached(store: Store, file: string): Promise<Digest
   return digestFor(store, file, sourceStatSignature(file));
 }
 
+/** The same, for a file the caller has just stat'ed. */
+export async function digestOfStat(store: Store, file: string, st: BigIntStats): Promise<Digest> {
+  return digestFor(store, file, statSignatureOf(st));
+}
+
 /** Hashes a workspace's source files, refusing missing files, non-files and symlinks that
  * leave the workspace. */
 export class SourceHasher {

@@ -38,6 +38,21 @@ export type ProducedBy = "build" | "verify";
 const servedFirst = (table = "") => `${table}produced_by = 'build' DESC, ${table}created_at DESC, ${table}id DESC`;
 const SERVED_FIRST = `ORDER BY ${servedFirst()}`;
 
+/** A result with one of its outputs (path null when it has none) and that blob's verified stat. */
+interface ResultRow {
+  id: number;
+  outputs_digest: Digest;
+  sandbox: SandboxUse | null;
+  path: string | null;
+  digest: Digest | null;
+  executable: number | null;
+  stat_sig: string | null;
+}
+const RESULT_ROWS = `SELECT r.id, r.outputs_digest, r.sandbox, o.path, o.digest, o.executable, b.stat_sig
+  FROM action_results r
+  LEFT JOIN action_outputs o ON o.result_id = r.id
+  LEFT JOIN blobs b ON b.digest = o.digest`;
+
 export { outputsDigestOf } from "./outputs-digest.ts";
 import { outputsDigestOf } from "./outputs-digest.ts";
 
@@ -71,6 +86,10 @@ export class Store {
   /** Every build and what each action did in it. */
   readonly history: BuildHistory;
   private readonly sql: Sql;
+  /** prefetchResults' rows by key, each key's in serving order. */
+  private prefetched?: Map<ActionKey, ResultRow[]>;
+  /** prefetchStatCache's entries under `prefix`. */
+  private statCache?: { prefix: string; entries: Map<string, { stat_sig: string; digest: Digest }> };
 
   private constructor(dir: string, cas: Cas, sql: Sql) {
     this.dir = dir;
@@ -195,14 +214,10 @@ export class Store {
    * One query brings every result with its outputs and their verified stat signatures: on a
    * no-op each output then costs one stat, not three queries. */
   async wholeResult(key: ActionKey): Promise<ActionResult | undefined> {
-    const rows = this.sql.all<{ id: number; outputs_digest: Digest; sandbox: SandboxUse | null; path: string | null; digest: Digest | null; executable: number | null; stat_sig: string | null }>(
-      `SELECT r.id, r.outputs_digest, r.sandbox, o.path, o.digest, o.executable, b.stat_sig
-       FROM action_results r
-       LEFT JOIN action_outputs o ON o.result_id = r.id
-       LEFT JOIN blobs b ON b.digest = o.digest
-       WHERE r.action_key = ? ORDER BY ${servedFirst("r.")}, o.path`,
-      key,
-    );
+    // Taken once from the prefetched rows: after that (a rerun, a dropped result) ask the index.
+    const prefetched = this.prefetched?.get(key);
+    if (prefetched) this.prefetched!.delete(key);
+    const rows = prefetched ?? this.sql.all<ResultRow>(`${RESULT_ROWS} WHERE r.action_key = ? ORDER BY ${servedFirst("r.")}, o.path`, key);
     for (let i = 0; i < rows.length; ) {
       const first = rows[i]!;
       const outputs: OutputMap = {};
@@ -218,6 +233,31 @@ export class Store {
       if (whole) return { id: first.id, outputsDigest: first.outputs_digest, outputs, sandbox: first.sandbox ?? undefined };
     }
     return undefined;
+  }
+
+  /** Every recorded result of these labels, read in one query and then served by wholeResult
+   * from memory: a no-op build of thousands of actions asks the index once, not once per action
+   * (#16). A key not among them is still looked up; rows another process records meanwhile are
+   * seen by the next build (what is served is still checked blob by blob). */
+  prefetchResults(labels: string[]): void {
+    type Row = ResultRow & { action_key: ActionKey; served: number; created_at: number };
+    const rows = this.sql.all<Row>(
+      `${RESULT_ROWS.replace("SELECT", "SELECT r.action_key, r.produced_by = 'build' AS served, r.created_at,")}
+       WHERE r.label IN (SELECT value FROM json_each(?))`,
+      JSON.stringify(labels),
+    );
+    const byKey = new Map<ActionKey, Row[]>();
+    for (const r of rows) {
+      const list = byKey.get(r.action_key);
+      if (list) list.push(r);
+      else byKey.set(r.action_key, [r]);
+    }
+    // The order wholeResult's own query has (servedFirst, then path), sorted here where it
+    // matters: most keys have one result with one output.
+    for (const list of byKey.values()) {
+      if (list.length > 1) list.sort((a, b) => b.served - a.served || b.created_at - a.created_at || b.id - a.id || ((a.path ?? "") < (b.path ?? "") ? -1 : 1));
+    }
+    this.prefetched = byKey;
   }
 
   outputsOf(resultId: number): OutputMap {
@@ -333,12 +373,24 @@ export class Store {
   // ---- stat cache ----------------------------------------------------------------------
 
   cachedDigest(path: string, statSig: string): Digest | undefined {
-    const r = this.sql.get<{ stat_sig: string; digest: Digest }>(`SELECT stat_sig, digest FROM stat_cache WHERE path = ?`, path);
+    const r = this.statCache && path.startsWith(this.statCache.prefix)
+      ? this.statCache.entries.get(path)
+      : this.sql.get<{ stat_sig: string; digest: Digest }>(`SELECT stat_sig, digest FROM stat_cache WHERE path = ?`, path);
     return r && r.stat_sig === statSig ? r.digest : undefined;
   }
 
   rememberDigest(path: string, statSig: string, digest: Digest): void {
     this.sql.run(`INSERT OR REPLACE INTO stat_cache (path, stat_sig, digest) VALUES (?, ?, ?)`, path, statSig, digest);
+    if (this.statCache && path.startsWith(this.statCache.prefix)) this.statCache.entries.set(path, { stat_sig: statSig, digest });
+  }
+
+  /** Read the stat cache's entries under a directory (`prefix` ends with a separator) in one
+   * query, for a build that checks thousands of files there (wmb-out/). */
+  prefetchStatCache(prefix: string): void {
+    // Paths under the prefix sort between it and the prefix with its last character incremented.
+    const end = prefix.slice(0, -1) + String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1);
+    const rows = this.sql.all<{ path: string; stat_sig: string; digest: Digest }>(`SELECT path, stat_sig, digest FROM stat_cache WHERE path >= ? AND path < ?`, prefix, end);
+    this.statCache = { prefix, entries: new Map(rows.map((r) => [r.path, { stat_sig: r.stat_sig, digest: r.digest }])) };
   }
 
   // ---- roots and machines --------------------------------------------------------------

@@ -6,7 +6,7 @@ import { spawnSync } from "node:child_process";
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { buildJson, makeWorkspace, WMB, wmbSync } from "./helpers/cli.ts";
+import { buildJson, executed, makeWorkspace, WMB, wmbSync } from "./helpers/cli.ts";
 import { Store } from "../store/store.ts";
 import type { ActionKey } from "../src/digest.ts";
 
@@ -96,6 +96,30 @@ describe("the store serves what it promises", () => {
     const fsck = wmbSync(ws, ["store", "fsck", "--json"]);
     expect(fsck.code, fsck.stdout).toBe(0);
     expect(JSON.parse(fsck.stdout).corrupt).toEqual([]);
+  });
+
+  it("a build large enough to read the index in bulk still refuses a corrupt blob and restores an edited wmb-out file", () => {
+    // 300 targets: over the size from which results and wmb-out's stat cache are read up front.
+    const ws = makeWorkspace({
+      "BUILD.ts": `export default (w) => {
+  const p = w.package("p");
+  for (let i = 0; i < 300; i++) p.write({ name: "w" + i, out: "w" + i + ".txt", content: "bytes " + i + "\\n" });
+};\n`,
+    });
+    const labels = Array.from({ length: 300 }, (_, i) => `//p:w${i}`);
+    const first = buildJson(ws, labels);
+    expect(first.counts.executed).toBe(300);
+    expect(buildJson(ws, labels).counts.executed).toBe(0); // wmb-out's files now in the stat cache
+    const digest = first.actions.find((a) => a.label === "//p:w7")!.outputs!["w7.txt"]!;
+    const blob = blobPath(join(ws, ".wmb"), digest);
+    chmodSync(blob, 0o644);
+    writeFileSync(blob, "BYTES 7\n"); // same length, other bytes
+    writeFileSync(join(ws, "wmb-out/p/w9.txt"), "edited by hand\n");
+    const again = buildJson(ws, labels);
+    expect(executed(again)).toEqual(["//p:w7"]);
+    expect(readFileSync(blob, "utf8")).toBe("bytes 7\n");
+    expect(readFileSync(join(ws, "wmb-out/p/w9.txt"), "utf8")).toBe("bytes 9\n");
+    expect(buildJson(ws, labels).counts.executed).toBe(0);
   });
 
   it("a JSON output with a seal member is not a machine: only the seal rule registers one", () => {
