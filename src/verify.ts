@@ -1,6 +1,6 @@
 // wmb verify: run every action of a target's closure again, bypassing the cache, in
 // sandboxes that differ from the recorded build, and compare each output digest.
-import { existsSync } from "node:fs";
+import { existsSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
 import { uniqueSuffix } from "./unique-name.ts";
@@ -83,7 +83,9 @@ function faketimeLibrary(): string | undefined {
 }
 
 /** A sandbox that differs from the default one in every requested dimension. */
-function variationFor(vary: Set<Variation>, round: number): { sandbox: SandboxVariation; tz?: string; umask?: number; described: Record<string, string> } {
+function variationFor(vary: Set<Variation>, round: number): { sandbox: SandboxVariation; tz?: string; umask?: number; described: Record<string, string>; scratch?: string } {
+  /** The varied round's own directory, removed after the round. */
+  let scratch: string | undefined;
   const described: Record<string, string> = {};
   const sandbox: SandboxVariation = { env: {} };
   let tz: string | undefined;
@@ -92,7 +94,8 @@ function variationFor(vary: Set<Variation>, round: number): { sandbox: SandboxVa
     // Another directory, and where possible another filesystem (tmpfs lists directories in
     // creation order, ext4 in hash order), with inputs created in reverse order.
     const base = existsSync("/dev/shm") ? "/dev/shm" : tmpdir();
-    sandbox.tmpRoot = join(base, `wmb-verify-${uniqueSuffix()}`, `round-${round}`, "a", "deeper", "path");
+    scratch = join(base, `wmb-verify-${uniqueSuffix()}`);
+    sandbox.tmpRoot = join(scratch, `round-${round}`, "a", "deeper", "path");
     sandbox.reverseInputs = true;
     // Under bwrap commands see a fixed path instead of tmpRoot: vary its name and depth.
     sandbox.buildDir = `/wmb-verify-${round}/build`;
@@ -123,7 +126,7 @@ function variationFor(vary: Set<Variation>, round: number): { sandbox: SandboxVa
       described.time = "later wall clock only";
     }
   }
-  return { sandbox, tz, umask, described };
+  return { sandbox, tz, umask, described, scratch };
 }
 
 /** The requested variations this host cannot apply, each with why and how to fix it. */
@@ -204,6 +207,7 @@ export async function verify(opts: {
         });
       } finally {
         restore();
+        if (v.scratch) rmSync(v.scratch, { recursive: true, force: true });
       }
       if (!round.ok) throw buildFailure(round);
       rounds.push(compareRound(r, v.described, baseline.graph, recorded, round.actions));

@@ -1,4 +1,5 @@
 // wmb verify on rules that are not reproducible in known ways, next to ones that are.
+import { existsSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { buildJson, makeWorkspace, wmbSync } from "./helpers/cli.ts";
 
@@ -49,6 +50,15 @@ describe("wmb verify", () => {
     const round = report.rounds[0]!;
     expect(round.firstDivergence).toMatchObject({ label, path });
     expect(round.diff!.text).toMatch(shown);
+  });
+
+  it("leaves no directory of a varied round behind", () => {
+    const r = wmbSync(ws, ["verify", "--json", "--sandbox", "none", "//v:path"]);
+    expect(r.code, r.stderr).toBe(1);
+    // The round's path as the unsandboxed command saw it: <base>/wmb-verify-<id>/round-1/…
+    const scratch = /(\/\S*?\/wmb-verify-[^/\s]+)\/round-1/.exec((JSON.parse(r.stdout) as VerifyJson).rounds[0]!.diff!.text)?.[1];
+    expect(scratch).toBeDefined();
+    expect(existsSync(scratch!)).toBe(false);
   });
 
   it("only varies what --vary names", () => {
