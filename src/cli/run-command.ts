@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { fmtMs } from "../progress.ts";
 import { WmbError } from "../errors.ts";
 import type { LoadedMachine } from "../machine.ts";
-import type { OutputSink, StdinSource } from "../run/runtime.ts";
+import type { OutputSink, StartedRunner, StdinSource } from "../run/runtime.ts";
 import type { Store } from "../../store/store.ts";
 import { WmbCommand } from "./base.ts";
 
@@ -73,15 +73,23 @@ export class RunCommand extends WmbCommand {
     if (this.remoteWmb !== undefined || this.remoteStore !== undefined) {
       throw new WmbError("USAGE", "--remote-wmb and --remote-store apply only with --target ssh://…; add a target or drop them.");
     }
-    const store = await this.store();
-    const m = await resolveMachine(this.machine, store, () => this.workspace(), this.context.stderr as NodeJS.WriteStream, this.toolchain, { plainHttp: this.plainHttp });
-    const r = await runResolvedMachine(store, m, requested, this.args);
-    if (this.timings) {
-      this.context.stderr.write(
-        `wmb: checked in ${fmtMs(r.timing.checkedAt - t0)}, transpile ${r.timing.transpileMs === undefined ? "cached" : fmtMs(r.timing.transpileMs)}, ran in ${fmtMs(r.timing.runMs)}\n`,
-      );
+    // The guest's runner starts now: Node, the shims and their I/O thread start while the
+    // machine is built and checked below, instead of after (it gets nothing until then).
+    const { startRunner } = await import("../run/runtime.ts");
+    const runner = startRunner();
+    try {
+      const store = await this.store();
+      const m = await resolveMachine(this.machine, store, () => this.workspace(), this.context.stderr as NodeJS.WriteStream, this.toolchain, { plainHttp: this.plainHttp });
+      const r = await runResolvedMachine(store, m, requested, this.args, { runner });
+      if (this.timings) {
+        this.context.stderr.write(
+          `wmb: checked in ${fmtMs(r.timing.checkedAt - t0)}, transpile ${r.timing.transpileMs === undefined ? "cached" : fmtMs(r.timing.transpileMs)}, ran in ${fmtMs(r.timing.runMs)}\n`,
+        );
+      }
+      return r.code;
+    } finally {
+      runner.cancel();
     }
-    return r.code;
   }
 
   /** --target ssh://…: the machine is resolved here, shipped (only what the host lacks) and run there. */
@@ -138,7 +146,7 @@ export async function runResolvedMachine(
   m: LoadedMachine,
   requested: ReadonlyMap<string, string>,
   args: string[],
-  io: { stdin?: StdinSource; stdout?: OutputSink; stderr?: OutputSink; signal?: AbortSignal } = {},
+  io: { stdin?: StdinSource; stdout?: OutputSink; stderr?: OutputSink; signal?: AbortSignal; runner?: StartedRunner } = {},
 ): Promise<{ code: number; timing: RunTimings }> {
   const { transpiledFiles } = await import("../machine.ts");
   const { machineDataDir, machineGrant } = await import("../run/run-grant.ts");
@@ -156,8 +164,9 @@ export async function runResolvedMachine(
     const rootfsDir = join(scratch, "rootfs");
     await extractRootfs(m.rootfs, rootfsDir);
     store.close(); // the guest may run for long; do not hold the index open
-    const { runMachine } = await import("../run/runtime.ts");
-    const code = await runMachine({ jsDir, rootfsDir, mounts: grant.mounts, interfaces: grant.interfaces, args, argv0: grant.argv0, ...io });
+    const { runner, ...stdio } = io;
+    const opts = { jsDir, rootfsDir, mounts: grant.mounts, interfaces: grant.interfaces, args, argv0: grant.argv0, ...stdio };
+    const code = runner ? await runner.run(opts) : await (await import("../run/runtime.ts")).runMachine(opts);
     return { code, timing: { checkedAt, transpileMs: cached ? undefined : tTranspiled - checkedAt, runMs: performance.now() - tTranspiled } };
   } finally {
     const { removeExtractedRootfs } = await import("../run/rootfs-extract.ts");

@@ -8,10 +8,11 @@
 // grants (derived from the sealed spec by run-grant.ts), and only among those built below.
 // Nothing of wasi:sockets or wasi:http is even imported, so the guest cannot reach the network.
 //
-// argv[2] is a JSON config: { jsDir, rootfsDir, mounts: [{guest, host}], interfaces, args, timing }.
-// fd 3 is a side channel to the parent for host-side failures (one JSON line), so they are
-// never confused with the guest's own stderr or exit code.
-import { writeSync } from "node:fs";
+// fd 3 is a channel with the parent: the parent writes the config, one JSON line
+// ({ jsDir, rootfsDir, mounts: [{guest, host}], interfaces, args, timing }); the runner writes
+// host-side failures (one JSON line), so they are never confused with the guest's own stderr or
+// exit code.
+import { readSync, writeSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
@@ -24,6 +25,8 @@ import * as randomShim from "@bytecodealliance/preview2-shim/random";
 
 /** Exit status used when the guest traps (as wasmtime does on Unix: 128 + SIGABRT). */
 const TRAP_EXIT = 134;
+/** Exit status of a failure of the host side (reported on fd 3; runtime.ts knows it too). */
+const HOST_FAILURE_EXIT = 125;
 
 function hostFailure(message) {
   try {
@@ -31,10 +34,36 @@ function hostFailure(message) {
   } catch {
     process.stderr.write(`wmb run: ${message}\n`);
   }
-  process.exit(125);
+  process.exit(HOST_FAILURE_EXIT);
 }
 
-const config = JSON.parse(process.argv[2] ?? "{}");
+const config = readConfig();
+process.chdir(config.rootfsDir);
+
+/**
+ * The config arrives on fd 3 as one JSON line, once the parent has resolved and checked the
+ * machine: the runner is started earlier, so that Node, the shims above and their I/O thread
+ * start meanwhile. The parent gone before it sent one: nothing to run.
+ */
+function readConfig() {
+  const chunks = [];
+  const buf = Buffer.alloc(64 << 10);
+  for (;;) {
+    let n;
+    try {
+      n = readSync(3, buf, 0, buf.length, null);
+    } catch (e) {
+      if (e?.code !== "EAGAIN") throw e;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 2); // a non-blocking fd
+      continue;
+    }
+    if (n === 0) process.exit(HOST_FAILURE_EXIT);
+    chunks.push(Buffer.from(buf.subarray(0, n)));
+    const text = Buffer.concat(chunks).toString("utf8");
+    const end = text.indexOf("\n");
+    if (end >= 0) return JSON.parse(text.slice(0, end));
+  }
+}
 
 // --- wasi:filesystem ---------------------------------------------------------------------
 // preview2-shim resolves every path inside its preopen (".." and symlinks included, absolute

@@ -10,7 +10,8 @@
 //   (`echo "select 1;" | wmb run …` works, a tty gets prompts);
 // - a trap, an out-of-memory or Ctrl-C ends the child only, and shim state (preopens, open
 //   descriptors) never leaks from one run into the next.
-// The cost is one `node` start (~60 ms) per run.
+// The cost is one `node` start (~60 ms) per run, which `wmb run` overlaps with resolving and
+// checking the machine (startRunner).
 //
 // The guest runs on the runner's one thread: WASI 0.2 has no threads, so a profile's `cpus`
 // (>= 1) is an upper bound that needs no enforcing here.
@@ -18,7 +19,7 @@ import { spawn, type StdioOptions } from "node:child_process";
 import { existsSync, promises as fsp } from "node:fs";
 import { constants as osConstants } from "node:os";
 import { join, relative, isAbsolute } from "node:path";
-import type { Readable, Writable } from "node:stream";
+import type { Duplex, Readable, Writable } from "node:stream";
 import { WmbError, type ErrorCode } from "../errors.ts";
 import { MANIFEST_FILE } from "./transpile.ts";
 import { wmbFile } from "../repo-root.ts";
@@ -111,80 +112,121 @@ export interface RunTiming {
  */
 export async function runMachine(opts: RunMachineOptions): Promise<number> {
   const config = await runnerConfig(opts);
-  for (const s of [opts.stdin, opts.stdout, opts.stderr]) {
+  return startRunner(opts, config.rootfsDir).run(opts, config);
+}
+
+/** A runner process started before its machine is resolved (see startRunner). */
+export interface StartedRunner {
+  /** Hand the runner its machine and wait for the guest's exit code (as runMachine). */
+  run(opts: RunMachineOptions, config?: RunnerConfig): Promise<number>;
+  /** End a runner that will not be used (the machine failed to resolve); no-op once run. */
+  cancel(): void;
+}
+
+/**
+ * Start a runner with these stdio, before the machine is known: Node, preview2-shim and the
+ * shim's I/O thread start while the caller still builds and checks the machine (a warm `wmb run`
+ * overlaps the two, #12). The runner does nothing until `run` sends it its config on fd 3; it
+ * has loaded no guest code by then.
+ */
+export function startRunner(io: Pick<RunMachineOptions, "stdin" | "stdout" | "stderr"> = {}, shownAs?: string): StartedRunner {
+  for (const s of [io.stdin, io.stdout, io.stderr]) {
     if (typeof s === "string" && s !== "inherit" && s !== "ignore") {
       throw new TypeError(`runMachine: stdio must be a stream, bytes, "inherit" or "ignore", not ${JSON.stringify(s)}`);
     }
   }
-  const stdinIsData = opts.stdin instanceof Uint8Array;
+  const stdinIsData = io.stdin instanceof Uint8Array;
   const stdio: StdioOptions = [
-    stdioFor(opts.stdin, 0, stdinIsData),
-    stdioFor(opts.stdout, 1, false),
-    stdioFor(opts.stderr, 2, false),
+    stdioFor(io.stdin, 0, stdinIsData),
+    stdioFor(io.stdout, 1, false),
+    stdioFor(io.stderr, 2, false),
     "pipe",
   ];
   const started = performance.now();
-  const child = spawn(process.execPath, ["--no-warnings", RUNNER, JSON.stringify(config)], {
+  // `shownAs` (the rootfs, when known) only names the process in `ps`; the runner ignores it.
+  const child = spawn(process.execPath, ["--no-warnings", RUNNER, ...(shownAs ? [shownAs] : [])], {
     stdio,
     // Nothing of the host environment reaches the runner (NODE_OPTIONS included); the
-    // guest's own environment is set inside the runner and is exactly HOME=/.
+    // guest's own environment is set inside the runner and is exactly HOME=/. It moves into
+    // the rootfs once it has its config.
     env: {},
-    cwd: config.rootfsDir,
+    cwd: "/",
   });
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
+    child.once("error", reject);
+    child.once("close", (code, signal) => resolve({ code, signal }));
+  });
+  exited.catch(() => {}); // awaited by run; a cancelled runner's end is nobody's concern
 
   if (child.stdin) {
     // The guest may exit without reading all of its input: that is not an error of ours.
     child.stdin.on("error", () => {});
-    if (stdinIsData) child.stdin.end(opts.stdin as Uint8Array);
-    else (opts.stdin as NodeJS.ReadableStream).pipe(child.stdin);
+    if (stdinIsData) child.stdin.end(io.stdin as Uint8Array);
+    else (io.stdin as NodeJS.ReadableStream).pipe(child.stdin);
   }
-  if (child.stdout) child.stdout.pipe(opts.stdout as NodeJS.WritableStream, { end: false });
-  if (child.stderr) child.stderr.pipe(opts.stderr as NodeJS.WritableStream, { end: false });
+  if (child.stdout) child.stdout.pipe(io.stdout as NodeJS.WritableStream, { end: false });
+  if (child.stderr) child.stderr.pipe(io.stderr as NodeJS.WritableStream, { end: false });
 
   let sideChannel = "";
-  child.stdio[3]!.on("data", (chunk: Buffer) => (sideChannel += chunk.toString("utf8")));
+  const channel = child.stdio[3] as Duplex;
+  channel.on("data", (chunk: Buffer) => (sideChannel += chunk.toString("utf8")));
+  channel.on("error", () => {});
+  let used = false;
 
-  const onAbort = () => child.kill("SIGTERM");
-  if (opts.signal?.aborted) onAbort();
-  opts.signal?.addEventListener("abort", onAbort, { once: true });
+  return {
+    cancel() {
+      if (used) return;
+      used = true;
+      child.kill("SIGKILL");
+    },
+    async run(opts, given) {
+      if (used) throw new Error("startRunner: this runner was already used or cancelled");
+      used = true;
+      let config: RunnerConfig;
+      try {
+        config = given ?? (await runnerConfig(opts));
+      } catch (e) {
+        child.kill("SIGKILL");
+        throw e;
+      }
+      channel.write(JSON.stringify(config) + "\n");
+      const onAbort = () => child.kill("SIGTERM");
+      if (opts.signal?.aborted) onAbort();
+      opts.signal?.addEventListener("abort", onAbort, { once: true });
+      try {
+        const { code, signal } = await exited;
+        if (child.stdin && !stdinIsData) (io.stdin as NodeJS.ReadableStream).unpipe(child.stdin);
 
-  try {
-    const { code, signal } = await new Promise<{ code: number | null; signal: NodeJS.Signals | null }>(
-      (resolve, reject) => {
-        child.once("error", reject);
-        child.once("close", (code, signal) => resolve({ code, signal }));
-      },
-    );
-    if (child.stdin && !stdinIsData) (opts.stdin as NodeJS.ReadableStream).unpipe(child.stdin);
-
-    let hostError: string | undefined;
-    let instantiatedAtMs: number | undefined;
-    let exitAtMs: number | undefined;
-    for (const line of sideChannel.split("\n")) {
-      if (line.trim() === "") continue;
-      const msg = JSON.parse(line) as { error?: string; instantiatedAtMs?: number; exitAtMs?: number };
-      if (msg.exitAtMs !== undefined) exitAtMs = msg.exitAtMs;
-      if (msg.error !== undefined) hostError = msg.error;
-      if (msg.instantiatedAtMs !== undefined) instantiatedAtMs = msg.instantiatedAtMs;
-    }
-    const totalMs = performance.now() - started;
-    const startMs = instantiatedAtMs ?? totalMs;
-    opts.onTiming?.({ startMs, runMs: exitAtMs !== undefined ? exitAtMs - startMs : undefined, totalMs });
-    if (hostError !== undefined) {
-      throw new WmbError(RUN_ERROR, `wmb run: ${hostError}`, { subject: opts.jsDir });
-    }
-    if (signal !== null) return 128 + (osConstants.signals[signal] ?? 0);
-    if (code === HOST_FAILURE_EXIT && sideChannel === "" && !opts.signal?.aborted) {
-      // The runner died before it could report (e.g. it could not load preview2-shim).
-      return code;
-    }
-    return code ?? 1;
-  } finally {
-    opts.signal?.removeEventListener("abort", onAbort);
-  }
+        let hostError: string | undefined;
+        let instantiatedAtMs: number | undefined;
+        let exitAtMs: number | undefined;
+        for (const line of sideChannel.split("\n")) {
+          if (line.trim() === "") continue;
+          const msg = JSON.parse(line) as { error?: string; instantiatedAtMs?: number; exitAtMs?: number };
+          if (msg.exitAtMs !== undefined) exitAtMs = msg.exitAtMs;
+          if (msg.error !== undefined) hostError = msg.error;
+          if (msg.instantiatedAtMs !== undefined) instantiatedAtMs = msg.instantiatedAtMs;
+        }
+        const totalMs = performance.now() - started;
+        const startMs = instantiatedAtMs ?? totalMs;
+        opts.onTiming?.({ startMs, runMs: exitAtMs !== undefined ? exitAtMs - startMs : undefined, totalMs });
+        if (hostError !== undefined) {
+          throw new WmbError(RUN_ERROR, `wmb run: ${hostError}`, { subject: opts.jsDir });
+        }
+        if (signal !== null) return 128 + (osConstants.signals[signal] ?? 0);
+        if (code === HOST_FAILURE_EXIT && sideChannel === "" && !opts.signal?.aborted) {
+          // The runner died before it could report (e.g. it could not load preview2-shim).
+          return code;
+        }
+        return code ?? 1;
+      } finally {
+        opts.signal?.removeEventListener("abort", onAbort);
+      }
+    },
+  };
 }
 
-interface RunnerConfig {
+export interface RunnerConfig {
   jsDir: string;
   rootfsDir: string;
   mounts: WritableMount[];
