@@ -301,13 +301,14 @@ describe.skipIf(!sshdInstalled)("running sealed machines on an ssh host", () => 
     const exited = new Promise<number | null>((r) => child.on("close", (code) => r(code)));
     const remoteProcesses = () => spawnSync("pgrep", ["-f", `${sshd.remoteTmp}|${store}`], { encoding: "utf8" }).stdout.trim().split("\n").filter(Boolean);
     const guestRunning = () => spawnSync("pgrep", ["-f", sshd.remoteTmp], { encoding: "utf8" }).stdout.trim() !== "";
-    const deadline = Date.now() + 60_000;
-    while (!guestRunning() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
-    expect(guestRunning()).toBe(true);
-    await new Promise((r) => setTimeout(r, 300));
-    child.kill("SIGINT");
-    const stillRunning = new Promise<string>((r) => setTimeout(() => r("still running after 30 s"), 30_000).unref());
     try {
+      // Inside the try: a failed wait must not leave a guest counting forever on this machine.
+      const deadline = Date.now() + 60_000;
+      while (!guestRunning() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+      expect(guestRunning()).toBe(true);
+      await new Promise((r) => setTimeout(r, 300));
+      child.kill("SIGINT");
+      const stillRunning = new Promise<string>((r) => setTimeout(() => r("still running after 30 s"), 30_000).unref());
       expect(await Promise.race([exited, stillRunning]), stderr).toBe(130);
     } finally {
       child.kill("SIGKILL");
