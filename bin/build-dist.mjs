@@ -5,33 +5,61 @@
 // compiles it with a V8 code cache (docs/ARCHITECTURE.md, "Start-up").
 import { build } from "esbuild";
 import { execFileSync } from "node:child_process";
-import { rmSync, writeFileSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 rmSync(join(root, "dist"), { recursive: true, force: true });
-await build({
-  entryPoints: { wmb: join(root, "src/cli/main.ts") },
+// One file each, not ES chunks: Node 20 keeps no code cache for ES modules, and resolving, reading
+// and linking a dozen chunks costs more than one file. A module reached only through a dynamic
+// import() stays lazy: esbuild runs its top level on first import. Whitespace is minified only:
+// names stay, so a stack trace still reads.
+const oneCommonJsFile = {
   outdir: join(root, "dist"),
   outExtension: { ".js": ".cjs" },
-  // One file, not ES chunks: Node 20 keeps no code cache for ES modules, and resolving, reading
-  // and linking a dozen chunks costs more than one file. A module reached only through a
-  // dynamic import() stays lazy: esbuild runs its top level on first import.
   bundle: true,
   platform: "node",
   format: "cjs",
   target: "node20",
-  // Pure-JS packages on the start-up path (clipanion, typanion, @noble/hashes, better-sqlite3's JavaScript) are bundled: Node
-  // would load an external package file by file. Native addons and the big, lazily used
-  // packages stay external (loaded through src/import-module.ts or require).
+  minifyWhitespace: true,
+  logLevel: "warning",
+};
+await build({
+  ...oneCommonJsFile,
+  entryPoints: { wmb: join(root, "src/cli/main.ts") },
+  // Pure-JS packages on the start-up path (clipanion, typanion, @noble/hashes, better-sqlite3's
+  // JavaScript) are bundled: Node would load an external package file by file. Native addons
+  // and the big, lazily used packages stay external (loaded through src/import-module.ts or require).
   external: ["@napi-rs/*", "@yowasp/*", "@bytecodealliance/*", "esbuild", "tsx", "tsx/*", "typescript", "tar"],
   define: { "import.meta.url": "__wmbBundleUrl" },
-  // Whitespace only: names stay, so a stack trace still reads.
-  minifyWhitespace: true,
   banner: { js: 'const __wmbBundleUrl = require("node:url").pathToFileURL(__filename).href;' },
-  logLevel: "warning",
 });
+
+// The guest's runner with preview2-shim, one file for src/run/guest-runner-loader.mjs to compile
+// with a code cache. The shim starts its I/O worker from a path relative to its own module: that
+// path is rewritten to the same file, relative to the bundle.
+const shimWorker = join(dirname(createRequire(import.meta.url).resolve("@bytecodealliance/preview2-shim/io")), "..", "io", "worker-thread.bundle.js");
+await build({
+  ...oneCommonJsFile,
+  entryPoints: { "guest-runner": join(root, "src/run/guest-runner.mjs") },
+  plugins: [
+    {
+      name: "shim-worker-path",
+      setup(b) {
+        b.onLoad({ filter: /preview2-shim[\\/]dist[\\/]io[\\/]worker-io\.js$/ }, (args) => {
+          const from = 'new URL("./worker-thread.bundle.js", import.meta.url)';
+          const text = readFileSync(args.path, "utf8");
+          if (!text.includes(from)) throw new Error(`${args.path} no longer starts its worker as ${from}: update bin/build-dist.mjs`);
+          const to = `require("node:path").join(__dirname, ${JSON.stringify(relative(join(root, "dist"), shimWorker))})`;
+          return { contents: text.replace(from, to), loader: "js" };
+        });
+      },
+    },
+  ],
+});
+if (!existsSync(shimWorker)) throw new Error(`preview2-shim's worker is not at ${shimWorker}: update bin/build-dist.mjs`);
 
 // `wmb --help`, rendered once here (plain and coloured), so bin/wmb.mjs prints it without
 // loading the command parser.

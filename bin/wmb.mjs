@@ -6,7 +6,7 @@ globalThis.__wmbEntry = performance.now();
 import { createRequire } from "node:module";
 // Built-ins through require: an ES import of node:fs builds its whole export facade (streams too).
 const require = createRequire(import.meta.url);
-const { readdirSync, statSync, readFileSync, writeFileSync, renameSync, mkdirSync } = require("node:fs");
+const { readdirSync, statSync, readFileSync } = require("node:fs");
 const { dirname, join } = require("node:path");
 const { fileURLToPath } = require("node:url");
 
@@ -47,39 +47,16 @@ function colorWanted() {
   return process.stdout.isTTY === true && process.env.TERM !== "dumb";
 }
 
-/**
- * Compile the bundle with a V8 code cache, one per command word (dist/v8-cache/build.bin, …):
- * Node 20 keeps none of its own, and parsing and compiling wmb is most of its start-up. The
- * cache is written after the first run of a command, and again whenever V8 rejects it (another
- * Node version, another bundle); a read-only install just runs without one.
- */
+/** The bundle, with a V8 code cache per command word (dist/v8-cache/build.bin, …), written after
+ * the first run of that command (bin/code-cache.cjs). */
 async function loadBundle(file, word) {
-  const { Script } = require("node:vm");
-  const cacheFile = /^[a-z][a-z-]{0,30}$/.test(word ?? "") ? join(root, "dist", "v8-cache", `${word}.bin`) : undefined;
-  let cachedData;
-  try {
-    if (cacheFile) cachedData = readFileSync(cacheFile);
-  } catch {
-    /* first run of this command */
-  }
-  const source = `(function (exports, require, module, __filename, __dirname) { ${readFileSync(file, "utf8")}\n})`;
-  const script = new Script(source, { filename: file, cachedData });
-  // Code compiled through node:vm cannot call import() itself: it borrows this module's.
+  const cacheFile = /^[a-z][a-z-]{0,30}$/.test(word ?? "") ? join(root, "dist", "v8-cache", `${word}.bin`) : join(root, "dist", "v8-cache", "other.bin");
   globalThis.__wmbImport = (specifier) => import(specifier);
-  const module = { exports: {} };
-  script.runInThisContext().call(module.exports, module.exports, lazyBuiltins(createRequire(file)), module, file, dirname(file));
-  const { main: bundled } = module.exports;
-  if (!cacheFile || (cachedData && !script.cachedDataRejected)) return bundled;
+  const { runCached } = require("./code-cache.cjs");
+  const { exports, saveCache } = runCached(file, cacheFile, lazyBuiltins(createRequire(file)));
   return async (argv) => {
-    const code = await bundled(argv);
-    try {
-      mkdirSync(dirname(cacheFile), { recursive: true });
-      const tmp = `${cacheFile}.${process.pid}.tmp`;
-      writeFileSync(tmp, script.createCachedData());
-      renameSync(tmp, cacheFile);
-    } catch {
-      /* not writable: no cache */
-    }
+    const code = await exports.main(argv);
+    saveCache();
     return code;
   };
 }

@@ -322,7 +322,9 @@ async function main() {
   // ioCall spawns it synchronously): the two overlap instead of adding up.
   const compiled = new Map();
   for (const file of manifest.coreModules ?? []) compiled.set(file, compileCore(file));
-  const { instantiate } = await import(pathToFileURL(join(config.jsDir, manifest.entry)).href);
+  // Bundled (dist/guest-runner.cjs) this code cannot call import() itself: the loader lends one.
+  const importModule = globalThis.__wmbImport ?? ((specifier) => import(specifier));
+  const { instantiate } = await importModule(pathToFileURL(join(config.jsDir, manifest.entry)).href);
   clocksShim.monotonicClock.subscribeDuration(0n);
   const getCoreModule = (file) => compiled.get(file) ?? compileCore(file);
   let instance;

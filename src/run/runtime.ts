@@ -24,7 +24,7 @@ import { WmbError, type ErrorCode } from "../errors.ts";
 import { MANIFEST_FILE } from "./transpile.ts";
 import { wmbFile } from "../repo-root.ts";
 
-const RUNNER = wmbFile("src/run/guest-runner.mjs");
+const RUNNER = wmbFile("src/run/guest-runner-loader.mjs");
 
 /** The WASI interfaces (unversioned) guest-runner.mjs implements: a machine is granted those its
  * spec binds to the host, and a binding outside this list is refused before anything starts

@@ -1,0 +1,44 @@
+// Runs a CommonJS bundle compiled with a V8 code cache (Node 20 keeps none of its own, and
+// compiling is most of a short command's start-up): bin/wmb.mjs runs dist/wmb.cjs this way, and
+// src/run/guest-runner-loader.mjs runs dist/guest-runner.cjs. Code compiled through node:vm
+// cannot call import() itself: the caller, an ES module, lends globalThis.__wmbImport.
+"use strict";
+const { mkdirSync, readFileSync, renameSync, writeFileSync } = require("node:fs");
+const { dirname } = require("node:path");
+const { Script } = require("node:vm");
+
+/**
+ * Evaluate `file` as a CommonJS module given `requireFn`, with the code cache in `cacheFile` when
+ * V8 accepts it. `saveCache()` writes the cache when there was none or V8 rejected it (another
+ * Node, another bundle); call it once the code that matters has run, since the cache holds what
+ * was compiled by then. A read-only install just runs without one. `saveOnExit` calls it as the
+ * process exits (for code that ends with process.exit).
+ */
+function runCached(file, cacheFile, requireFn, { saveOnExit = false } = {}) {
+  let cachedData;
+  try {
+    cachedData = readFileSync(cacheFile);
+  } catch {
+    /* first run */
+  }
+  const source = `(function (exports, require, module, __filename, __dirname) { ${readFileSync(file, "utf8")}\n})`;
+  const script = new Script(source, { filename: file, cachedData });
+  const accepted = cachedData !== undefined && !script.cachedDataRejected;
+  const saveCache = () => {
+    if (accepted) return;
+    try {
+      mkdirSync(dirname(cacheFile), { recursive: true });
+      const tmp = `${cacheFile}.${process.pid}.tmp`;
+      writeFileSync(tmp, script.createCachedData());
+      renameSync(tmp, cacheFile);
+    } catch {
+      /* not writable: no cache */
+    }
+  };
+  if (saveOnExit) process.on("exit", saveCache);
+  const module = { exports: {} };
+  script.runInThisContext().call(module.exports, module.exports, requireFn, module, file, dirname(file));
+  return { exports: module.exports, saveCache };
+}
+
+module.exports = { runCached };
