@@ -7,7 +7,10 @@ import { packageVersion } from "./package-version.ts";
 import { checkBuildFileTypes } from "./build-file-types.ts";
 import { dirname, isAbsolute, join, normalize, sep } from "node:path";
 import { pathToFileURL } from "node:url";
+import { createRequire } from "node:module";
+import { Script } from "node:vm";
 import { importModule } from "./import-module.ts";
+import { lineMapOf, originalLine, type LineMap } from "./source-lines.ts";
 import { WmbError } from "./errors.ts";
 import { canonicalLabel, formatLabel, isLabelRef, isValidPackageName, isValidTargetName } from "./label.ts";
 import { expandGlobs } from "./glob.ts";
@@ -87,35 +90,31 @@ export async function loadWorkspace(root: string, cacheDir: string): Promise<Loa
 
 /** BUILD.ts as a module. The usual BUILD.ts imports only types: it is type-checked (when the
  * workspace has a tsconfig.json) and esbuild strips the types, once per content (cached in
- * `cacheDir`, under the store), and the module loads with a source map, so
- * stack lines point into BUILD.ts. One with runtime imports goes through tsx, which resolves
- * them next to BUILD.ts. */
+ * `cacheDir`, under the store, with a line map to name BUILD.ts lines in errors), and runs
+ * through node:vm: no module loader, no source map to parse on every build (#12). One with
+ * runtime imports, import.meta or top-level await goes through tsx, which resolves them next to
+ * BUILD.ts. */
 async function importBuildFile(buildFile: string, cacheDir: string): Promise<{ default?: unknown }> {
   const source = readFileSync(buildFile, "utf8");
-  const compiled = join(cacheDir, `${hashBytes(`${buildFile}\n${packageVersion("esbuild")}\n${source}`)}.mjs`);
-  let code: string;
-  if (existsSync(compiled)) {
-    code = readFileSync(compiled, "utf8");
-  } else {
+  const base = join(cacheDir, hashBytes(`${buildFile}\n${packageVersion("esbuild")}\n${source}`));
+  let plain: { code: string; lines: LineMap } | undefined;
+  if (existsSync(`${base}.cjs`)) {
+    plain = { code: readFileSync(`${base}.cjs`, "utf8"), lines: JSON.parse(readFileSync(`${base}.lines.json`, "utf8")) as LineMap };
+  } else if (!existsSync(`${base}.tsx`)) {
     await checkBuildFileTypes(dirname(buildFile), buildFile);
-    const { transformSync } = await importModule<typeof import("esbuild")>("esbuild");
-    try {
-      code = transformSync(source, { loader: "ts", format: "esm", target: "node20", sourcefile: buildFile, sourcemap: "inline" }).code;
-    } catch (e) {
-      throw buildFileError(buildFile, e);
-    }
+    plain = await compilePlain(buildFile, source);
     // The cache lives under the store: check the store's path first (a bad one fails at once).
     ensureStoreDir(dirname(cacheDir));
     mkdirSync(cacheDir, { recursive: true });
-    const tmp = `${compiled}.${process.pid}.tmp`;
-    writeFileSync(tmp, code);
-    renameSync(tmp, compiled);
+    if (plain) {
+      writeAtomically(`${base}.lines.json`, JSON.stringify(plain.lines));
+      writeAtomically(`${base}.cjs`, plain.code);
+    } else {
+      writeAtomically(`${base}.tsx`, ""); // remembered: this one needs tsx
+    }
   }
   try {
-    if (!/^\s*(import|export\s[^;]*\sfrom)\s|\bimport\s*\(|\brequire\s*\(/m.test(code)) {
-      process.setSourceMapsEnabled(true);
-      return (await importModule(pathToFileURL(compiled).href)) as { default?: unknown };
-    }
+    if (plain) return runPlain(buildFile, plain);
     const mod = (await tsImport(pathToFileURL(buildFile).href, import.meta.url)) as { default?: unknown };
     // Outside a "type": "module" package, tsx compiles BUILD.ts to CommonJS: unwrap its exports.
     const inner = mod.default as { default?: unknown } | undefined;
@@ -123,6 +122,46 @@ async function importBuildFile(buildFile: string, cacheDir: string): Promise<{ d
   } catch (e) {
     throw buildFileError(buildFile, e);
   }
+}
+
+/** BUILD.ts without its types, as CommonJS, when it needs nothing a module loader gives
+ * (imports, import.meta, top-level await); undefined when it does. A syntax error is thrown. */
+async function compilePlain(buildFile: string, source: string): Promise<{ code: string; lines: LineMap } | undefined> {
+  const { transformSync } = await importModule<typeof import("esbuild")>("esbuild");
+  let esm: string;
+  try {
+    esm = transformSync(source, { loader: "ts", format: "esm", target: "node20", sourcefile: buildFile }).code;
+  } catch (e) {
+    throw buildFileError(buildFile, e);
+  }
+  if (/^\s*(import|export\s[^;]*\sfrom)\s|\bimport\s*\(|\brequire\s*\(|\bimport\.meta\b/m.test(esm)) return undefined;
+  try {
+    const cjs = transformSync(source, { loader: "ts", format: "cjs", target: "node20", sourcefile: buildFile, sourcemap: "external" });
+    if (cjs.warnings.length > 0) return undefined;
+    return { code: cjs.code, lines: lineMapOf((JSON.parse(cjs.map) as { mappings: string }).mappings) };
+  } catch {
+    return undefined; // top-level await: an ES module only
+  }
+}
+
+/** Line maps of the BUILD.ts files run by runPlain, for siteFromStack. */
+const lineMaps = new Map<string, LineMap>();
+/** What runPlain puts before the code on its first line (columns there are shifted by it). */
+const PLAIN_PREFIX = `(function (exports, require, module) {"use strict";`;
+
+function runPlain(buildFile: string, plain: { code: string; lines: LineMap }): { default?: unknown } {
+  lineMaps.set(buildFile, plain.lines);
+  // Named after BUILD.ts itself, so its frames in a stack trace are found by siteFromStack.
+  const script = new Script(`${PLAIN_PREFIX}${plain.code}\n})`, { filename: buildFile });
+  const module = { exports: {} as { default?: unknown } };
+  (script.runInThisContext() as (e: unknown, r: unknown, m: unknown) => void)(module.exports, createRequire(buildFile), module);
+  return module.exports;
+}
+
+function writeAtomically(file: string, text: string): void {
+  const tmp = `${file}.${process.pid}.tmp`;
+  writeFileSync(tmp, text);
+  renameSync(tmp, file);
 }
 
 async function tsImport(url: string, parent: string): Promise<unknown> {
@@ -272,11 +311,16 @@ function buildFileError(buildFile: string, e: unknown): WmbError {
 }
 
 function siteFromStack(stack: string, buildFile: string): string | undefined {
+  const lines = lineMaps.get(buildFile);
   for (const line of stack.split("\n")) {
     const i = line.indexOf(buildFile);
     if (i < 0) continue;
-    const m = /^(?:\?[^:]*)?:(\d+):\d+/.exec(line.slice(i + buildFile.length));
-    if (m) return `BUILD.ts:${m[1]}`;
+    const m = /^(?:\?[^:]*)?:(\d+):(\d+)/.exec(line.slice(i + buildFile.length));
+    if (!m) continue;
+    if (!lines) return `BUILD.ts:${m[1]}`; // tsx's frames are mapped already
+    const [generated, column] = [Number(m[1]), Number(m[2])];
+    const original = originalLine(lines, generated, generated === 1 ? column - PLAIN_PREFIX.length : column);
+    return original === undefined ? "BUILD.ts" : `BUILD.ts:${original}`;
   }
   return undefined;
 }

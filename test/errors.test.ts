@@ -1,6 +1,6 @@
 // Bad input: one sentence naming the file or label, a non-zero exit, nothing cached.
 import { describe, expect, it } from "vitest";
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { makeWorkspace, REPO, wmbSync, writeFiles } from "./helpers/cli.ts";
 
@@ -46,6 +46,40 @@ describe("errors", () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toContain("BUILD.ts:2: //p:a depends on //p:nope, which is not declared");
     expect(r.stats.action_results).toBe(0);
+  });
+
+  it("names BUILD.ts's own lines when types make its compiled lines differ: a duplicate, and an error thrown", () => {
+    const typed = (tail: string) => `// Types first: esbuild drops these lines.
+interface Package {
+  write(attrs: { name: string; out: string; content: string }): string;
+}
+type Workspace = {
+  package(name: string): Package;
+};
+
+export default (w: Workspace) => {
+  const p: Package = w.package("p");
+  p.write({ name: "a", out: "a", content: "" });
+${tail}
+};
+`;
+    const dup = failBuild(typed(`  p.write({ name: "a", out: "b", content: "" });`));
+    expect(dup.code).toBe(1);
+    expect(dup.stderr).toContain("BUILD.ts:12: target //p:a is declared twice (first at BUILD.ts:11)");
+    const thrown = failBuild(typed(`  if (p) throw new Error("no second target today");`));
+    expect(thrown.code).toBe(1);
+    expect(thrown.stderr).toContain("BUILD.ts:12: no second target today");
+  });
+
+  it("runs a BUILD.ts that needs a module loader (top-level await, import.meta) through it", () => {
+    const ws = makeWorkspace({
+      "BUILD.ts": `const content: string = await Promise.resolve(import.meta.url.startsWith("file:") ? "module" : "other");
+export default (w: any) => { w.package("p").write({ name: "a", out: "a.txt", content }); };
+`,
+    });
+    const r = wmbSync(ws, ["build", "//p:a"]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(readFileSync(join(ws, "wmb-out/p/a.txt"), "utf8")).toBe("module");
   });
 
   it("names an unknown requested target", () => {
