@@ -24,6 +24,8 @@ const oneCommonJsFile = {
   format: "cjs",
   target: "node20",
   minifyWhitespace: true,
+  // Non-ASCII characters escaped: bin/code-cache.cjs reads the bundle as latin1.
+  charset: "ascii",
   logLevel: "warning",
 };
 await build({

@@ -21,7 +21,8 @@ function runCached(file, cacheFile, requireFn, { saveOnExit = false } = {}) {
   } catch {
     /* first run */
   }
-  const source = `(function (exports, require, module, __filename, __dirname) { ${readFileSync(file, "utf8")}\n})`;
+  // The bundles are ASCII (bin/build-dist.mjs: charset "ascii"): latin1 reads them without UTF-8 decoding.
+  const source = `(function (exports, require, module, __filename, __dirname) { ${readFileSync(file, "latin1")}\n})`;
   const script = new Script(source, { filename: file, cachedData });
   const accepted = cachedData !== undefined && !script.cachedDataRejected;
   const saveCache = () => {
