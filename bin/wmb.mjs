@@ -83,6 +83,18 @@ function lazyBuiltins(load) {
   return Object.assign(lazy, { resolve: load.resolve, cache: load.cache });
 }
 
+/** `wmb run` on this host (no --target, no help): its guest's runner is started before wmb itself
+ * loads, to start up alongside it (src/run/runtime.ts adopts it; it gets nothing until the
+ * machine is checked). */
+function runsGuestHere(argv) {
+  if (argv[0] !== "run") return false;
+  const ours = argv.includes("--") ? argv.slice(0, argv.indexOf("--")) : argv;
+  return !ours.some((a) => a === "--target" || a.startsWith("--target=") || a === "-h" || a === "--help");
+}
+if (runsGuestHere(args)) {
+  globalThis.__wmbEarlyRunner = require("../src/run/runner-process.cjs").spawnRunner([0, 1, 2]);
+}
+
 let main;
 if (bundleIsFresh()) {
   // `wmb --help`: rendered when the bundle was built (bin/build-dist.mjs).
@@ -101,4 +113,9 @@ if (bundleIsFresh()) {
   ({ main } = await import("../src/cli/main.ts"));
 }
 globalThis.__wmbLoaded = performance.now();
-process.exitCode = await main(process.argv.slice(2));
+try {
+  process.exitCode = await main(process.argv.slice(2));
+} finally {
+  // Not adopted (a usage error, a machine that failed to resolve): it must not outlive us.
+  globalThis.__wmbEarlyRunner?.child.kill("SIGKILL");
+}

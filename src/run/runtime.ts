@@ -15,7 +15,8 @@
 //
 // The guest runs on the runner's one thread: WASI 0.2 has no threads, so a profile's `cpus`
 // (>= 1) is an upper bound that needs no enforcing here.
-import { spawn, type StdioOptions } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
+import { createRequire } from "node:module";
 import { existsSync, promises as fsp } from "node:fs";
 import { constants as osConstants } from "node:os";
 import { join, relative, isAbsolute } from "node:path";
@@ -24,7 +25,14 @@ import { WmbError, type ErrorCode } from "../errors.ts";
 import { MANIFEST_FILE } from "./transpile.ts";
 import { wmbFile } from "../repo-root.ts";
 
-const RUNNER = wmbFile("src/run/guest-runner-loader.mjs");
+type RunnerProcess = { child: ChildProcess; closed: Promise<{ code: number | null; signal: NodeJS.Signals | null }> };
+const { spawnRunner } = createRequire(import.meta.url)(wmbFile("src/run/runner-process.cjs")) as {
+  spawnRunner(stdio: ("inherit" | "ignore" | "pipe" | number)[], shownAs?: string): RunnerProcess;
+};
+declare global {
+  // eslint-disable-next-line no-var
+  var __wmbEarlyRunner: RunnerProcess | undefined;
+}
 
 /** The WASI interfaces (unversioned) guest-runner.mjs implements: a machine is granted those its
  * spec binds to the host, and a binding outside this list is refused before anything starts
@@ -136,27 +144,14 @@ export function startRunner(io: Pick<RunMachineOptions, "stdin" | "stdout" | "st
     }
   }
   const stdinIsData = io.stdin instanceof Uint8Array;
-  const stdio: StdioOptions = [
-    stdioFor(io.stdin, 0, stdinIsData),
-    stdioFor(io.stdout, 1, false),
-    stdioFor(io.stderr, 2, false),
-    "pipe",
-  ];
+  const stdio = [stdioFor(io.stdin, 0, stdinIsData), stdioFor(io.stdout, 1, false), stdioFor(io.stderr, 2, false)];
   const started = performance.now();
-  // `shownAs` (the rootfs, when known) only names the process in `ps`; the runner ignores it.
-  const child = spawn(process.execPath, ["--no-warnings", RUNNER, ...(shownAs ? [shownAs] : [])], {
-    stdio,
-    // Nothing of the host environment reaches the runner (NODE_OPTIONS included); the
-    // guest's own environment is set inside the runner and is exactly HOME=/. It moves into
-    // the rootfs once it has its config.
-    env: {},
-    cwd: "/",
-  });
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
-    child.once("error", reject);
-    child.once("close", (code, signal) => resolve({ code, signal }));
-  });
-  exited.catch(() => {}); // awaited by run; a cancelled runner's end is nobody's concern
+  // A plain `wmb run` finds its runner started by bin/wmb.mjs already, with these same stdio.
+  const early = globalThis.__wmbEarlyRunner;
+  const plainStdio = io.stdin === undefined && io.stdout === undefined && io.stderr === undefined;
+  if (early) delete globalThis.__wmbEarlyRunner;
+  if (early && !plainStdio) early.child.kill("SIGKILL");
+  const { child, closed: exited } = early && plainStdio ? early : spawnRunner(stdio, shownAs);
 
   if (child.stdin) {
     // The guest may exit without reading all of its input: that is not an error of ours.
