@@ -50,7 +50,7 @@ function colorWanted() {
 /** The bundle, with a V8 code cache per command word (dist/v8-cache/build.bin, …), written after
  * the first run of that command (bin/code-cache.cjs). */
 async function loadBundle(file, word) {
-  const cacheFile = /^[a-z][a-z-]{0,30}$/.test(word ?? "") ? join(root, "dist", "v8-cache", `${word}.bin`) : join(root, "dist", "v8-cache", "other.bin");
+  const cacheFile = join(root, "dist", "v8-cache", `${/^[a-z][a-z-]{0,30}$/.test(word ?? "") ? word : "other"}.bin`);
   globalThis.__wmbImport = (specifier) => import(specifier);
   const { runCached } = require("./code-cache.cjs");
   const { exports, saveCache } = runCached(file, cacheFile, lazyBuiltins(createRequire(file)));
