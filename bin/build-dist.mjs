@@ -57,11 +57,30 @@ await build({
           const to = `require("node:path").join(__dirname, ${JSON.stringify(relative(join(root, "dist"), shimWorker))})`;
           return { contents: text.replace(from, to), loader: "js" };
         });
+        // The loader starts the I/O worker before this bundle even compiles (a worker takes
+        // ~30 ms to boot, the critical path of a warm run): the shim's first worker is that one.
+        b.onLoad({ filter: /preview2-shim[\\/]dist[\\/]synckit[\\/]index\.js$/ }, (args) => {
+          const from = "const { port1: mainPort, port2: workerPort } = new MessageChannel();\n    const worker = createWorker(";
+          const text = readFileSync(args.path, "utf8");
+          if (!text.includes(from)) throw new Error(`${args.path} no longer creates its worker as expected: update bin/build-dist.mjs`);
+          const to =
+            "const early = globalThis.__wmbIoWorker;\n    delete globalThis.__wmbIoWorker;\n" +
+            "    const { port1: mainPort, port2: workerPort } = early ? early.channel : new MessageChannel();\n    const worker = early ? early.worker : createWorker(";
+          return { contents: text.replace(from, to), loader: "js" };
+        });
       },
     },
   ],
 });
 if (!existsSync(shimWorker)) throw new Error(`preview2-shim's worker is not at ${shimWorker}: update bin/build-dist.mjs`);
+// That worker's bundle (an ES module) as CommonJS, for src/run/io-worker-loader.cjs to compile
+// with a code cache.
+await build({
+  ...oneCommonJsFile,
+  entryPoints: { "io-worker": shimWorker },
+  define: { "import.meta.url": "__wmbBundleUrl" },
+  banner: { js: 'const __wmbBundleUrl = require("node:url").pathToFileURL(__filename).href;' },
+});
 
 // `wmb --help`, rendered once here (plain and coloured), so bin/wmb.mjs prints it without
 // loading the command parser.

@@ -9,15 +9,15 @@ const { Script } = require("node:vm");
 
 /**
  * Evaluate `file` as a CommonJS module given `requireFn`, with the code cache in `cacheFile` when
- * V8 accepts it. `saveCache()` writes the cache when there was none or V8 rejected it (another
- * Node, another bundle); call it once the code that matters has run, since the cache holds what
+ * V8 accepts it (none when `cacheFile` is undefined). `saveCache()` writes the cache when there was none or V8 rejected it (another
+ * Node, another bundle), and says whether it did; call it once the code that matters has run, since the cache holds what
  * was compiled by then. A read-only install just runs without one. `saveOnExit` calls it as the
  * process exits (for code that ends with process.exit).
  */
 function runCached(file, cacheFile, requireFn, { saveOnExit = false } = {}) {
   let cachedData;
   try {
-    cachedData = readFileSync(cacheFile);
+    if (cacheFile !== undefined) cachedData = readFileSync(cacheFile);
   } catch {
     /* first run */
   }
@@ -26,14 +26,15 @@ function runCached(file, cacheFile, requireFn, { saveOnExit = false } = {}) {
   const script = new Script(source, { filename: file, cachedData });
   const accepted = cachedData !== undefined && !script.cachedDataRejected;
   const saveCache = () => {
-    if (accepted) return;
+    if (accepted || cacheFile === undefined) return false;
     try {
       mkdirSync(dirname(cacheFile), { recursive: true });
       const tmp = `${cacheFile}.${process.pid}.tmp`;
       writeFileSync(tmp, script.createCachedData());
       renameSync(tmp, cacheFile);
+      return true;
     } catch {
-      /* not writable: no cache */
+      return false; // not writable: no cache
     }
   };
   if (saveOnExit) process.on("exit", saveCache);

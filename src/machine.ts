@@ -138,6 +138,23 @@ function hexOf(prefixed: string): Digest {
   return prefixed.replace(/^blake3:/, "") as Digest;
 }
 
+/** The name of the V8 code cache of a transpiled component's module kept for this Node (V8
+ * refuses one made by another Node, flags or build; the runner then writes a new one). */
+const CODE_CACHE = `v8-code-cache/node-${process.version}-${process.arch}`;
+
+/** The code cache kept for this kernel's transpiled module on this Node, when whole. */
+export async function componentCodeCache(store: Store, kernelDigest: Digest): Promise<Digest | undefined> {
+  const { TRANSPILER_ID } = await import("./run/transpile.ts");
+  return store.transpiledExtra(kernelDigest, TRANSPILER_ID, CODE_CACHE);
+}
+
+/** Keep the code cache a run wrote (the file is moved into the store). */
+export async function keepComponentCodeCache(store: Store, kernelDigest: Digest, file: string): Promise<void> {
+  const { TRANSPILER_ID } = await import("./run/transpile.ts");
+  const { digest } = await store.moveFile(file);
+  store.recordTranspiledExtra(kernelDigest, TRANSPILER_ID, CODE_CACHE, digest);
+}
+
 /** The transpiled component, from the store when this kernel was transpiled before. */
 export async function transpiledFiles(store: Store, kernel: Buffer, kernelDigest: Digest): Promise<{ outputs: OutputMap; cached: boolean }> {
   const { TRANSPILER_ID, transpileComponent } = await import("./run/transpile.ts");

@@ -2,7 +2,7 @@
 // in schema.sql). Its SQL stays in store/: commands use this API, never the database.
 // Every method keeps the invariant that no row names a blob that is not whole on disk.
 // See docs/ARCHITECTURE.md for the schema's invariants.
-import { chmodSync, constants as fsc, copyFileSync, promises as fsp, rmSync, statSync } from "node:fs";
+import { chmodSync, constants as fsc, copyFileSync, readFileSync, rmSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { hashFile, type ActionKey, type Digest } from "../src/digest.ts";
 import { Cas } from "./cas.ts";
@@ -14,6 +14,9 @@ import { fsck, type FsckReport } from "./fsck.ts";
 import { gc, type GcOptions, type GcReport } from "./gc.ts";
 import type { SandboxUse } from "../src/sandbox.ts";
 
+
+/** Path prefix of the per-host files kept beside a transpiled component (transpiledExtra). */
+const TRANSPILED_EXTRA = "host/";
 export interface StoredOutput {
   digest: Digest;
   executable: boolean;
@@ -193,8 +196,10 @@ export class Store {
     chmodSync(dest, executable ? 0o555 : 0o444);
   }
 
-  readBlob(digest: Digest): Promise<Buffer> {
-    return fsp.readFile(this.cas.path(digest));
+  /** Read at once (specs, kernels: a few MB at most): a read through the thread pool costs a
+   * round trip per 512 KiB, and `wmb run` waits for its kernel's (#12). */
+  async readBlob(digest: Digest): Promise<Buffer> {
+    return readFileSync(this.cas.path(digest));
   }
 
   // ---- action results ------------------------------------------------------------------
@@ -446,10 +451,11 @@ export class Store {
 
   // ---- transpiled components -----------------------------------------------------------
 
-  /** The files of a component transpiled before, when every one of them is whole. */
+  /** The files of a component transpiled before, when every one of them is whole (not the
+   * per-host files kept beside them, see transpiledExtra). */
   async transpiled(kernelDigest: Digest, transpiler: string): Promise<OutputMap | undefined> {
     const rows = this.sql.all<{ path: string; digest: Digest }>(
-      `SELECT path, digest FROM transpiled WHERE kernel_digest = ? AND transpiler = ? ORDER BY path`,
+      `SELECT path, digest FROM transpiled WHERE kernel_digest = ? AND transpiler = ? AND path NOT LIKE '${TRANSPILED_EXTRA}%' ORDER BY path`,
       kernelDigest,
       transpiler,
     );
@@ -469,6 +475,30 @@ export class Store {
       this.sql.run(`DELETE FROM transpiled WHERE kernel_digest = ? AND transpiler = ?`, kernelDigest, transpiler);
       for (const [path, f] of Object.entries(files)) ins.run(kernelDigest, transpiler, path, f.digest, Date.now());
     });
+  }
+
+  /** A file kept beside a transpiled component for one host only (`name`, e.g. a V8 code cache
+   * for one Node), when it is whole. Not part of the component: never shipped or compared. */
+  async transpiledExtra(kernelDigest: Digest, transpiler: string, name: string): Promise<Digest | undefined> {
+    const row = this.sql.get<{ digest: Digest }>(
+      `SELECT digest FROM transpiled WHERE kernel_digest = ? AND transpiler = ? AND path = ?`,
+      kernelDigest,
+      transpiler,
+      TRANSPILED_EXTRA + name,
+    );
+    return row && (await this.checkBlob(row.digest)) === "ok" ? row.digest : undefined;
+  }
+
+  /** Keep (or replace) such a file; it goes with the transpiled component. */
+  recordTranspiledExtra(kernelDigest: Digest, transpiler: string, name: string, digest: Digest): void {
+    this.sql.run(
+      `INSERT OR REPLACE INTO transpiled (kernel_digest, transpiler, path, digest, created_at) VALUES (?, ?, ?, ?, ?)`,
+      kernelDigest,
+      transpiler,
+      TRANSPILED_EXTRA + name,
+      digest,
+      Date.now(),
+    );
   }
 
   // ---- maintenance ---------------------------------------------------------------------

@@ -1,7 +1,9 @@
 // Sealed machines in the store: registered by identity, their transpiled component a rooted
 // store entry that survives gc (so the first run after gc does not transpile again).
 import { beforeAll, describe, expect, it } from "vitest";
-import { cpSync, mkdtempSync, readFileSync } from "node:fs";
+import { chmodSync, cpSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import Database from "better-sqlite3";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { makeWorkspace, wmbSync, writeFiles } from "./helpers/cli.ts";
@@ -49,5 +51,53 @@ describe("machines in the store", () => {
     const stats = JSON.parse(wmbSync(fx.workspace, ["store", "stats", "--store", store, "--json"]).stdout);
     expect(stats.machines).toBeGreaterThanOrEqual(1);
     expect(stats.transpiled_components).toBeGreaterThanOrEqual(1); // other suites may have run other kernels in the shared store
+  });
+
+  it("keeps the component's V8 code cache like any blob: a crafted one in its place is refused, never run", () => {
+    const cacheRow = () => {
+      const db = new Database(join(store, "index.sqlite"), { readonly: true });
+      try {
+        return db.prepare(`SELECT digest, created_at FROM transpiled WHERE path LIKE 'host/v8-code-cache/%'`).get() as { digest: string; created_at: number } | undefined;
+      } finally {
+        db.close();
+      }
+    };
+    const blobPath = (digest: string) => join(store, "cas", digest.slice(0, 2), digest.slice(2));
+    expect(runTimed().code).toBe(0);
+    const kept = cacheRow();
+    expect(kept).toBeDefined(); // written by a run and kept in the store
+    const again = runTimed();
+    expect(again.stdout).toContain("42");
+    expect(cacheRow()).toEqual(kept); // V8 took it: not written again
+
+    // What an attacker with write access to the store would try: a code cache V8 accepts for the
+    // module (same source length, same Node) whose code is theirs. V8 checks nothing more.
+    const entryRow = new Database(join(store, "index.sqlite"), { readonly: true });
+    const entry = entryRow.prepare(`SELECT digest FROM transpiled WHERE path = 'component.cjs'`).get() as { digest: string };
+    entryRow.close();
+    const dir = mkdtempSync(join(tmpdir(), "wmb-code-cache-"));
+    const crafted = join(dir, "crafted.v8cache");
+    const craft = `
+      const { readFileSync, writeFileSync } = require("node:fs");
+      const { Script } = require("node:vm");
+      const wrapped = "(function (exports, require, module, __filename, __dirname) { " + readFileSync(process.argv[1], "latin1") + "\\n})";
+      const head = "(function (exports, require, module, __filename, __dirname) { process.stdout.write('PWNED\\\\n'); process.exit(7); /*";
+      const tail = "*/\\n})";
+      writeFileSync(process.argv[2], new Script(head + " ".repeat(wrapped.length - head.length - tail.length) + tail).createCachedData());`;
+    expect(spawnSync(process.execPath, ["-e", craft, blobPath(entry.digest), crafted]).status).toBe(0);
+    // The crafted cache is a working attack: loaded the way the runner loads the module, it runs.
+    const proof = spawnSync(process.execPath, ["-e", `require(${JSON.stringify(join(__dirname, "..", "bin", "code-cache.cjs"))}).runCached(process.argv[1], process.argv[2], require)`, blobPath(entry.digest), crafted], { encoding: "utf8" });
+    expect(proof.stdout).toBe("PWNED\n");
+
+    chmodSync(blobPath(kept!.digest), 0o644);
+    writeFileSync(blobPath(kept!.digest), readFileSync(crafted));
+    const attacked = runTimed();
+    expect(attacked.stdout).not.toContain("PWNED");
+    expect(attacked.code, attacked.stderr).toBe(0);
+    expect(attacked.stdout).toContain("42");
+    // The crafted blob was dropped and a cache of the module itself kept in its place.
+    const replaced = cacheRow();
+    expect(replaced!.created_at).toBeGreaterThan(kept!.created_at);
+    expect(wmbSync(fx.workspace, ["store", "fsck", "--store", store]).code).toBe(0);
   });
 });

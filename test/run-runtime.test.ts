@@ -393,7 +393,7 @@ describe("transpileComponent", () => {
     console.log(`transpile of a ${component.length}-byte component: ${(performance.now() - t0).toFixed(0)} ms`);
     expect(Object.keys(a.files)).toEqual(Object.keys(b.files));
     for (const k of Object.keys(a.files)) expect(Buffer.from(a.files[k]!).equals(Buffer.from(b.files[k]!))).toBe(true);
-    expect(a.manifest.entry).toBe("component.js");
+    expect(a.manifest.entry).toBe("component.cjs");
     expect(a.manifest.imports).toContain("wasi:filesystem/preopens");
     expect(a.manifest.imports.some((i) => i.startsWith("wasi:sockets"))).toBe(false);
   });

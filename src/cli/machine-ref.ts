@@ -13,6 +13,7 @@ import { isOciReference, parseOciReference } from "../remote/oci/reference.ts";
 import type { ClientOptions } from "../remote/oci/client.ts";
 import { readWorkspaceConfig } from "../workspace-config.ts";
 import { openRemoteCache } from "./remote-cache.ts";
+import { traced } from "../trace.ts";
 
 export async function resolveMachine(
   ref: string,
@@ -47,5 +48,5 @@ export async function resolveMachine(
   }
   if (!summary.ok) throw buildFailure(summary);
   const [sealed] = await registerBuiltMachines(store, summary);
-  return loadMachine(store, sealed!.seal.digest);
+  return traced("check the machine's digests", "run", () => loadMachine(store, sealed!.seal.digest));
 }

@@ -1,10 +1,11 @@
 import { Command, Option } from "clipanion";
 import * as t from "typanion";
-import { mkdirSync, mkdtempSync, promises as fsp } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fmtMs } from "../progress.ts";
 import { WmbError } from "../errors.ts";
+import { traced } from "../trace.ts";
 import type { LoadedMachine } from "../machine.ts";
 import type { OutputSink, StartedRunner, StdinSource } from "../run/runtime.ts";
 import type { Store } from "../../store/store.ts";
@@ -148,30 +149,53 @@ export async function runResolvedMachine(
   args: string[],
   io: { stdin?: StdinSource; stdout?: OutputSink; stderr?: OutputSink; signal?: AbortSignal; runner?: StartedRunner } = {},
 ): Promise<{ code: number; timing: RunTimings }> {
-  const { transpiledFiles } = await import("../machine.ts");
+  const { componentCodeCache, keepComponentCodeCache, transpiledFiles } = await import("../machine.ts");
   const { machineDataDir, machineGrant } = await import("../run/run-grant.ts");
   const grant = machineGrant(m.spec, m.kernel, requested, machineDataDir(store.dir, m.identity));
   const checkedAt = performance.now();
-  const { outputs, cached } = await transpiledFiles(store, m.kernel, m.kernelDigest);
+  const { outputs, cached } = await traced("find the transpiled component", "run", () => transpiledFiles(store, m.kernel, m.kernelDigest));
   const tTranspiled = performance.now();
   for (const mount of grant.mounts) mkdirSync(mount.host, { recursive: true });
   const scratch = mkdtempSync(join(tmpdir(), "wmb-run-"));
   try {
     const jsDir = join(scratch, "js");
-    await fsp.mkdir(jsDir);
-    for (const [name, o] of Object.entries(outputs)) await store.materialize(o.digest, join(jsDir, name), false);
+    // The module's V8 code cache goes with it: checked like any blob, written by the runner when
+    // there is none (a component's first run here) and kept for the next run.
+    const { ENTRY_FILE } = await import("../run/transpile.ts");
+    const codeCacheFile = join(jsDir, `${ENTRY_FILE}.v8cache`);
+    const codeCache = await componentCodeCache(store, m.kernelDigest);
+    await traced("copy the component's JS", "run", async () => {
+      mkdirSync(jsDir);
+      for (const [name, o] of Object.entries(outputs)) await store.materialize(o.digest, join(jsDir, name), false);
+      if (codeCache) await store.materialize(codeCache, codeCacheFile, false);
+    });
     const { extractRootfs } = await import("../run/rootfs-extract.ts");
     const rootfsDir = join(scratch, "rootfs");
-    await extractRootfs(m.rootfs, rootfsDir);
+    await traced("extract the rootfs", "run", () => extractRootfs(m.rootfs, rootfsDir));
     store.close(); // the guest may run for long; do not hold the index open
     const { runner, ...stdio } = io;
-    const opts = { jsDir, rootfsDir, mounts: grant.mounts, interfaces: grant.interfaces, args, argv0: grant.argv0, ...stdio };
-    const code = runner ? await runner.run(opts) : await (await import("../run/runtime.ts")).runMachine(opts);
+    const opts = { jsDir, rootfsDir, mounts: grant.mounts, interfaces: grant.interfaces, args, argv0: grant.argv0, codeCache: true, ...stdio };
+    const code = await traced("hand over to the runner, wait for the guest", "run", async () =>
+      runner ? runner.run(opts) : (await import("../run/runtime.ts")).runMachine(opts),
+    );
+    // A materialized cache is read-only; one the runner wrote (the first, or one replacing a cache
+    // V8 refused) is not: keep it. Rare, so the store reopens for it.
+    const written = statSync(codeCacheFile, { throwIfNoEntry: false });
+    if (written && written.mode & 0o200) {
+      const reopened = await (await import("../../store/store.ts")).Store.open(store.dir);
+      try {
+        await keepComponentCodeCache(reopened, m.kernelDigest, codeCacheFile);
+      } finally {
+        reopened.close();
+      }
+    }
     return { code, timing: { checkedAt, transpileMs: cached ? undefined : tTranspiled - checkedAt, runMs: performance.now() - tTranspiled } };
   } finally {
-    const { removeExtractedRootfs } = await import("../run/rootfs-extract.ts");
-    await removeExtractedRootfs(join(scratch, "rootfs")).catch(() => {});
-    await fsp.rm(scratch, { recursive: true, force: true });
+    await traced("remove the run's scratch directory", "run", async () => {
+      const { removeExtractedRootfs } = await import("../run/rootfs-extract.ts");
+      await removeExtractedRootfs(join(scratch, "rootfs")).catch(() => {});
+      rmSync(scratch, { recursive: true, force: true });
+    });
   }
 }
 

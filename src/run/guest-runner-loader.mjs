@@ -22,6 +22,17 @@ function bundleIsFresh() {
 }
 
 if (bundleIsFresh()) {
+  // preview2-shim's I/O worker, started first: a worker takes ~30 ms to boot, so it boots while
+  // the bundle compiles and runs (the bundle's copy of the shim takes this one, see
+  // bin/build-dist.mjs).
+  const { MessageChannel, Worker } = require("node:worker_threads");
+  const channel = new MessageChannel();
+  const worker = new Worker(join(here, "io-worker-loader.cjs"), {
+    workerData: { workerPort: channel.port2, debug: false },
+    transferList: [channel.port2],
+    execArgv: [],
+  });
+  globalThis.__wmbIoWorker = { channel, worker };
   globalThis.__wmbImport = (specifier) => import(specifier);
   const { runCached } = require(join(root, "bin", "code-cache.cjs"));
   // The runner ends with process.exit: its cache is written then, the first time.

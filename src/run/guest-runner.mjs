@@ -9,11 +9,10 @@
 // Nothing of wasi:sockets or wasi:http is even imported, so the guest cannot reach the network.
 //
 // fd 3 is a channel with the parent: the parent writes the config, one JSON line
-// ({ jsDir, rootfsDir, mounts: [{guest, host}], interfaces, args, timing }); the runner writes
+// ({ jsDir, rootfsDir, mounts: [{guest, host}], interfaces, args, timing, codeCache }); the runner writes
 // host-side failures (one JSON line), so they are never confused with the guest's own stderr or
-// exit code.
-import { readSync, writeSync } from "node:fs";
-import { readFile } from "node:fs/promises";
+// exit code, and the guest's exit status as it exits ({ exit, marks }).
+import { readFileSync, readSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { isatty } from "node:tty";
@@ -22,6 +21,7 @@ import * as clocksShim from "@bytecodealliance/preview2-shim/clocks";
 import * as fsShim from "@bytecodealliance/preview2-shim/filesystem";
 import * as ioShim from "@bytecodealliance/preview2-shim/io";
 import * as randomShim from "@bytecodealliance/preview2-shim/random";
+import { runCached } from "../../bin/code-cache.cjs";
 
 /** Exit status used when the guest traps (as wasmtime does on Unix: 128 + SIGABRT). */
 const TRAP_EXIT = 134;
@@ -37,7 +37,15 @@ function hostFailure(message) {
   process.exit(HOST_FAILURE_EXIT);
 }
 
+/** Milestones of this run as epoch milliseconds, sent on fd 3 as the runner exits when the
+ * parent asks (config.timing): a trace (WMB_TRACE) shows them next to the parent's own spans. */
+const marks = { started: performance.timeOrigin, loaded: epochNow() };
+function epochNow() {
+  return performance.timeOrigin + performance.now();
+}
+
 const config = readConfig();
+marks.configured = epochNow();
 process.chdir(config.rootfsDir);
 
 /**
@@ -304,7 +312,7 @@ function unversioned(name) {
 }
 
 async function main() {
-  const manifest = JSON.parse(await readFile(join(config.jsDir, "wmb-transpile.json"), "utf8"));
+  const manifest = JSON.parse(readFileSync(join(config.jsDir, "wmb-transpile.json"), "utf8"));
   const imports = {};
   const refused = [];
   const granted = new Set(config.interfaces);
@@ -318,13 +326,13 @@ async function main() {
   if (refused.length > 0) {
     hostFailure(`the component imports ${refused.join(", ")}, which this machine's capabilities do not grant`);
   }
-  // Compile every core module off-thread while the shim's I/O worker starts (the first
-  // ioCall spawns it synchronously): the two overlap instead of adding up.
+  // Compile every core module off-thread while the shim's I/O worker finishes starting (the
+  // first ioCall waits for it): the two overlap instead of adding up.
   const compiled = new Map();
   for (const file of manifest.coreModules ?? []) compiled.set(file, compileCore(file));
-  // Bundled (dist/guest-runner.cjs) this code cannot call import() itself: the loader lends one.
-  const importModule = globalThis.__wmbImport ?? ((specifier) => import(specifier));
-  const { instantiate } = await importModule(pathToFileURL(join(config.jsDir, manifest.entry)).href);
+  const entry = loadEntry(join(config.jsDir, manifest.entry));
+  const { instantiate } = await entry.exports;
+  marks.imported = epochNow();
   clocksShim.monotonicClock.subscribeDuration(0n);
   const getCoreModule = (file) => compiled.get(file) ?? compileCore(file);
   let instance;
@@ -335,8 +343,14 @@ async function main() {
   }
   const run = instance["wasi:cli/run@0.2.0"] ?? instance.run ?? findRunExport(instance);
   if (!run) hostFailure("the component exports no wasi:cli/run interface");
-  if (config.timing) writeSync(3, JSON.stringify({ instantiatedAtMs: performance.now() }) + "\n");
-  if (config.timing) process.on("exit", () => writeSync(3, JSON.stringify({ exitAtMs: performance.now() }) + "\n"));
+  marks.instantiated = epochNow();
+  process.on("exit", (code) => {
+    // Once the guest ran: the cache then holds the functions its run compiled too.
+    entry.saveCache();
+    // The guest's status, said before this process has wound down (its I/O worker, its heap):
+    // whoever waits for the guest can go on meanwhile.
+    writeSync(3, JSON.stringify({ exit: code, marks: config.timing ? { ...marks, exited: epochNow() } : undefined }) + "\n");
+  });
   try {
     run.run();
   } catch (e) {
@@ -348,8 +362,29 @@ async function main() {
   process.exit(0);
 }
 
+/**
+ * The component's module. CommonJS (what wmb transpiles to) is compiled with the V8 code cache
+ * `<entry>.v8cache` in jsDir when config.codeCache (the parent materialized it from the store,
+ * digest checked, and admits the one written here when there was none or V8 rejected it);
+ * otherwise it is imported as an ES module.
+ */
+function loadEntry(file) {
+  if (file.endsWith(".cjs")) {
+    const refuse = (id) => {
+      throw new Error(`the component's module may not require ${id}`);
+    };
+    return runCached(file, config.codeCache ? `${file}.v8cache` : undefined, refuse);
+  }
+  // Bundled (dist/guest-runner.cjs) this code cannot call import() itself: the loader lends one.
+  const importModule = globalThis.__wmbImport ?? ((specifier) => import(specifier));
+  return { exports: importModule(pathToFileURL(file).href), saveCache: () => false };
+}
+
+/** Read synchronously, so that V8 compiles on its own threads at once, even while this thread
+ * then blocks on the shim's first call to its I/O worker (an asynchronous read would hand the
+ * bytes over only after it). */
 function compileCore(file) {
-  return readFile(join(config.jsDir, file)).then((bytes) => WebAssembly.compile(bytes));
+  return WebAssembly.compile(readFileSync(join(config.jsDir, file)));
 }
 
 function findRunExport(instance) {

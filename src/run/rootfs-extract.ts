@@ -6,7 +6,9 @@
 // Links are refused outright, not checked: a rootfs needs none, and a tree without links is
 // one whose every path provably resolves inside destDir (the runtime refuses absolute and
 // escaping symlinks too, but a tree that holds none needs no such reasoning).
-import { promises as fsp } from "node:fs";
+// Synchronous file calls: microseconds each, where an asynchronous one is a thread-pool round
+// trip, and a run waits for both the extraction and the removal (#12).
+import { chmodSync, mkdirSync, readdirSync, realpathSync, rmSync, writeFileSync } from "node:fs";
 import { join, relative, resolve, sep } from "node:path";
 import { WmbError } from "../errors.ts";
 import { readTar, TarFormatError, type TarEntry } from "../formats/tar-reader.ts";
@@ -34,16 +36,16 @@ export interface RootfsEntry {
  */
 export async function extractRootfs(tarBytes: Uint8Array, destDir: string): Promise<ExtractedRootfs> {
   const entries = readRootfsEntries(tarBytes);
-  await fsp.mkdir(destDir, { recursive: true });
-  if ((await fsp.readdir(destDir)).length > 0) {
+  mkdirSync(destDir, { recursive: true });
+  if (readdirSync(destDir).length > 0) {
     throw rootfsError(`the extraction directory ${destDir} is not empty.`);
   }
-  const root = await fsp.realpath(destDir);
+  const root = realpathSync(destDir);
   const dirs = new Set<string>([root]);
 
-  const ensureDir = async (abs: string) => {
+  const ensureDir = (abs: string) => {
     if (dirs.has(abs)) return;
-    await fsp.mkdir(abs, { recursive: true, mode: 0o755 });
+    mkdirSync(abs, { recursive: true, mode: 0o755 });
     // Record the directory and its ancestors up to the root.
     for (let d = abs; d !== root && !dirs.has(d); d = resolve(d, "..")) dirs.add(d);
   };
@@ -55,48 +57,48 @@ export async function extractRootfs(tarBytes: Uint8Array, destDir: string): Prom
     if (rel.startsWith("..") || rel.startsWith(sep)) throw rootfsError(`entry ${JSON.stringify(e.name)} escapes the rootfs.`);
     try {
       if (e.kind === "directory") {
-        await ensureDir(abs);
+        ensureDir(abs);
       } else {
-        await ensureDir(resolve(abs, ".."));
+        ensureDir(resolve(abs, ".."));
         // "wx": never follow or replace something already there.
-        await fsp.writeFile(abs, e.data, { flag: "wx", mode: 0o644 });
+        writeFileSync(abs, e.data, { flag: "wx", mode: 0o644 });
       }
     } catch (err) {
       throw rootfsError(`cannot extract entry ${JSON.stringify(e.name)}: ${(err as Error).message}`, err);
     }
   }
-  await makeReadOnly(root, entries);
+  makeReadOnly(root, entries);
   return { entries: entries.map((e) => (e.kind === "directory" ? `${e.name}/` : e.name)) };
 }
 
 /** Remove a tree made by extractRootfs (its directories are read-only, so rm alone fails for non-root users). */
 export async function removeExtractedRootfs(dir: string): Promise<void> {
-  const walk = async (d: string): Promise<void> => {
-    await fsp.chmod(d, 0o755);
-    for (const ent of await fsp.readdir(d, { withFileTypes: true })) {
-      if (ent.isDirectory()) await walk(join(d, ent.name));
+  const walk = (d: string): void => {
+    chmodSync(d, 0o755);
+    for (const ent of readdirSync(d, { withFileTypes: true })) {
+      if (ent.isDirectory()) walk(join(d, ent.name));
     }
   };
   try {
-    await walk(dir);
+    walk(dir);
   } catch {
     // Already gone or partly removed: rm below does the rest.
   }
-  await fsp.rm(dir, { recursive: true, force: true });
+  rmSync(dir, { recursive: true, force: true });
 }
 
 /** Files 0444 (0555 if executable in the tar), directories 0555, children before parents. */
-async function makeReadOnly(root: string, entries: RootfsEntry[]): Promise<void> {
+function makeReadOnly(root: string, entries: RootfsEntry[]): void {
   const dirs = new Set<string>();
   for (const e of entries) {
     const abs = join(root, e.name);
-    if (e.kind === "file") await fsp.chmod(abs, e.mode & 0o111 ? 0o555 : 0o444);
+    if (e.kind === "file") chmodSync(abs, e.mode & 0o111 ? 0o555 : 0o444);
     else dirs.add(abs);
     for (let d = resolve(abs, ".."); d !== root && d.startsWith(root + sep); d = resolve(d, "..")) dirs.add(d);
   }
   const deepestFirst = [...dirs].sort((a, b) => b.length - a.length);
-  for (const d of deepestFirst) await fsp.chmod(d, 0o555);
-  await fsp.chmod(root, 0o555);
+  for (const d of deepestFirst) chmodSync(d, 0o555);
+  chmodSync(root, 0o555);
 }
 
 /** Limits for a rootfs: generous for a machine's few files, small enough that a hostile

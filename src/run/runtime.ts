@@ -20,10 +20,12 @@ import { createRequire } from "node:module";
 import { existsSync, promises as fsp } from "node:fs";
 import { constants as osConstants } from "node:os";
 import { join, relative, isAbsolute } from "node:path";
-import type { Duplex, Readable, Writable } from "node:stream";
+import type { Socket } from "node:net";
+import type { Readable, Writable } from "node:stream";
 import { WmbError, type ErrorCode } from "../errors.ts";
 import { MANIFEST_FILE } from "./transpile.ts";
 import { wmbFile } from "../repo-root.ts";
+import { span, tracing } from "../trace.ts";
 
 type RunnerProcess = { child: ChildProcess; closed: Promise<{ code: number | null; signal: NodeJS.Signals | null }> };
 const { spawnRunner } = createRequire(import.meta.url)(wmbFile("src/run/runner-process.cjs")) as {
@@ -92,6 +94,10 @@ export interface RunMachineOptions {
   stderr?: OutputSink;
   /** Aborting kills the guest; runMachine then resolves with 128 + SIGTERM (143). */
   signal?: AbortSignal;
+  /** Compile the component's module with the V8 code cache `<entry>.v8cache` in jsDir when it is
+   * there, and write it there when it is not or V8 rejects it (the caller keeps it, see
+   * runResolvedMachine). Off, no cache is read or written. */
+  codeCache?: boolean;
   /** Called once the run ends, with where the time went. */
   onTiming?: (timing: RunTiming) => void;
 }
@@ -163,8 +169,14 @@ export function startRunner(io: Pick<RunMachineOptions, "stdin" | "stdout" | "st
   if (child.stderr) child.stderr.pipe(io.stderr as NodeJS.WritableStream, { end: false });
 
   let sideChannel = "";
-  const channel = child.stdio[3] as Duplex;
-  channel.on("data", (chunk: Buffer) => (sideChannel += chunk.toString("utf8")));
+  let reportExit: (code: number) => void = () => {};
+  const reportedExit = new Promise<number>((resolve) => (reportExit = resolve));
+  const channel = child.stdio[3] as Socket;
+  channel.on("data", (chunk: Buffer) => {
+    sideChannel += chunk.toString("utf8");
+    const exit = sideMessages(sideChannel).find((m) => m.exit !== undefined)?.exit;
+    if (exit !== undefined) reportExit(exit);
+  });
   channel.on("error", () => {});
   let used = false;
 
@@ -189,22 +201,27 @@ export function startRunner(io: Pick<RunMachineOptions, "stdin" | "stdout" | "st
       if (opts.signal?.aborted) onAbort();
       opts.signal?.addEventListener("abort", onAbort, { once: true });
       try {
-        const { code, signal } = await exited;
+        // With the guest's output on this process's own fds there is nothing to drain: the status
+        // the runner reports as it exits is final, and its winding down need not be waited for.
+        const { code, signal } =
+          child.stdout || child.stderr ? await exited : await Promise.race([exited, reportedExit.then((c) => ({ code: c, signal: null }))]);
+        child.unref();
+        channel.unref();
         if (child.stdin && !stdinIsData) (io.stdin as NodeJS.ReadableStream).unpipe(child.stdin);
 
         let hostError: string | undefined;
-        let instantiatedAtMs: number | undefined;
-        let exitAtMs: number | undefined;
-        for (const line of sideChannel.split("\n")) {
-          if (line.trim() === "") continue;
-          const msg = JSON.parse(line) as { error?: string; instantiatedAtMs?: number; exitAtMs?: number };
-          if (msg.exitAtMs !== undefined) exitAtMs = msg.exitAtMs;
+        let marks: RunnerMarks | undefined;
+        for (const msg of sideMessages(sideChannel)) {
           if (msg.error !== undefined) hostError = msg.error;
-          if (msg.instantiatedAtMs !== undefined) instantiatedAtMs = msg.instantiatedAtMs;
+          if (msg.marks !== undefined) marks = msg.marks;
         }
         const totalMs = performance.now() - started;
-        const startMs = instantiatedAtMs ?? totalMs;
-        opts.onTiming?.({ startMs, runMs: exitAtMs !== undefined ? exitAtMs - startMs : undefined, totalMs });
+        if (marks) traceRunner(marks);
+        opts.onTiming?.({
+          startMs: marks?.instantiated !== undefined ? marks.instantiated - marks.started : totalMs,
+          runMs: marks?.instantiated !== undefined ? marks.exited - marks.instantiated : undefined,
+          totalMs,
+        });
         if (hostError !== undefined) {
           throw new WmbError(RUN_ERROR, `wmb run: ${hostError}`, { subject: opts.jsDir });
         }
@@ -221,6 +238,41 @@ export function startRunner(io: Pick<RunMachineOptions, "stdin" | "stdout" | "st
   };
 }
 
+/** What the runner said on fd 3, one JSON object per complete line. */
+function sideMessages(text: string): { error?: string; exit?: number; marks?: RunnerMarks }[] {
+  const lines = text.split("\n");
+  lines.pop(); // an incomplete last line, or ""
+  return lines.filter((l) => l.trim() !== "").map((l) => JSON.parse(l));
+}
+
+/** The runner's milestones, epoch milliseconds (guest-runner.mjs); instantiated and later are
+ * missing when it failed before. */
+interface RunnerMarks {
+  started: number;
+  loaded: number;
+  configured: number;
+  imported?: number;
+  instantiated?: number;
+  exited: number;
+}
+
+/** The runner's phases as spans of this process's trace, on a lane of their own. */
+function traceRunner(marks: RunnerMarks): void {
+  if (!tracing()) return;
+  const local = (epochMs: number) => epochMs - performance.timeOrigin;
+  const phases: [string, number, number | undefined][] = [
+    ["runner: node start-up and shims", marks.started, marks.loaded],
+    ["runner: waits for its config", marks.loaded, marks.configured],
+    ["runner: loads the component's JS", marks.configured, marks.imported],
+    ["runner: compiles and instantiates", marks.imported ?? marks.configured, marks.instantiated],
+    ["runner: the guest runs and exits", marks.instantiated ?? marks.configured, marks.exited],
+  ];
+  for (const [name, from, to] of phases) if (to !== undefined) span(name, "run", local(from), to - from, RUNNER_LANE);
+}
+
+/** The trace lane of the runner's phases (0 is the main thread, actions use 1 and up). */
+const RUNNER_LANE = 100;
+
 export interface RunnerConfig {
   jsDir: string;
   rootfsDir: string;
@@ -228,6 +280,7 @@ export interface RunnerConfig {
   interfaces: string[];
   args: string[];
   timing: boolean;
+  codeCache: boolean;
 }
 
 async function runnerConfig(opts: RunMachineOptions): Promise<RunnerConfig> {
@@ -251,7 +304,7 @@ async function runnerConfig(opts: RunMachineOptions): Promise<RunnerConfig> {
       }
     }
   }
-  return { jsDir, rootfsDir, mounts, interfaces: opts.interfaces, args: [opts.argv0, ...opts.args], timing: opts.onTiming !== undefined };
+  return { jsDir, rootfsDir, mounts, interfaces: opts.interfaces, args: [opts.argv0, ...opts.args], timing: opts.onTiming !== undefined || tracing(), codeCache: opts.codeCache ?? false };
 }
 
 async function realDir(path: string, what: string): Promise<string> {

@@ -1,23 +1,26 @@
 // Turns a WASI 0.2 component into JavaScript that runs on @bytecodealliance/preview2-shim.
-// The output is a pure function of the component bytes and the jco-transpile version, so the
-// store can cache it once per component digest (the caller folds TRANSPILER_ID into that key).
+// The output is a pure function of the component bytes and the jco-transpile and esbuild
+// versions, so the store can cache it once per component digest (the caller folds TRANSPILER_ID
+// into that key).
 import { packageVersion } from "../package-version.ts";
 import { promises as fsp } from "node:fs";
 import { dirname, join } from "node:path";
 import { importModule } from "../import-module.ts";
 
-/** The generated ES module and its manifest always have these names, whatever the component. */
-export const ENTRY_FILE = "component.js";
+/** The generated module and its manifest always have these names, whatever the component. The
+ * module is CommonJS (jco writes an ES module; esbuild converts it): the runner compiles it with a
+ * V8 code cache, which Node 20 keeps for no ES module (#12). */
+export const ENTRY_FILE = "component.cjs";
 export const MANIFEST_FILE = "wmb-transpile.json";
-
-const jcoVersion = packageVersion("@bytecodealliance/jco-transpile");
+/** What jco calls the module it generates. */
+const JCO_ENTRY = "component.js";
 
 /** Identity of the transpiler: enters the cache key of a transpiled component. */
-export const TRANSPILER_ID = `jco-transpile@${jcoVersion};instantiation=async;manifest=2`;
+export const TRANSPILER_ID = `jco-transpile@${packageVersion("@bytecodealliance/jco-transpile")};esbuild@${packageVersion("esbuild")};instantiation=async;entry=cjs;manifest=3`;
 
 /** What the runner needs to know about a transpiled component without loading it. */
 export interface TranspileManifest {
-  /** The ES module exporting `instantiate(getCoreModule, imports)`. */
+  /** The CommonJS module exporting `instantiate(getCoreModule, imports)`. */
   entry: string;
   /** The core wasm modules the entry loads, compiled by the runner ahead of instantiation. */
   coreModules: string[];
@@ -62,17 +65,28 @@ export async function transpileComponent(componentBytes: Uint8Array, outDir?: st
     exports: result.exports,
     transpiler: TRANSPILER_ID,
   };
-  if (!(ENTRY_FILE in result.files)) {
-    throw new Error(`jco-transpile produced no ${ENTRY_FILE} (files: ${Object.keys(result.files).join(", ")})`);
+  const { [JCO_ENTRY]: esm, ...coreModules } = result.files;
+  if (esm === undefined) {
+    throw new Error(`jco-transpile produced no ${JCO_ENTRY} (files: ${Object.keys(result.files).join(", ")})`);
   }
   const all: Record<string, Uint8Array> = {
-    ...result.files,
+    ...coreModules,
+    [ENTRY_FILE]: await commonJsOf(esm),
     [MANIFEST_FILE]: new TextEncoder().encode(JSON.stringify(manifest, null, 2) + "\n"),
   };
   const files: Record<string, Uint8Array> = {};
   for (const name of Object.keys(all).sort()) files[name] = all[name]!;
   if (outDir !== undefined) await writeTranspiled(files, outDir);
   return { files, manifest };
+}
+
+/** jco's ES module as CommonJS. It imports nothing (instantiation mode); the `import.meta.url`
+ * esbuild warns about is read only when no getCoreModule is given, and the runner gives one. */
+async function commonJsOf(esm: Uint8Array): Promise<Uint8Array> {
+  const { transformSync } = await importModule<typeof import("esbuild")>("esbuild");
+  // ASCII: bin/code-cache.cjs reads what it compiles as latin1.
+  const { code } = transformSync(new TextDecoder().decode(esm), { loader: "js", format: "cjs", charset: "ascii", sourcefile: JCO_ENTRY, logLevel: "silent" });
+  return new TextEncoder().encode(code);
 }
 
 /** Write transpiled files under `outDir`, refusing any name that would land outside it. */
