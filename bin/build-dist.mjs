@@ -39,7 +39,7 @@ await build({
   banner: { js: 'const __wmbBundleUrl = require("node:url").pathToFileURL(__filename).href;' },
 });
 
-// The guest's runner with preview2-shim, one file for src/run/guest-runner-loader.mjs to compile
+// The guest's runner with preview2-shim, one file for src/run/guest-runner-loader.cjs to compile
 // with a code cache. The shim starts its I/O worker from a path relative to its own module: that
 // path is rewritten to the same file, relative to the bundle.
 const shimWorker = join(dirname(createRequire(import.meta.url).resolve("@bytecodealliance/preview2-shim/io")), "..", "io", "worker-thread.bundle.js");

@@ -1,6 +1,6 @@
 // Runs a CommonJS bundle compiled with a V8 code cache (Node 20 keeps none of its own, and
 // compiling is most of a short command's start-up): bin/wmb.mjs runs dist/wmb.cjs this way, and
-// src/run/guest-runner-loader.mjs runs dist/guest-runner.cjs. Code compiled through node:vm
+// src/run/guest-runner-loader.cjs runs dist/guest-runner.cjs. Code compiled through node:vm
 // cannot call import() itself: the caller, an ES module, lends globalThis.__wmbImport.
 "use strict";
 const { mkdirSync, readFileSync, renameSync, writeFileSync } = require("node:fs");
@@ -9,12 +9,13 @@ const { Script } = require("node:vm");
 
 /**
  * Evaluate `file` as a CommonJS module given `requireFn`, with the code cache in `cacheFile` when
- * V8 accepts it (none when `cacheFile` is undefined). `saveCache()` writes the cache when there was none or V8 rejected it (another
- * Node, another bundle), and says whether it did; call it once the code that matters has run, since the cache holds what
- * was compiled by then. A read-only install just runs without one. `saveOnExit` calls it as the
+ * V8 accepts it (none when `cacheFile` is undefined). `saveCache()` writes the cache (to `writeTo`,
+ * default `cacheFile`) when there was none or V8 rejected it (another Node, another bundle), and
+ * says whether it did; call it once the code that matters has run, since the cache holds what was
+ * compiled by then. A read-only install just runs without one. `saveOnExit` calls it as the
  * process exits (for code that ends with process.exit).
  */
-function runCached(file, cacheFile, requireFn, { saveOnExit = false } = {}) {
+function runCached(file, cacheFile, requireFn, { saveOnExit = false, writeTo = cacheFile } = {}) {
   let cachedData;
   try {
     if (cacheFile !== undefined) cachedData = readFileSync(cacheFile);
@@ -26,12 +27,12 @@ function runCached(file, cacheFile, requireFn, { saveOnExit = false } = {}) {
   const script = new Script(source, { filename: file, cachedData });
   const accepted = cachedData !== undefined && !script.cachedDataRejected;
   const saveCache = () => {
-    if (accepted || cacheFile === undefined) return false;
+    if (accepted || writeTo === undefined) return false;
     try {
-      mkdirSync(dirname(cacheFile), { recursive: true });
-      const tmp = `${cacheFile}.${process.pid}.tmp`;
+      mkdirSync(dirname(writeTo), { recursive: true });
+      const tmp = `${writeTo}.${process.pid}.tmp`;
       writeFileSync(tmp, script.createCachedData());
-      renameSync(tmp, cacheFile);
+      renameSync(tmp, writeTo);
       return true;
     } catch {
       return false; // not writable: no cache

@@ -1,6 +1,6 @@
 import { Command, Option } from "clipanion";
 import * as t from "typanion";
-import { mkdirSync, mkdtempSync, rmSync, statSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fmtMs } from "../progress.ts";
@@ -158,30 +158,29 @@ export async function runResolvedMachine(
   for (const mount of grant.mounts) mkdirSync(mount.host, { recursive: true });
   const scratch = mkdtempSync(join(tmpdir(), "wmb-run-"));
   try {
+    // The transpiled files and the module's V8 code cache are read in place, from the store
+    // (checked like any blob). The runner writes a cache into jsDir when there is none (a
+    // component's first run here) or V8 refused it; it is kept for the next run.
     const jsDir = join(scratch, "js");
-    // The module's V8 code cache goes with it: checked like any blob, written by the runner when
-    // there is none (a component's first run here) and kept for the next run.
+    mkdirSync(jsDir);
+    const jsFiles = Object.fromEntries(Object.entries(outputs).map(([name, o]) => [name, store.blobPath(o.digest)]));
     const { ENTRY_FILE } = await import("../run/transpile.ts");
-    const codeCacheFile = join(jsDir, `${ENTRY_FILE}.v8cache`);
+    const codeCacheName = `${ENTRY_FILE}.v8cache`;
     const codeCache = await componentCodeCache(store, m.kernelDigest);
-    await traced("copy the component's JS", "run", async () => {
-      mkdirSync(jsDir);
-      for (const [name, o] of Object.entries(outputs)) await store.materialize(o.digest, join(jsDir, name), false);
-      if (codeCache) await store.materialize(codeCache, codeCacheFile, false);
-    });
+    if (codeCache) jsFiles[codeCacheName] = store.blobPath(codeCache);
     const { extractRootfs } = await import("../run/rootfs-extract.ts");
     const rootfsDir = join(scratch, "rootfs");
     await traced("extract the rootfs", "run", () => extractRootfs(m.rootfs, rootfsDir));
     store.close(); // the guest may run for long; do not hold the index open
     const { runner, ...stdio } = io;
-    const opts = { jsDir, rootfsDir, mounts: grant.mounts, interfaces: grant.interfaces, args, argv0: grant.argv0, codeCache: true, ...stdio };
+    const opts = { jsDir, jsFiles, rootfsDir, mounts: grant.mounts, interfaces: grant.interfaces, args, argv0: grant.argv0, codeCache: true, ...stdio };
     const code = await traced("hand over to the runner, wait for the guest", "run", async () =>
       runner ? runner.run(opts) : (await import("../run/runtime.ts")).runMachine(opts),
     );
-    // A materialized cache is read-only; one the runner wrote (the first, or one replacing a cache
-    // V8 refused) is not: keep it. Rare, so the store reopens for it.
-    const written = statSync(codeCacheFile, { throwIfNoEntry: false });
-    if (written && written.mode & 0o200) {
+    // The runner wrote a code cache (the first, or one replacing a cache V8 refused): keep it.
+    // Rare, so the store reopens for it.
+    const codeCacheFile = join(jsDir, codeCacheName);
+    if (existsSync(codeCacheFile)) {
       const reopened = await (await import("../../store/store.ts")).Store.open(store.dir);
       try {
         await keepComponentCodeCache(reopened, m.kernelDigest, codeCacheFile);

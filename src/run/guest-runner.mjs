@@ -9,7 +9,7 @@
 // Nothing of wasi:sockets or wasi:http is even imported, so the guest cannot reach the network.
 //
 // fd 3 is a channel with the parent: the parent writes the config, one JSON line
-// ({ jsDir, rootfsDir, mounts: [{guest, host}], interfaces, args, timing, codeCache }); the runner writes
+// ({ jsDir, jsFiles, rootfsDir, mounts: [{guest, host}], interfaces, args, timing, codeCache }); the runner writes
 // host-side failures (one JSON line), so they are never confused with the guest's own stderr or
 // exit code, and the guest's exit status as it exits ({ exit, marks }).
 import { readFileSync, readSync, writeSync } from "node:fs";
@@ -312,7 +312,7 @@ function unversioned(name) {
 }
 
 async function main() {
-  const manifest = JSON.parse(readFileSync(join(config.jsDir, "wmb-transpile.json"), "utf8"));
+  const manifest = JSON.parse(readFileSync(transpiledFile("wmb-transpile.json"), "utf8"));
   const imports = {};
   const refused = [];
   const granted = new Set(config.interfaces);
@@ -326,14 +326,13 @@ async function main() {
   if (refused.length > 0) {
     hostFailure(`the component imports ${refused.join(", ")}, which this machine's capabilities do not grant`);
   }
-  // Compile every core module off-thread while the shim's I/O worker finishes starting (the
-  // first ioCall waits for it): the two overlap instead of adding up.
+  // Compile every core module off-thread meanwhile. The shim's I/O worker is booting too (the
+  // loader started it): instantiation and the guest's first steps need it not, its first I/O waits.
   const compiled = new Map();
   for (const file of manifest.coreModules ?? []) compiled.set(file, compileCore(file));
-  const entry = loadEntry(join(config.jsDir, manifest.entry));
+  const entry = loadEntry(manifest.entry);
   const { instantiate } = await entry.exports;
   marks.imported = epochNow();
-  clocksShim.monotonicClock.subscribeDuration(0n);
   const getCoreModule = (file) => compiled.get(file) ?? compileCore(file);
   let instance;
   try {
@@ -362,18 +361,26 @@ async function main() {
   process.exit(0);
 }
 
+/** Where a transpiled file is: named in config.jsFiles (a blob of the store), else in jsDir. */
+function transpiledFile(name) {
+  return Object.hasOwn(config.jsFiles ?? {}, name) ? config.jsFiles[name] : join(config.jsDir, name);
+}
+
 /**
  * The component's module. CommonJS (what wmb transpiles to) is compiled with the V8 code cache
- * `<entry>.v8cache` in jsDir when config.codeCache (the parent materialized it from the store,
- * digest checked, and admits the one written here when there was none or V8 rejected it);
- * otherwise it is imported as an ES module.
+ * `<entry>.v8cache` when config.codeCache (the parent checked it like any blob); one is written
+ * into jsDir when there was none or V8 rejected it, for the parent to keep. Otherwise the module
+ * is imported as an ES module.
  */
-function loadEntry(file) {
-  if (file.endsWith(".cjs")) {
+function loadEntry(name) {
+  const file = transpiledFile(name);
+  if (name.endsWith(".cjs")) {
     const refuse = (id) => {
       throw new Error(`the component's module may not require ${id}`);
     };
-    return runCached(file, config.codeCache ? `${file}.v8cache` : undefined, refuse);
+    const cache = `${name}.v8cache`;
+    if (!config.codeCache) return runCached(file, undefined, refuse);
+    return runCached(file, transpiledFile(cache), refuse, { writeTo: join(config.jsDir, cache) });
   }
   // Bundled (dist/guest-runner.cjs) this code cannot call import() itself: the loader lends one.
   const importModule = globalThis.__wmbImport ?? ((specifier) => import(specifier));
@@ -384,7 +391,7 @@ function loadEntry(file) {
  * then blocks on the shim's first call to its I/O worker (an asynchronous read would hand the
  * bytes over only after it). */
 function compileCore(file) {
-  return WebAssembly.compile(readFileSync(join(config.jsDir, file)));
+  return WebAssembly.compile(readFileSync(transpiledFile(file)));
 }
 
 function findRunExport(instance) {

@@ -1,4 +1,4 @@
-// Entry of preview2-shim's I/O worker thread in the guest's runner (guest-runner-loader.mjs
+// Entry of preview2-shim's I/O worker thread in the guest's runner (guest-runner-loader.cjs
 // starts it): dist/io-worker.cjs, the shim's worker bundle as CommonJS (bin/build-dist.mjs), run
 // with a V8 code cache. A worker takes ~30 ms to boot, on the critical path of a warm `wmb run`
 // (#12); the cache saves compiling its bundle on top of that.

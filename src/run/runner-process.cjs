@@ -1,11 +1,11 @@
-// Starts the guest's runner process (guest-runner-loader.mjs): one place for how, used by
+// Starts the guest's runner process (guest-runner-loader.cjs): one place for how, used by
 // runtime.ts and, for a plain `wmb run`, by bin/wmb.mjs before anything else loads (the
 // runner's own start-up is the critical path of a warm run, #12).
 "use strict";
 const { spawn } = require("node:child_process");
 const { join } = require("node:path");
 
-const LOADER = join(__dirname, "guest-runner-loader.mjs");
+const LOADER = join(__dirname, "guest-runner-loader.cjs");
 
 /**
  * Spawn a runner with these stdio (fd 3 is always the config/report channel) and `closed`, its

@@ -74,8 +74,12 @@ export type StdinSource = Readable | NodeJS.ReadableStream | Uint8Array | "inher
 export type OutputSink = Writable | NodeJS.WritableStream | "inherit" | "ignore";
 
 export interface RunMachineOptions {
-  /** Directory written by transpileComponent (holds wmb-transpile.json and the ES module). */
+  /** Directory written by transpileComponent (wmb-transpile.json, the module, its core wasm),
+   * unless `jsFiles` says where each file is; a new code cache is written here. */
   jsDir: string;
+  /** Where each transpiled file is, by name (e.g. the store's blobs, read in place), instead of
+   * in jsDir. */
+  jsFiles?: Record<string, string>;
   /** Extracted rootfs, mounted read-only as `/`. */
   rootfsDir: string;
   /** Host directories mounted read-write at guest paths (none: nothing is writable). They must
@@ -94,9 +98,9 @@ export interface RunMachineOptions {
   stderr?: OutputSink;
   /** Aborting kills the guest; runMachine then resolves with 128 + SIGTERM (143). */
   signal?: AbortSignal;
-  /** Compile the component's module with the V8 code cache `<entry>.v8cache` in jsDir when it is
-   * there, and write it there when it is not or V8 rejects it (the caller keeps it, see
-   * runResolvedMachine). Off, no cache is read or written. */
+  /** Compile the component's module with the V8 code cache `<entry>.v8cache` (from jsFiles or
+   * jsDir) when there is one, and write one into jsDir when there is none or V8 rejects it (the
+   * caller keeps it, see runResolvedMachine). Off, no cache is read or written. */
   codeCache?: boolean;
   /** Called once the run ends, with where the time went. */
   onTiming?: (timing: RunTiming) => void;
@@ -275,6 +279,7 @@ const RUNNER_LANE = 100;
 
 export interface RunnerConfig {
   jsDir: string;
+  jsFiles?: Record<string, string>;
   rootfsDir: string;
   mounts: WritableMount[];
   interfaces: string[];
@@ -288,7 +293,7 @@ async function runnerConfig(opts: RunMachineOptions): Promise<RunnerConfig> {
   const rootfsDir = await realDir(opts.rootfsDir, "rootfs");
   const mounts: WritableMount[] = [];
   for (const m of opts.mounts) mounts.push({ guest: m.guest, host: await realDir(m.host, m.guest) });
-  if (!existsSync(join(jsDir, MANIFEST_FILE))) {
+  if (!existsSync(opts.jsFiles?.[MANIFEST_FILE] ?? join(jsDir, MANIFEST_FILE))) {
     throw new WmbError(RUN_ERROR, `${jsDir} holds no ${MANIFEST_FILE}: transpile the component first.`, {
       subject: jsDir,
     });
@@ -304,7 +309,7 @@ async function runnerConfig(opts: RunMachineOptions): Promise<RunnerConfig> {
       }
     }
   }
-  return { jsDir, rootfsDir, mounts, interfaces: opts.interfaces, args: [opts.argv0, ...opts.args], timing: opts.onTiming !== undefined || tracing(), codeCache: opts.codeCache ?? false };
+  return { jsDir, jsFiles: opts.jsFiles, rootfsDir, mounts, interfaces: opts.interfaces, args: [opts.argv0, ...opts.args], timing: opts.onTiming !== undefined || tracing(), codeCache: opts.codeCache ?? false };
 }
 
 async function realDir(path: string, what: string): Promise<string> {

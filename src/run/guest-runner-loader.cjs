@@ -1,21 +1,19 @@
 // Entry of the guest's runner process (runtime.ts spawns it). Runs dist/guest-runner.cjs (this
 // directory's guest-runner.mjs and preview2-shim in one file, made by bin/build-dist.mjs) with a
 // V8 code cache while it is newer than guest-runner.mjs, else guest-runner.mjs itself: the
-// runner's own start is the critical path of a warm `wmb run` (#12).
-import { createRequire } from "node:module";
-
-const require = createRequire(import.meta.url);
+// runner's own start is the critical path of a warm `wmb run` (#12). CommonJS: Node reaches the
+// first line of a CommonJS entry a few ms sooner than an ES module's.
+"use strict";
+const { createRequire } = require("node:module");
 const { statSync } = require("node:fs");
-const { dirname, join } = require("node:path");
-const { fileURLToPath } = require("node:url");
+const { join } = require("node:path");
 
-const here = dirname(fileURLToPath(import.meta.url));
-const root = join(here, "..", "..");
+const root = join(__dirname, "..", "..");
 const bundle = join(root, "dist", "guest-runner.cjs");
 
 function bundleIsFresh() {
   try {
-    return statSync(bundle).mtimeMs >= statSync(join(here, "guest-runner.mjs")).mtimeMs;
+    return statSync(bundle).mtimeMs >= statSync(join(__dirname, "guest-runner.mjs")).mtimeMs;
   } catch {
     return false;
   }
@@ -27,7 +25,7 @@ if (bundleIsFresh()) {
   // bin/build-dist.mjs).
   const { MessageChannel, Worker } = require("node:worker_threads");
   const channel = new MessageChannel();
-  const worker = new Worker(join(here, "io-worker-loader.cjs"), {
+  const worker = new Worker(join(__dirname, "io-worker-loader.cjs"), {
     workerData: { workerPort: channel.port2, debug: false },
     transferList: [channel.port2],
     execArgv: [],
@@ -38,5 +36,8 @@ if (bundleIsFresh()) {
   // The runner ends with process.exit: its cache is written then, the first time.
   runCached(bundle, join(root, "dist", "v8-cache", "guest-runner.bin"), createRequire(bundle), { saveOnExit: true });
 } else {
-  await import("./guest-runner.mjs");
+  import("./guest-runner.mjs").catch((e) => {
+    process.stderr.write(`wmb run: the guest runner failed to load: ${e?.stack ?? e}\n`);
+    process.exit(125);
+  });
 }
