@@ -51,8 +51,8 @@ interface ResultRow {
   executable: number | null;
   stat_sig: string | null;
 }
-const RESULT_ROWS = `SELECT r.id, r.outputs_digest, r.sandbox, o.path, o.digest, o.executable, b.stat_sig
-  FROM action_results r
+const RESULT_COLUMNS = `r.id, r.outputs_digest, r.sandbox, o.path, o.digest, o.executable, b.stat_sig`;
+const RESULT_TABLES = `action_results r
   LEFT JOIN action_outputs o ON o.result_id = r.id
   LEFT JOIN blobs b ON b.digest = o.digest`;
 
@@ -222,7 +222,7 @@ export class Store {
     // Taken once from the prefetched rows: after that (a rerun, a dropped result) ask the index.
     const prefetched = this.prefetched?.get(key);
     if (prefetched) this.prefetched!.delete(key);
-    const rows = prefetched ?? this.sql.all<ResultRow>(`${RESULT_ROWS} WHERE r.action_key = ? ORDER BY ${servedFirst("r.")}, o.path`, key);
+    const rows = prefetched ?? this.sql.all<ResultRow>(`SELECT ${RESULT_COLUMNS} FROM ${RESULT_TABLES} WHERE r.action_key = ? ORDER BY ${servedFirst("r.")}, o.path`, key);
     for (let i = 0; i < rows.length; ) {
       const first = rows[i]!;
       const outputs: OutputMap = {};
@@ -247,7 +247,7 @@ export class Store {
   prefetchResults(labels: string[]): void {
     type Row = ResultRow & { action_key: ActionKey; served: number; created_at: number };
     const rows = this.sql.all<Row>(
-      `${RESULT_ROWS.replace("SELECT", "SELECT r.action_key, r.produced_by = 'build' AS served, r.created_at,")}
+      `SELECT r.action_key, r.produced_by = 'build' AS served, r.created_at, ${RESULT_COLUMNS} FROM ${RESULT_TABLES}
        WHERE r.label IN (SELECT value FROM json_each(?))`,
       JSON.stringify(labels),
     );
