@@ -72,7 +72,8 @@ function lazyBuiltins(load) {
     const target = () => (real ??= load(id));
     return new Proxy({}, {
       get: (_, key) => target()[key],
-      has: (_, key) => key in target(),
+      // Asked by every `import x from` of a built-in (bundlers' interop): no built-in has them.
+      has: (_, key) => (key === "default" || key === "__esModule" ? false : key in target()),
       ownKeys: () => Reflect.ownKeys(target()),
       getOwnPropertyDescriptor: (_, key) => {
         const d = Reflect.getOwnPropertyDescriptor(target(), key);
@@ -113,9 +114,17 @@ if (bundleIsFresh()) {
   ({ main } = await import("../src/cli/main.ts"));
 }
 globalThis.__wmbLoaded = performance.now();
+let code;
 try {
-  process.exitCode = await main(process.argv.slice(2));
+  code = await main(process.argv.slice(2));
 } finally {
   // Not adopted (a usage error, a machine that failed to resolve): it must not outlive us.
   globalThis.__wmbEarlyRunner?.child.kill("SIGKILL");
 }
+// Everything wmb does is awaited by then: exit at once rather than let Node free the heap and
+// the environment first, which takes several ms on a short command (#12). Output still queued
+// (stdout to a pipe is asynchronous outside Linux) is written first.
+for (const stream of [process.stdout, process.stderr]) {
+  if (stream.writableLength > 0) await new Promise((resolve) => stream.once("drain", resolve).once("error", resolve));
+}
+process.exit(code);

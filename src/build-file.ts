@@ -179,7 +179,7 @@ function makePackage(root: string, buildFile: string, pkg: string, targets: Map<
   if (!outputOwners) outputsByPackage.set(pkg, (outputOwners = new Map()));
   const owners = outputOwners;
   const declare = (rule: RuleDef<any>, rawAttrs: unknown): string => {
-    const site = new DeclarationSite(buildFile);
+    const site = new DeclarationSite(buildFile, declare);
     const attrs = checkAttrs(rule, rawAttrs, site, pkg);
     const label = formatLabel({ pkg, name: attrs.name });
     if (targets.has(label)) {
@@ -251,18 +251,16 @@ function checkAttrs(rule: RuleDef<any>, raw: unknown, site: DeclarationSite, pkg
   const fail = (why: string) => new WmbError("BUILD_FILE", `${site}: ${rule.name}(): ${why}.`);
   if (raw === null || typeof raw !== "object" || Array.isArray(raw)) throw fail("expects an attributes object");
   // An attribute set to undefined is an attribute left out (keys are canonical JSON, which has no undefined).
-  const attrs = Object.fromEntries(Object.entries(raw as Record<string, unknown>).filter(([, v]) => v !== undefined)) as CommonAttrs &
-    Record<string, unknown>;
+  const attrs = { ...(raw as Record<string, unknown>) } as CommonAttrs & Record<string, unknown>;
+  for (const key in attrs) if (attrs[key] === undefined) delete attrs[key];
   if (typeof attrs.name !== "string" || !isValidTargetName(attrs.name)) {
     throw fail(`"name" must be a target name (letters, digits, _ - . +), got ${JSON.stringify(attrs.name)}`);
   }
   if (attrs.srcs !== undefined && (!Array.isArray(attrs.srcs) || attrs.srcs.some((s) => typeof s !== "string"))) {
     throw fail(`//${pkg}:${attrs.name}: "srcs" must be an array of strings`);
   }
-  for (const [key, type] of Object.entries(rule.attrTypes ?? {})) {
+  for (const { key, base, optional } of attrTypesOf(rule)) {
     const v = attrs[key];
-    const optional = type.endsWith("?");
-    const base = optional ? type.slice(0, -1) : type;
     if (v === undefined) {
       if (!optional) throw fail(`//${pkg}:${attrs.name}: attribute "${key}" is required (${base})`);
       continue;
@@ -276,6 +274,17 @@ function checkAttrs(rule: RuleDef<any>, raw: unknown, site: DeclarationSite, pkg
   return attrs;
 }
 
+/** A rule's attrTypes, parsed once per rule (a graph declares thousands of targets, #16). */
+const parsedAttrTypes = new WeakMap<RuleDef<any>, { key: string; base: string; optional: boolean }[]>();
+function attrTypesOf(rule: RuleDef<any>): { key: string; base: string; optional: boolean }[] {
+  let parsed = parsedAttrTypes.get(rule);
+  if (!parsed) {
+    parsed = Object.entries(rule.attrTypes ?? {}).map(([key, type]) => ({ key, base: type.replace(/\?$/, ""), optional: type.endsWith("?") }));
+    parsedAttrTypes.set(rule, parsed);
+  }
+  return parsed;
+}
+
 function sourceInput(pkgDir: string, rel: string, site: DeclarationSite, label: string): SourceInput {
   const n = normalize(rel);
   if (isAbsolute(rel) || n === ".." || n.startsWith(".." + sep)) {
@@ -284,13 +293,26 @@ function sourceInput(pkgDir: string, rel: string, site: DeclarationSite, label: 
   return { path: n, file: join(pkgDir, n) };
 }
 
-/** Where BUILD.ts declared a target. The stack is captured (cheap: V8 keeps raw frames) but
- * formatted, through BUILD.ts's source map, only when a message needs "BUILD.ts:12". */
+/** Frames a declaration site keeps below `declare`: the rule's method, a macro and its method,
+ * BUILD.ts (a BUILD.ts helper that declares is a BUILD.ts frame itself). */
+const SITE_FRAMES = 6;
+
+/** Where BUILD.ts declared a target. The stack is captured (cheap: V8 keeps raw frames, only the
+ * few below `declare`, #16) but formatted, through BUILD.ts's line map, only when a message needs
+ * "BUILD.ts:12". */
 class DeclarationSite {
-  private readonly captured = new Error();
+  private readonly captured: { stack?: string } = {};
   private text?: string;
 
-  constructor(private readonly buildFile: string) {}
+  constructor(
+    private readonly buildFile: string,
+    below?: (...args: any[]) => unknown,
+  ) {
+    const limit = Error.stackTraceLimit;
+    Error.stackTraceLimit = SITE_FRAMES;
+    Error.captureStackTrace(this.captured, below ?? DeclarationSite);
+    Error.stackTraceLimit = limit;
+  }
 
   toString(): string {
     this.text ??= siteFromStack(this.captured.stack ?? "", this.buildFile) ?? "BUILD.ts";

@@ -20,7 +20,7 @@ type NativeCtor = new () => { update(b: Uint8Array): void; digest(enc: "hex"): s
 interface NativeModule {
   Blake3Hasher: NativeCtor;
   /** One-shot: three times cheaper than a hasher object for the small inputs keys are. */
-  blake3(data: Uint8Array): Buffer;
+  blake3(data: Uint8Array | string): Buffer;
 }
 
 let native: NativeModule | null | undefined;
@@ -70,11 +70,11 @@ export function newHasher(): Hasher {
   return { update: (b) => void h.update(b), hex: () => bytesToHex(h.digest()) };
 }
 
+/** A string is hashed as its UTF-8 bytes (the native module takes it as is: no copy to make). */
 export function hashBytes(data: Uint8Array | string): Digest {
-  const bytes = typeof data === "string" ? Buffer.from(data, "utf8") : data;
   const mod = nativeModule();
-  if (mod) return mod.blake3(bytes).toString("hex") as Digest;
-  return bytesToHex(nobleBlake3(bytes)) as Digest;
+  if (mod) return mod.blake3(data).toString("hex") as Digest;
+  return bytesToHex(nobleBlake3(typeof data === "string" ? Buffer.from(data, "utf8") : data)) as Digest;
 }
 
 /** The reference implementation, for cross-checks. */

@@ -19,6 +19,12 @@ describe("BLAKE3", () => {
     expect(await hashFile(f)).toEqual({ digest: EMPTY, size: 0 });
   });
 
+  it("hashes a string as its UTF-8 bytes (keys are strings; the native module takes them as is)", () => {
+    for (const text of ["abc", "h\u00e9llo \u2713 \u{1d11e}", "lone \ud800 surrogate", "x".repeat(100_000)]) {
+      expect(hashBytes(text)).toBe(hashBytesReference(Buffer.from(text, "utf8")));
+    }
+  });
+
   it("gives the same digest across the 1 MiB read-chunk boundary of hashFile", async () => {
     const dir = mkdtempSync(join(tmpdir(), "wmb-digest-"));
     for (const n of [(1 << 20) - 1, 1 << 20, (1 << 20) + 1, 3 * (1 << 20) + 1024]) {
