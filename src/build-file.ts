@@ -295,7 +295,7 @@ function sourceInput(pkgDir: string, rel: string, site: DeclarationSite, label: 
 
 /** Frames a declaration site keeps below `declare`: the rule's method, a macro and its method,
  * BUILD.ts (a BUILD.ts helper that declares is a BUILD.ts frame itself). */
-const SITE_FRAMES = 6;
+const SITE_FRAMES = 5;
 
 /** Where BUILD.ts declared a target. The stack is captured (cheap: V8 keeps raw frames, only the
  * few below `declare`, #16) but formatted, through BUILD.ts's line map, only when a message needs

@@ -3,7 +3,7 @@
 // The layers and the action-key contract: docs/ARCHITECTURE.md.
 import { promises as fsp, statSync } from "node:fs";
 import { uniqueSuffix } from "./unique-name.ts";
-import { dirname, join, relative, sep } from "node:path";
+import { dirname, join, sep } from "node:path";
 import { hashBytes, type ActionKey, type Digest } from "./digest.ts";
 import { WmbError } from "./errors.ts";
 import { encodeKeyInputs, keyOfEncoded, type ActionKeyInputs } from "./keys.ts";
@@ -368,10 +368,13 @@ export async function planAction(
 async function materializeOutputs(store: Store, root: string, targets: Target[], results: Map<string, OutputMap>): Promise<string[]> {
   const written: string[] = [];
   if (targets.length >= PREFETCH_FROM) store.prefetchStatCache(join(root, "wmb-out") + sep);
+  const base = root.endsWith(sep) ? root : root + sep;
   for (const t of targets) {
     for (const [path, o] of Object.entries(results.get(t.label) ?? {})) {
-      const dest = join(root, "wmb-out", t.pkg, path);
-      written.push(relative(root, dest));
+      // Outputs are relative paths inside their package (checked when declared).
+      const rel = join("wmb-out", t.pkg, path);
+      const dest = base + rel;
+      written.push(rel);
       const st = statSync(dest, { bigint: true, throwIfNoEntry: false });
       if (st && (await digestOfStat(store, dest, st)) === o.digest) continue;
       await fsp.mkdir(dirname(dest), { recursive: true });

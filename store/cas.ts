@@ -30,7 +30,7 @@ export class Cas {
   }
 
   path(digest: Digest): string {
-    return join(this.root, digest.slice(0, 2), digest.slice(2));
+    return blobPath(this.root, digest);
   }
 
   /** Copy `src` into the CAS under its digest (computed here), atomically. `verifiedSig` gives
@@ -134,6 +134,12 @@ export class Cas {
 }
 
 /** size, ctime and inode: any write to a blob changes ctime, which userspace cannot set back. */
+/** Where a blob lives under a CAS root: concatenated, not joined (a no-op build asks it for
+ * every served blob, #16). */
+export function blobPath(root: string, digest: string): string {
+  return root + "/" + digest.slice(0, 2) + "/" + digest.slice(2);
+}
+
 export function statSignature(st: BigIntStats): string {
   return `${st.size}:${st.ctimeNs}:${st.ino}`;
 }
