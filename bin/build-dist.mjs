@@ -28,9 +28,36 @@ const oneCommonJsFile = {
   charset: "ascii",
   logLevel: "warning",
 };
+/** An esbuild plugin that replaces `from` by `to` in the bundled file matching `filter`, and fails
+ * the build when `from` is not there any more (the package changed: look again). */
+function patch(filter, from, to) {
+  return {
+    name: `patch ${filter}`,
+    setup(b) {
+      b.onLoad({ filter }, (args) => {
+        const text = readFileSync(args.path, "utf8");
+        if (!text.includes(from)) throw new Error(`${args.path} no longer contains ${JSON.stringify(from.slice(0, 60))}: update bin/build-dist.mjs`);
+        return { contents: text.replace(from, to), loader: "js" };
+      });
+    },
+  };
+}
+
 await build({
   ...oneCommonJsFile,
   entryPoints: { wmb: join(root, "src/cli/main.ts") },
+  plugins: [
+    // clipanion's default context reads process.stdin (which builds a stream and loads stream
+    // modules) and the terminal's colour depth as it loads: ~2 ms of every command, which reads
+    // neither (#12). Both become lazy and non-enumerable: the contexts clipanion spreads from
+    // it go without them (wmb sets colours itself; src/cli/main.ts gives commands stdin).
+    patch(
+      /clipanion[\\/]lib[\\/]advanced[\\/]Cli\.js$/,
+      "Cli.defaultContext = {\n    env: process.env,\n    stdin: process.stdin,\n    stdout: process.stdout,\n    stderr: process.stderr,\n    colorDepth: platform.getDefaultColorDepth(),\n};",
+      "Cli.defaultContext = Object.defineProperties({ env: process.env, stdout: process.stdout, stderr: process.stderr }, {\n" +
+        "    stdin: { get: () => process.stdin },\n    colorDepth: { get: () => platform.getDefaultColorDepth() },\n});",
+    ),
+  ],
   // Pure-JS packages on the start-up path (clipanion, typanion, @noble/hashes, better-sqlite3's
   // JavaScript) are bundled: Node would load an external package file by file. Native addons
   // and the big, lazily used packages stay external (loaded through src/import-module.ts or require).
@@ -47,29 +74,15 @@ await build({
   ...oneCommonJsFile,
   entryPoints: { "guest-runner": join(root, "src/run/guest-runner.mjs") },
   plugins: [
-    {
-      name: "shim-worker-path",
-      setup(b) {
-        b.onLoad({ filter: /preview2-shim[\\/]dist[\\/]io[\\/]worker-io\.js$/ }, (args) => {
-          const from = 'new URL("./worker-thread.bundle.js", import.meta.url)';
-          const text = readFileSync(args.path, "utf8");
-          if (!text.includes(from)) throw new Error(`${args.path} no longer starts its worker as ${from}: update bin/build-dist.mjs`);
-          const to = `require("node:path").join(__dirname, ${JSON.stringify(relative(join(root, "dist"), shimWorker))})`;
-          return { contents: text.replace(from, to), loader: "js" };
-        });
-        // The loader starts the I/O worker before this bundle even compiles (a worker takes
-        // ~30 ms to boot, the critical path of a warm run): the shim's first worker is that one.
-        b.onLoad({ filter: /preview2-shim[\\/]dist[\\/]synckit[\\/]index\.js$/ }, (args) => {
-          const from = "const { port1: mainPort, port2: workerPort } = new MessageChannel();\n    const worker = createWorker(";
-          const text = readFileSync(args.path, "utf8");
-          if (!text.includes(from)) throw new Error(`${args.path} no longer creates its worker as expected: update bin/build-dist.mjs`);
-          const to =
-            "const early = globalThis.__wmbIoWorker;\n    delete globalThis.__wmbIoWorker;\n" +
-            "    const { port1: mainPort, port2: workerPort } = early ? early.channel : new MessageChannel();\n    const worker = early ? early.worker : createWorker(";
-          return { contents: text.replace(from, to), loader: "js" };
-        });
-      },
-    },
+    patch(/preview2-shim[\\/]dist[\\/]io[\\/]worker-io\.js$/, 'new URL("./worker-thread.bundle.js", import.meta.url)', `require("node:path").join(__dirname, ${JSON.stringify(relative(join(root, "dist"), shimWorker))})`),
+    // The loader starts the I/O worker before this bundle even compiles (a worker takes ~30 ms
+    // to boot, the critical path of a warm run): the shim's first worker is that one.
+    patch(
+      /preview2-shim[\\/]dist[\\/]synckit[\\/]index\.js$/,
+      "const { port1: mainPort, port2: workerPort } = new MessageChannel();\n    const worker = createWorker(",
+      "const early = globalThis.__wmbIoWorker;\n    delete globalThis.__wmbIoWorker;\n" +
+        "    const { port1: mainPort, port2: workerPort } = early ? early.channel : new MessageChannel();\n    const worker = early ? early.worker : createWorker(",
+    ),
   ],
 });
 if (!existsSync(shimWorker)) throw new Error(`preview2-shim's worker is not at ${shimWorker}: update bin/build-dist.mjs`);

@@ -87,6 +87,8 @@ export async function main(argv: string[]): Promise<number> {
   } catch (e) {
     return usageError(parseErrorSentence(e, args));
   }
+  // Built on first use: the bundle's clipanion leaves it out of contexts (bin/build-dist.mjs).
+  Object.defineProperty(command.context, "stdin", { get: () => process.stdin, configurable: true });
   if (labels.length) {
     if (!takesManyLabels(command)) return usageError(`wmb ${args[0]} takes no more than one label; run \`wmb ${args[0]} --help\`.`);
     command.appendLabels(labels);
