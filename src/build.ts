@@ -344,10 +344,13 @@ export async function planAction(
     if (!outs) throw new Error(`internal: ${d} has no result while planning ${t.label}`);
     for (const [path, o] of Object.entries(outs)) add({ path, digest: o.digest, from: d, executable: o.executable }, d);
   }
-  const env: Record<string, string> = { ...SANDBOX_ENV };
+  // Shared by every action whose rule reads no variable of its own (never changed: see keys.ts).
+  let env = SANDBOX_ENV as Record<string, string>;
   for (const name of t.rule.env?.(t.attrs) ?? []) {
     const v = process.env[name];
-    if (v !== undefined) env[name] = v;
+    if (v === undefined) continue;
+    if (env === SANDBOX_ENV) env = { ...SANDBOX_ENV };
+    env[name] = v;
   }
   const { name: _name, srcs: _srcs, ...attrs } = t.attrs;
   const keyInputs: ActionKeyInputs = {

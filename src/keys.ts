@@ -25,10 +25,21 @@ export interface ActionKeyInputs {
   env: Record<string, string>;
 }
 
-/** The canonical encoding of key inputs: RFC 8785 JSON, the same canonical form the seal uses. */
+/** The canonical encoding of key inputs: RFC 8785 JSON, the same canonical form the seal uses.
+ * The members are written in their canonical (sorted) order here, and an env object shared by
+ * many actions is encoded once: a build of thousands of actions encodes a key each (#16). The
+ * text is canonicalize(k)'s, byte for byte (test/jcs.test.ts). */
 export function encodeKeyInputs(k: ActionKeyInputs): string {
-  return canonicalize(k);
+  if (Object.keys(k).length !== KEY_MEMBERS) return canonicalize(k);
+  let env = encodedEnvs.get(k.env);
+  if (env === undefined) encodedEnvs.set(k.env, (env = canonicalize(k.env)));
+  return `{"attrs":${canonicalize(k.attrs)},"env":${env},"format":${canonicalize(k.format)},"inputs":${canonicalize(k.inputs)},"outputs":${canonicalize(k.outputs)},"rule":${canonicalize(k.rule)},"toolchain":${canonicalize(k.toolchain)}}`;
 }
+
+/** attrs, env, format, inputs, outputs, rule, toolchain. */
+const KEY_MEMBERS = 7;
+/** Encoded env objects. An env is never changed once a plan holds it (planAction). */
+const encodedEnvs = new WeakMap<object, string>();
 
 export function actionKey(k: ActionKeyInputs): ActionKey {
   return keyOfEncoded(encodeKeyInputs(k));

@@ -1,5 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { canonicalBytes, canonicalize, CanonicalizationError } from "../src/formats/jcs.ts";
+import { encodeKeyInputs, type ActionKeyInputs } from "../src/keys.ts";
+import { SANDBOX_ENV } from "../src/sandbox.ts";
 
 function fromIeeeHex(hex: string): number {
   const view = new DataView(new ArrayBuffer(8));
@@ -124,5 +126,14 @@ describe("RFC 8785 JCS", () => {
     const b = JSON.parse('{"a":"z","b":[1,{"x":1,"y":2}]}');
     expect(canonicalize(a)).toBe(canonicalize(b));
     expect(canonicalize(a)).toBe('{"a":"z","b":[1,{"x":1,"y":2}]}');
+  });
+
+  it("encodes action key inputs exactly as canonicalize does (members in order, shared env encoded once)", () => {
+    const key = (over: Partial<ActionKeyInputs> & Record<string, unknown>): ActionKeyInputs =>
+      ({ format: 1, rule: "run@1", attrs: { cmd: "tr v V < w.txt > r.txt", outs: ["r.txt"], "é": { b: 1e21, a: [true, null, "\u2028"] } }, outputs: ["r.txt"], inputs: { "w.txt": "ab".repeat(32), "a b": "cd".repeat(32) }, toolchain: null, env: SANDBOX_ENV as Record<string, string>, ...over }) as ActionKeyInputs;
+    for (const k of [key({}), key({ toolchain: "ef".repeat(32) as never }), key({ env: { ...SANDBOX_ENV, CC: "clang" } }), key({ extra: "x" }), key({ attrs: {} })]) {
+      expect(encodeKeyInputs(k)).toBe(canonicalize(k));
+      expect(encodeKeyInputs(k)).toBe(canonicalize(k)); // the second time from the encoded env
+    }
   });
 });
