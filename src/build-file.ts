@@ -76,16 +76,36 @@ export async function loadWorkspace(root: string, cacheDir: string): Promise<Loa
   if (typeof mod.default !== "function") {
     throw new WmbError("BUILD_FILE", `${buildFile} must export default a function (w: Workspace) => void that declares targets.`, { subject: buildFile });
   }
+  const declareAll = mod.default as BuildFile;
+  // Where each target was declared is found only when asked (an error, `query targets`): a
+  // stack captured per declaration was a sixth of loading 20,000 of them, and kept alive (#16).
+  let sites: Map<string, Target> | undefined;
+  const siteOf = (label: string) => (sites ??= declarationSites(root, buildFile, declareAll)).get(label)?.declaredAt ?? "BUILD.ts";
   const targets = new Map<string, Target>();
   const outputsByPackage = new Map<string, Map<string, Target>>();
-  const workspace: Workspace = { package: (name) => makePackage(root, buildFile, name, targets, outputsByPackage) };
+  const workspace: Workspace = { package: (name) => makePackage(root, buildFile, name, targets, outputsByPackage, siteOf) };
   try {
-    await (mod.default as BuildFile)(workspace);
+    await declareAll(workspace);
   } catch (e) {
     if (e instanceof WmbError) throw e;
     throw buildFileError(buildFile, e);
   }
   return { root, buildFile, targets };
+}
+
+/** BUILD.ts's function run once more, each declaration's site captured: what a target's
+ * `declaredAt` asks for. Only what it declares synchronously, and before an error (the same one
+ * the first run met, whose own sites are then the ones asked for). */
+function declarationSites(root: string, buildFile: string, declareAll: BuildFile): Map<string, Target> {
+  const targets = new Map<string, Target>();
+  const outputsByPackage = new Map<string, Map<string, Target>>();
+  try {
+    const rest = declareAll({ package: (name) => makePackage(root, buildFile, name, targets, outputsByPackage) });
+    if (rest instanceof Promise) rest.catch(() => {}); // declared after an await: "BUILD.ts"
+  } catch {
+    // The sites declared before it are those asked for.
+  }
+  return targets;
 }
 
 /** BUILD.ts as a module. The usual BUILD.ts imports only types: it is type-checked (when the
@@ -168,7 +188,15 @@ async function tsImport(url: string, parent: string): Promise<unknown> {
   return (await importModule<typeof import("tsx/esm/api")>("tsx/esm/api")).tsImport(url, parent);
 }
 
-function makePackage(root: string, buildFile: string, pkg: string, targets: Map<string, Target>, outputsByPackage: Map<string, Map<string, Target>>): Package {
+/** `siteOf` names a target's site when asked; without it every declaration captures its own. */
+function makePackage(
+  root: string,
+  buildFile: string,
+  pkg: string,
+  targets: Map<string, Target>,
+  outputsByPackage: Map<string, Map<string, Target>>,
+  siteOf?: (label: string) => string,
+): Package {
   if (!isValidPackageName(pkg)) {
     throw new WmbError("BUILD_FILE", `${new DeclarationSite(buildFile)}: "${pkg}" is not a valid package name (letters, digits, _ . - and /).`, { subject: buildFile });
   }
@@ -179,7 +207,8 @@ function makePackage(root: string, buildFile: string, pkg: string, targets: Map<
   if (!outputOwners) outputsByPackage.set(pkg, (outputOwners = new Map()));
   const owners = outputOwners;
   const declare = (rule: RuleDef<any>, rawAttrs: unknown): string => {
-    const site = new DeclarationSite(buildFile, declare);
+    // A message thrown from here names the declaration being made: its stack is still this one.
+    const site: Site = siteOf ? { toString: () => new DeclarationSite(buildFile, declare).toString() } : new DeclarationSite(buildFile, declare);
     const attrs = checkAttrs(rule, rawAttrs, site, pkg);
     const label = formatLabel({ pkg, name: attrs.name });
     if (targets.has(label)) {
@@ -222,7 +251,7 @@ function makePackage(root: string, buildFile: string, pkg: string, targets: Map<
       sources,
       outputs,
       get declaredAt() {
-        return site.toString();
+        return siteOf ? siteOf(label) : site.toString();
       },
     };
     // A glob only gathers sources: its outputs may repeat another target's.
@@ -247,7 +276,7 @@ function makePackage(root: string, buildFile: string, pkg: string, targets: Map<
   return api as Package;
 }
 
-function checkAttrs(rule: RuleDef<any>, raw: unknown, site: DeclarationSite, pkg: string): CommonAttrs & Record<string, unknown> {
+function checkAttrs(rule: RuleDef<any>, raw: unknown, site: Site, pkg: string): CommonAttrs & Record<string, unknown> {
   const fail = (why: string) => new WmbError("BUILD_FILE", `${site}: ${rule.name}(): ${why}.`);
   if (raw === null || typeof raw !== "object" || Array.isArray(raw)) throw fail("expects an attributes object");
   // An attribute set to undefined is an attribute left out (keys are canonical JSON, which has no undefined).
@@ -285,13 +314,16 @@ function attrTypesOf(rule: RuleDef<any>): { key: string; base: string; optional:
   return parsed;
 }
 
-function sourceInput(pkgDir: string, rel: string, site: DeclarationSite, label: string): SourceInput {
+function sourceInput(pkgDir: string, rel: string, site: Site, label: string): SourceInput {
   const n = normalize(rel);
   if (isAbsolute(rel) || n === ".." || n.startsWith(".." + sep)) {
     throw new WmbError("BUILD_FILE", `${site}: ${label} lists source "${rel}", which leaves its package directory; sources must be relative paths inside the package.`, { subject: label });
   }
   return { path: n, file: join(pkgDir, n) };
 }
+
+/** "BUILD.ts:12" when written into a message. */
+type Site = { toString(): string };
 
 /** Frames a declaration site keeps below `declare`: the rule's method, a macro and its method,
  * BUILD.ts (a BUILD.ts helper that declares is a BUILD.ts frame itself). */

@@ -88,6 +88,26 @@ export default (w: any) => { w.package("p").write({ name: "a", out: "a.txt", con
     expect(r.stderr).toContain("Unknown target //p:zzz; targets in //p are //p:a");
   });
 
+  it("names each target's own BUILD.ts line when asked after loading: in a loop, through a helper, through a macro", () => {
+    const ws = makeWorkspace({
+      "BUILD.ts": [
+        "const twice = (p, n) =>",
+        "  p.write({ name: n, out: n + \".txt\", content: n });",
+        "export default (w) => {",
+        "  const p = w.package(\"p\");",
+        "  for (const n of [\"a\", \"b\"]) p.write({ name: n, out: n, content: n });",
+        "  twice(p, \"c\");",
+        "  p.wasi_binary({ name: \"m\", sources: [{ src: \"main.c\" }] });",
+        "};",
+        "",
+      ].join("\n"),
+    });
+    const r = wmbSync(ws, ["query", "targets", "--json"]);
+    expect(r.code, r.stderr).toBe(0);
+    const at = Object.fromEntries((JSON.parse(r.stdout) as { label: string; declared_at: string }[]).map((t) => [t.label, t.declared_at]));
+    expect(at).toEqual({ "//p:a": "BUILD.ts:5", "//p:b": "BUILD.ts:5", "//p:c": "BUILD.ts:2", "//p:m_main": "BUILD.ts:7", "//p:m": "BUILD.ts:7" });
+  });
+
   it("refuses a duplicate target", () => {
     const r = failBuild(`export default (w) => {\n  const p = w.package("p");\n  p.write({ name: "a", out: "a", content: "" });\n  p.write({ name: "a", out: "b", content: "" });\n};\n`);
     expect(r.code).toBe(1);
