@@ -7,7 +7,7 @@ import { packageVersion } from "./package-version.ts";
 import { checkBuildFileTypes } from "./build-file-types.ts";
 import { dirname, isAbsolute, join, normalize, sep } from "node:path";
 import { pathToFileURL } from "node:url";
-import { createRequire } from "node:module";
+import { createRequire, isBuiltin } from "node:module";
 import { Script } from "node:vm";
 import { importModule } from "./import-module.ts";
 import { lineMapOf, originalLine, type LineMap } from "./source-lines.ts";
@@ -111,8 +111,9 @@ function declarationSites(root: string, buildFile: string, declareAll: BuildFile
 /** BUILD.ts as a module. The usual BUILD.ts imports only types: it is type-checked (when the
  * workspace has a tsconfig.json) and esbuild strips the types, once per content (cached in
  * `cacheDir`, under the store, with a line map to name BUILD.ts lines in errors), and runs
- * through node:vm: no module loader, no source map to parse on every build (#12). One with
- * runtime imports, import.meta or top-level await goes through tsx, which resolves them next to
+ * through node:vm: no module loader, no source map to parse on every build (#12); imports of
+ * Node built-ins come from `require`. One with other imports, import.meta or top-level await
+ * goes through tsx, which resolves them next to
  * BUILD.ts. */
 async function importBuildFile(buildFile: string, cacheDir: string): Promise<{ default?: unknown }> {
   const source = readFileSync(buildFile, "utf8");
@@ -154,7 +155,7 @@ async function compilePlain(buildFile: string, source: string): Promise<{ code: 
   } catch (e) {
     throw buildFileError(buildFile, e);
   }
-  if (/^\s*(import|export\s[^;]*\sfrom)\s|\bimport\s*\(|\brequire\s*\(|\bimport\.meta\b/m.test(esm)) return undefined;
+  if (!importsOnlyBuiltins(esm) || /\bimport\s*\(|\brequire\s*\(|\bimport\.meta\b/.test(esm)) return undefined;
   try {
     const cjs = transformSync(source, { loader: "ts", format: "cjs", target: "node20", sourcefile: buildFile, sourcemap: "external" });
     if (cjs.warnings.length > 0) return undefined;
@@ -162,6 +163,16 @@ async function compilePlain(buildFile: string, source: string): Promise<{ code: 
   } catch {
     return undefined; // top-level await: an ES module only
   }
+}
+
+/** Whether every import and re-export of this ES module (as esbuild writes them) names a Node
+ * built-in (`node:fs`, `path`): the plain path's `require` gives those as they are. Anything else
+ * (a package, another .ts file) needs tsx's resolution and loaders. */
+function importsOnlyBuiltins(esm: string): boolean {
+  const statement = /^\s*(?:import\s+(?:[^;"'`]*?\s+from\s+)?|export\s+(?:\*|\{[^}]*\})(?:\s+as\s+[\w$]+)?\s+from\s+)["']([^"']+)["'];?[ \t]*$/gm;
+  for (const m of esm.matchAll(statement)) if (!isBuiltin(m[1]!)) return false;
+  // One the pattern did not take apart: tsx takes it.
+  return !/^\s*(import\s|export\s[^;]*\sfrom\s)/m.test(esm.replace(statement, ""));
 }
 
 /** Line maps of the BUILD.ts files run by runPlain, for siteFromStack. */

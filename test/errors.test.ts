@@ -1,6 +1,6 @@
 // Bad input: one sentence naming the file or label, a non-zero exit, nothing cached.
 import { describe, expect, it } from "vitest";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { makeWorkspace, REPO, wmbSync, writeFiles } from "./helpers/cli.ts";
 
@@ -80,6 +80,33 @@ export default (w: any) => { w.package("p").write({ name: "a", out: "a.txt", con
     const r = wmbSync(ws, ["build", "//p:a"]);
     expect(r.code, r.stderr).toBe(0);
     expect(readFileSync(join(ws, "wmb-out/p/a.txt"), "utf8")).toBe("module");
+  });
+
+  it("runs a BUILD.ts that imports Node built-ins without a module loader; one importing a file of its own through it", () => {
+    const ws = makeWorkspace({
+      "BUILD.ts": `import { readdirSync } from "node:fs";
+import * as path from "path";
+const names: string[] = readdirSync(path.join(process.cwd(), "p")).filter((f) => f.endsWith(".in")).sort();
+export default (w: any) => { w.package("p").write({ name: "a", out: "a.txt", content: names.join(",") }); };
+`,
+      "p/x.in": "",
+      "p/y.in": "",
+    });
+    const r = wmbSync(ws, ["build", "//p:a"]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(readFileSync(join(ws, "wmb-out/p/a.txt"), "utf8")).toBe("x.in,y.in");
+    const cached = () => readdirSync(join(ws, ".wmb", "buildfile"));
+    expect(cached().filter((f) => f.endsWith(".cjs"))).toHaveLength(1); // the plain path
+    expect(cached().filter((f) => f.endsWith(".tsx"))).toHaveLength(0);
+
+    writeFiles(ws, {
+      "names.ts": `export const names = ["from", "a", "module"];\n`,
+      "BUILD.ts": `import { names } from "./names.ts";\nexport default (w: any) => { w.package("p").write({ name: "a", out: "a.txt", content: names.join(",") }); };\n`,
+    });
+    const viaTsx = wmbSync(ws, ["build", "//p:a"]);
+    expect(viaTsx.code, viaTsx.stderr).toBe(0);
+    expect(readFileSync(join(ws, "wmb-out/p/a.txt"), "utf8")).toBe("from,a,module");
+    expect(cached().filter((f) => f.endsWith(".tsx"))).toHaveLength(1);
   });
 
   it("names an unknown requested target", () => {
