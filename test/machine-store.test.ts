@@ -1,13 +1,13 @@
 // Sealed machines in the store: registered by identity, their transpiled component a rooted
 // store entry that survives gc (so the first run after gc does not transpile again).
 import { beforeAll, describe, expect, it } from "vitest";
-import { chmodSync, cpSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { spawnSync } from "node:child_process";
 import Database from "better-sqlite3";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { makeWorkspace, wmbSync, writeFiles } from "./helpers/cli.ts";
-import { sqliteFixture, type SqliteFixture } from "./helpers/sqlite-fixture.ts";
+import { copyFixtureStore, sqliteFixture, type SqliteFixture } from "./helpers/sqlite-fixture.ts";
 
 let fx: SqliteFixture;
 let store: string;
@@ -17,7 +17,7 @@ beforeAll(async () => {
   fx = await sqliteFixture();
   // gc deletes: work on a copy, never on the shared fixture's store.
   store = join(mkdtempSync(join(tmpdir(), "wmb-machine-store-")), "store");
-  cpSync(fx.store, store, { recursive: true });
+  copyFixtureStore(fx.store, store);
   identity = JSON.parse(readFileSync(join(fx.workspace, "wmb-out/sqlite-cli/sqlite-cli.json"), "utf8")).seal.digest;
 });
 

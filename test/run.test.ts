@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { wmbSync } from "./helpers/cli.ts";
 import { resealedMachine } from "./helpers/resealed-machine.ts";
-import { sqliteFixture, type SqliteFixture } from "./helpers/sqlite-fixture.ts";
+import { copyFixtureStore, sqliteFixture, type SqliteFixture } from "./helpers/sqlite-fixture.ts";
 
 let fx: SqliteFixture;
 /** A copy of the shared fixture's store: runs create mount directories and transpile caches. */
@@ -17,7 +17,7 @@ const run = (args: string[], input?: string) => wmbSync(fx.workspace, ["run", "-
 beforeAll(async () => {
   fx = await sqliteFixture();
   store = join(mkdtempSync(join(tmpdir(), "wmb-run-store-")), "store");
-  cpSync(fx.store, store, { recursive: true });
+  copyFixtureStore(fx.store, store);
   specPath = join(fx.workspace, "wmb-out/sqlite-cli/sqlite-cli.json");
   identity = JSON.parse(readFileSync(specPath, "utf8")).seal.digest;
 });

@@ -2,13 +2,13 @@
 // built, sealed and run through the CLI: what it is granted comes from its own spec, not from
 // sqlite-cli's, and run re-checks what seal checks before anything starts.
 import { beforeAll, describe, expect, it } from "vitest";
-import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parse } from "@bytecodealliance/jco-transpile/wasm-tools";
 import { buildJson, wmbSync } from "./helpers/cli.ts";
 import { resealedMachine, type Replacements } from "./helpers/resealed-machine.ts";
-import { copyWorkspace, sqliteFixture } from "./helpers/sqlite-fixture.ts";
+import { copyFixtureStore, copyWorkspace, sqliteFixture } from "./helpers/sqlite-fixture.ts";
 import { WASI_HOST, type SealedSpec } from "../src/formats/machine-spec.ts";
 
 let ws: string;
@@ -19,7 +19,7 @@ beforeAll(async () => {
   const fx = await sqliteFixture(); // its store already holds the fetched preview1 adapter
   ws = copyWorkspace();
   store = join(mkdtempSync(join(tmpdir(), "wmb-wordcount-")), "store");
-  cpSync(fx.store, store, { recursive: true });
+  copyFixtureStore(fx.store, store);
   buildJson(ws, ["--store", store, "//examples/wordcount:sealed"]);
   out = join(ws, "wmb-out/examples/wordcount");
 });

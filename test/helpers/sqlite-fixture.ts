@@ -3,6 +3,7 @@
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmdirSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import Database from "better-sqlite3";
 import { inject } from "vitest";
 import { REPO, wmb } from "./cli.ts";
 import "../global-setup.ts";
@@ -53,5 +54,20 @@ export async function sqliteFixture(): Promise<SqliteFixture> {
     return fixture;
   } finally {
     rmdirSync(lock);
+  }
+}
+
+/** A private copy of the shared store, for a suite that changes what it copies (gc, tampering).
+ * Other suites use the store meanwhile, so files come and go under the copy (SQLite's -wal and
+ * -shm, cas/tmp, locks, temp files): the index is copied as a consistent snapshot (VACUUM INTO),
+ * and only files that stay are copied as they are. */
+export function copyFixtureStore(from: string, to: string): void {
+  const transient = /(^|[\\/])(index\.sqlite(-wal|-shm|-journal)?|tmp|locks)$|\.tmp$/;
+  cpSync(from, to, { recursive: true, filter: (src) => !transient.test(src.slice(from.length)) });
+  const db = new Database(join(from, "index.sqlite"), { fileMustExist: true, timeout: 30_000 });
+  try {
+    db.prepare("VACUUM INTO ?").run(join(to, "index.sqlite"));
+  } finally {
+    db.close();
   }
 }
