@@ -1,7 +1,7 @@
 // Runs a CommonJS bundle compiled with a V8 code cache (Node 20 keeps none of its own, and
 // compiling is most of a short command's start-up): bin/wmb.mjs runs dist/wmb.cjs this way, and
 // src/run/guest-runner-loader.cjs runs dist/guest-runner.cjs. Code compiled through node:vm
-// cannot call import() itself: the caller, an ES module, lends globalThis.__wmbImport.
+// cannot call import() itself: bin/wmb.mjs, an ES module, lends globalThis.__wmbImport.
 "use strict";
 const { mkdirSync, readFileSync, renameSync, writeFileSync } = require("node:fs");
 const { dirname } = require("node:path");
@@ -10,10 +10,10 @@ const { Script } = require("node:vm");
 /**
  * Evaluate `file` as a CommonJS module given `requireFn`, with the code cache in `cacheFile` when
  * V8 accepts it (none when `cacheFile` is undefined). `saveCache()` writes the cache (to `writeTo`,
- * default `cacheFile`) when there was none or V8 rejected it (another Node, another bundle), and
- * says whether it did; call it once the code that matters has run, since the cache holds what was
- * compiled by then. A read-only install just runs without one. `saveOnExit` calls it as the
- * process exits (for code that ends with process.exit).
+ * default `cacheFile`) when there was none or V8 rejected it (another Node, another bundle); call
+ * it once the code that matters has run, since the cache holds what was compiled by then. A
+ * read-only install just runs without one. `saveOnExit` calls it as the process exits (for code
+ * that ends with process.exit).
  */
 function runCached(file, cacheFile, requireFn, { saveOnExit = false, writeTo = cacheFile } = {}) {
   let cachedData;
@@ -27,15 +27,14 @@ function runCached(file, cacheFile, requireFn, { saveOnExit = false, writeTo = c
   const script = new Script(source, { filename: file, cachedData });
   const accepted = cachedData !== undefined && !script.cachedDataRejected;
   const saveCache = () => {
-    if (accepted || writeTo === undefined) return false;
+    if (accepted || writeTo === undefined) return;
     try {
       mkdirSync(dirname(writeTo), { recursive: true });
       const tmp = `${writeTo}.${process.pid}.tmp`;
       writeFileSync(tmp, script.createCachedData());
       renameSync(tmp, writeTo);
-      return true;
     } catch {
-      return false; // not writable: no cache
+      /* not writable: no cache */
     }
   };
   if (saveOnExit) process.on("exit", saveCache);

@@ -113,8 +113,7 @@ function declarationSites(root: string, buildFile: string, declareAll: BuildFile
  * `cacheDir`, under the store, with a line map to name BUILD.ts lines in errors), and runs
  * through node:vm: no module loader, no source map to parse on every build (#12); imports of
  * Node built-ins come from `require`. One with other imports, import.meta or top-level await
- * goes through tsx, which resolves them next to
- * BUILD.ts. */
+ * goes through tsx, which resolves them next to BUILD.ts. */
 async function importBuildFile(buildFile: string, cacheDir: string): Promise<{ default?: unknown }> {
   const source = readFileSync(buildFile, "utf8");
   const base = join(cacheDir, hashBytes(`${buildFile}\n${packageVersion("esbuild")}\n${source}`));

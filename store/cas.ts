@@ -133,13 +133,13 @@ export class Cas {
   }
 }
 
-/** size, ctime and inode: any write to a blob changes ctime, which userspace cannot set back. */
 /** Where a blob lives under a CAS root: concatenated, not joined (a no-op build asks it for
  * every served blob, #16). */
 export function blobPath(root: string, digest: string): string {
   return root + "/" + digest.slice(0, 2) + "/" + digest.slice(2);
 }
 
+/** size, ctime and inode: any write to a blob changes ctime, which userspace cannot set back. */
 export function statSignature(st: BigIntStats): string {
   return `${st.size}:${st.ctimeNs}:${st.ino}`;
 }

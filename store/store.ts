@@ -14,9 +14,10 @@ import { fsck, type FsckReport } from "./fsck.ts";
 import { gc, type GcOptions, type GcReport } from "./gc.ts";
 import type { SandboxUse } from "../src/sandbox.ts";
 
-
 /** Path prefix of the per-host files kept beside a transpiled component (transpiledExtra). */
 const TRANSPILED_EXTRA = "host/";
+const INSERT_TRANSPILED = `INSERT OR REPLACE INTO transpiled (kernel_digest, transpiler, path, digest, created_at) VALUES (?, ?, ?, ?, ?)`;
+
 export interface StoredOutput {
   digest: Digest;
   executable: boolean;
@@ -470,7 +471,7 @@ export class Store {
 
   /** Record a transpiled component (its blobs already stored); kept as long as its kernel is. */
   recordTranspiled(kernelDigest: Digest, transpiler: string, files: OutputMap): void {
-    const ins = this.sql.statement(`INSERT OR REPLACE INTO transpiled (kernel_digest, transpiler, path, digest, created_at) VALUES (?, ?, ?, ?, ?)`);
+    const ins = this.sql.statement(INSERT_TRANSPILED);
     this.sql.write(() => {
       this.sql.run(`DELETE FROM transpiled WHERE kernel_digest = ? AND transpiler = ?`, kernelDigest, transpiler);
       for (const [path, f] of Object.entries(files)) ins.run(kernelDigest, transpiler, path, f.digest, Date.now());
@@ -491,14 +492,7 @@ export class Store {
 
   /** Keep (or replace) such a file; it goes with the transpiled component. */
   recordTranspiledExtra(kernelDigest: Digest, transpiler: string, name: string, digest: Digest): void {
-    this.sql.run(
-      `INSERT OR REPLACE INTO transpiled (kernel_digest, transpiler, path, digest, created_at) VALUES (?, ?, ?, ?, ?)`,
-      kernelDigest,
-      transpiler,
-      TRANSPILED_EXTRA + name,
-      digest,
-      Date.now(),
-    );
+    this.sql.run(INSERT_TRANSPILED, kernelDigest, transpiler, TRANSPILED_EXTRA + name, digest, Date.now());
   }
 
   // ---- maintenance ---------------------------------------------------------------------

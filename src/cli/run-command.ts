@@ -164,26 +164,23 @@ export async function runResolvedMachine(
     const jsDir = join(scratch, "js");
     mkdirSync(jsDir);
     const jsFiles = Object.fromEntries(Object.entries(outputs).map(([name, o]) => [name, store.blobPath(o.digest)]));
-    const { ENTRY_FILE } = await import("../run/transpile.ts");
-    const codeCacheName = `${ENTRY_FILE}.v8cache`;
-    const codeCache = await componentCodeCache(store, m.kernelDigest);
-    if (codeCache) jsFiles[codeCacheName] = store.blobPath(codeCache);
+    const kept = await componentCodeCache(store, m.kernelDigest);
+    const codeCache = { read: kept && store.blobPath(kept), write: join(jsDir, "code-cache.bin") };
     const { extractRootfs } = await import("../run/rootfs-extract.ts");
     const rootfsDir = join(scratch, "rootfs");
     await traced("extract the rootfs", "run", () => extractRootfs(m.rootfs, rootfsDir));
     store.close(); // the guest may run for long; do not hold the index open
     const { runner, ...stdio } = io;
-    const opts = { jsDir, jsFiles, rootfsDir, mounts: grant.mounts, interfaces: grant.interfaces, args, argv0: grant.argv0, codeCache: true, ...stdio };
+    const opts = { jsDir, jsFiles, rootfsDir, mounts: grant.mounts, interfaces: grant.interfaces, args, argv0: grant.argv0, codeCache, ...stdio };
     const code = await traced("hand over to the runner, wait for the guest", "run", async () =>
       runner ? runner.run(opts) : (await import("../run/runtime.ts")).runMachine(opts),
     );
     // The runner wrote a code cache (the first, or one replacing a cache V8 refused): keep it.
     // Rare, so the store reopens for it.
-    const codeCacheFile = join(jsDir, codeCacheName);
-    if (existsSync(codeCacheFile)) {
+    if (existsSync(codeCache.write)) {
       const reopened = await (await import("../../store/store.ts")).Store.open(store.dir);
       try {
-        await keepComponentCodeCache(reopened, m.kernelDigest, codeCacheFile);
+        await keepComponentCodeCache(reopened, m.kernelDigest, codeCache.write);
       } finally {
         reopened.close();
       }

@@ -31,7 +31,6 @@ if (bundleIsFresh()) {
     execArgv: [],
   });
   globalThis.__wmbIoWorker = { channel, worker };
-  globalThis.__wmbImport = (specifier) => import(specifier);
   const { runCached } = require(join(root, "bin", "code-cache.cjs"));
   // The runner ends with process.exit: its cache is written then, the first time.
   runCached(bundle, join(root, "dist", "v8-cache", "guest-runner.bin"), createRequire(bundle), { saveOnExit: true });

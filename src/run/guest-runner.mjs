@@ -14,7 +14,6 @@
 // exit code, and the guest's exit status as it exits ({ exit, marks }).
 import { readFileSync, readSync, writeSync } from "node:fs";
 import { join } from "node:path";
-import { pathToFileURL } from "node:url";
 import { isatty } from "node:tty";
 import * as cliShim from "@bytecodealliance/preview2-shim/cli";
 import * as clocksShim from "@bytecodealliance/preview2-shim/clocks";
@@ -331,7 +330,7 @@ async function main() {
   const compiled = new Map();
   for (const file of manifest.coreModules ?? []) compiled.set(file, compileCore(file));
   const entry = loadEntry(manifest.entry);
-  const { instantiate } = await entry.exports;
+  const { instantiate } = entry.exports;
   marks.imported = epochNow();
   const getCoreModule = (file) => compiled.get(file) ?? compileCore(file);
   let instance;
@@ -367,24 +366,15 @@ function transpiledFile(name) {
 }
 
 /**
- * The component's module. CommonJS (what wmb transpiles to) is compiled with the V8 code cache
- * `<entry>.v8cache` when config.codeCache (the parent checked it like any blob); one is written
- * into jsDir when there was none or V8 rejected it, for the parent to keep. Otherwise the module
- * is imported as an ES module.
+ * The component's module (CommonJS: what wmb transpiles to), compiled with the V8 code cache
+ * config.codeCache.read names (the parent checked it like any blob); one is written to
+ * config.codeCache.write when there was none or V8 rejected it, for the parent to keep.
  */
 function loadEntry(name) {
-  const file = transpiledFile(name);
-  if (name.endsWith(".cjs")) {
-    const refuse = (id) => {
-      throw new Error(`the component's module may not require ${id}`);
-    };
-    const cache = `${name}.v8cache`;
-    if (!config.codeCache) return runCached(file, undefined, refuse);
-    return runCached(file, transpiledFile(cache), refuse, { writeTo: join(config.jsDir, cache) });
-  }
-  // Bundled (dist/guest-runner.cjs) this code cannot call import() itself: the loader lends one.
-  const importModule = globalThis.__wmbImport ?? ((specifier) => import(specifier));
-  return { exports: importModule(pathToFileURL(file).href), saveCache: () => false };
+  const refuse = (id) => {
+    throw new Error(`the component's module may not require ${id}`);
+  };
+  return runCached(transpiledFile(name), config.codeCache?.read, refuse, { writeTo: config.codeCache?.write });
 }
 
 /** Read synchronously, so that V8 compiles on its own threads at once, even while this thread

@@ -75,7 +75,7 @@ export type OutputSink = Writable | NodeJS.WritableStream | "inherit" | "ignore"
 
 export interface RunMachineOptions {
   /** Directory written by transpileComponent (wmb-transpile.json, the module, its core wasm),
-   * unless `jsFiles` says where each file is; a new code cache is written here. */
+   * unless `jsFiles` says where each file is. */
   jsDir: string;
   /** Where each transpiled file is, by name (e.g. the store's blobs, read in place), instead of
    * in jsDir. */
@@ -98,10 +98,10 @@ export interface RunMachineOptions {
   stderr?: OutputSink;
   /** Aborting kills the guest; runMachine then resolves with 128 + SIGTERM (143). */
   signal?: AbortSignal;
-  /** Compile the component's module with the V8 code cache `<entry>.v8cache` (from jsFiles or
-   * jsDir) when there is one, and write one into jsDir when there is none or V8 rejects it (the
-   * caller keeps it, see runResolvedMachine). Off, no cache is read or written. */
-  codeCache?: boolean;
+  /** The V8 code cache to compile the component's module with (`read`, when there is one), and
+   * where to write one when there is none or V8 rejects it (`write`: the caller keeps it, see
+   * runResolvedMachine). Without it no cache is read or written. */
+  codeCache?: { read?: string; write: string };
   /** Called once the run ends, with where the time went. */
   onTiming?: (timing: RunTiming) => void;
 }
@@ -173,15 +173,16 @@ export function startRunner(io: Pick<RunMachineOptions, "stdin" | "stdout" | "st
   if (child.stderr) child.stderr.pipe(io.stderr as NodeJS.WritableStream, { end: false });
 
   let sideChannel = "";
-  let reportExit: (code: number) => void = () => {};
-  const reportedExit = new Promise<number>((resolve) => (reportExit = resolve));
   const channel = child.stdio[3] as Socket;
-  channel.on("data", (chunk: Buffer) => {
-    sideChannel += chunk.toString("utf8");
-    const exit = sideMessages(sideChannel).find((m) => m.exit !== undefined)?.exit;
-    if (exit !== undefined) reportExit(exit);
-  });
   channel.on("error", () => {});
+  // The guest's status as the runner says it, before that process has wound down.
+  const reportedExit = new Promise<number>((resolve) => {
+    channel.on("data", (chunk: Buffer) => {
+      sideChannel += chunk.toString("utf8");
+      const exit = sideMessages(sideChannel).find((m) => m.exit !== undefined)?.exit;
+      if (exit !== undefined) resolve(exit);
+    });
+  });
   let used = false;
 
   return {
@@ -285,7 +286,7 @@ export interface RunnerConfig {
   interfaces: string[];
   args: string[];
   timing: boolean;
-  codeCache: boolean;
+  codeCache?: { read?: string; write: string };
 }
 
 async function runnerConfig(opts: RunMachineOptions): Promise<RunnerConfig> {
@@ -309,7 +310,7 @@ async function runnerConfig(opts: RunMachineOptions): Promise<RunnerConfig> {
       }
     }
   }
-  return { jsDir, jsFiles: opts.jsFiles, rootfsDir, mounts, interfaces: opts.interfaces, args: [opts.argv0, ...opts.args], timing: opts.onTiming !== undefined || tracing(), codeCache: opts.codeCache ?? false };
+  return { jsDir, jsFiles: opts.jsFiles, rootfsDir, mounts, interfaces: opts.interfaces, args: [opts.argv0, ...opts.args], timing: opts.onTiming !== undefined || tracing(), codeCache: opts.codeCache };
 }
 
 async function realDir(path: string, what: string): Promise<string> {
