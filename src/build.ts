@@ -1,7 +1,7 @@
 // One build: load BUILD.ts, plan the closure of the requested targets, let the scheduler
 // walk it and the rebuilder decide each action, record everything, materialize outputs.
 // The layers and the action-key contract: docs/ARCHITECTURE.md.
-import { promises as fsp, statSync } from "node:fs";
+import { mkdirSync, renameSync, statSync } from "node:fs";
 import { uniqueSuffix } from "./unique-name.ts";
 import { dirname, join, sep } from "node:path";
 import { hashBytes, type ActionKey, type Digest } from "./digest.ts";
@@ -11,7 +11,7 @@ import { expandTargetPatterns } from "./target-pattern.ts";
 import { Graph } from "./graph.ts";
 import { buildFileCache, loadWorkspace, type LoadedWorkspace, type Target } from "./build-file.ts";
 import { Rebuilder, type PlannedAction, type PlannedInput } from "./rebuilder.ts";
-import { schedule } from "./scheduler.ts";
+import { schedule, Slots } from "./scheduler.ts";
 import { SANDBOX_ENV, SandboxChoice, sandboxMode, type SandboxMode, type SandboxUse, type SandboxVariation } from "./sandbox.ts";
 import type { OutputMap, Store } from "../store/store.ts";
 import type { CacheStats, RemoteCache } from "./remote/action-cache.ts";
@@ -172,6 +172,7 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
     sandbox,
     toolchain: () => toolchains.forRunning(),
     log: (label, line) => opts.events?.log?.(label, line),
+    slots: new Slots(opts.jobs),
   });
   const results = new Map<string, OutputMap>();
   const reports = new Map<string, ActionReport>();
@@ -258,12 +259,13 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
     sched = await schedule(
       closure.map((t) => ({ id: t.label, deps: t.deps })),
       runOne,
-      { jobs: opts.jobs, keepGoing: opts.keepGoing ?? false, signal: abort.signal },
+      // Twice -j actions in flight, -j of them running their rule (Slots): the others are being
+      // looked up, prepared or recorded meanwhile.
+      { jobs: opts.jobs * 2, keepGoing: opts.keepGoing ?? false, signal: abort.signal },
     );
   } finally {
     opts.signal?.removeEventListener("abort", onAbort);
     if (ownsToolchain) await toolchains.close();
-    await rebuilder.settle();
   }
   for (const label of sched.skipped) {
     const t = graph.get(label);
@@ -286,7 +288,6 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
     interrupted = abort.signal.aborted;
   } finally {
     await opts.remote?.finish();
-    await rebuilder.settle();
   }
   store.history.finish(buildId, interrupted ? "interrupted" : ok ? "ok" : "failed");
   const actions = closure.map((t) => reports.get(t.label)!).filter(Boolean);
@@ -372,6 +373,8 @@ async function materializeOutputs(store: Store, root: string, targets: Target[],
   const written: string[] = [];
   if (targets.length >= PREFETCH_FROM) store.prefetchStatCache(join(root, "wmb-out") + sep);
   const base = root.endsWith(sep) ? root : root + sep;
+  // Synchronous steps: microseconds each, where an asynchronous one is a thread-pool round trip.
+  const made = new Set<string>();
   for (const t of targets) {
     for (const [path, o] of Object.entries(results.get(t.label) ?? {})) {
       // Outputs are relative paths inside their package (checked when declared).
@@ -380,11 +383,15 @@ async function materializeOutputs(store: Store, root: string, targets: Target[],
       written.push(rel);
       const st = statSync(dest, { bigint: true, throwIfNoEntry: false });
       if (st && (await digestOfStat(store, dest, st)) === o.digest) continue;
-      await fsp.mkdir(dirname(dest), { recursive: true });
+      const parent = dirname(dest);
+      if (!made.has(parent)) {
+        mkdirSync(parent, { recursive: true });
+        made.add(parent);
+      }
       // Copy then rename, so a concurrent build or reader never sees half a file.
       const tmp = `${dest}.${uniqueSuffix()}.tmp`;
       await store.materialize(o.digest, tmp, o.executable);
-      await fsp.rename(tmp, dest);
+      renameSync(tmp, dest);
     }
   }
   return written;

@@ -18,6 +18,7 @@ import {
   type SandboxVariation,
 } from "./sandbox.ts";
 import { SANDBOX_BUILD_DIR } from "./sandbox-bwrap.ts";
+import type { Slots } from "./scheduler.ts";
 import { sourceStatSignature } from "./source-hash.ts";
 import type { Target } from "./build-file.ts";
 import type { ActionResult, OutputMap, ProducedBy, Store } from "../store/store.ts";
@@ -60,19 +61,12 @@ export interface RebuilderOptions {
   sandbox: SandboxChoice;
   toolchain: () => Promise<Toolchain>;
   log: (label: string, line: string) => void;
+  /** Bounds how many rules run at once (-j); unbounded without. */
+  slots?: Slots;
 }
 
 export class Rebuilder {
-  private removals: Promise<void>[] = [];
-
   constructor(private readonly opts: RebuilderOptions) {}
-
-  /** Wait for the sandboxes still being removed. */
-  async settle(): Promise<void> {
-    const pending = this.removals;
-    this.removals = [];
-    await Promise.all(pending);
-  }
 
   /** The recorded result for this key, if every output blob is whole (see Store.wholeResult). */
   cached(plan: PlannedAction): Promise<ActionResult | undefined> {
@@ -117,7 +111,7 @@ export class Rebuilder {
       };
       const started = performance.now();
       try {
-        await t.rule.run(ctx);
+        await (this.opts.slots ? this.opts.slots.hold(() => t.rule.run(ctx)) : t.rule.run(ctx));
       } catch (e) {
         if (signal.aborted) throw new WmbError("INTERRUPTED", "Interrupted.");
         throw actionFailure(t, e);
@@ -136,8 +130,7 @@ export class Rebuilder {
       });
       return { result: { id: recorded.id, outputsDigest: recorded.outputsDigest, outputs, sandbox: commands.used }, divergentFrom: recorded.divergentFrom };
     } finally {
-      // Removed in the background (the next action need not wait); the build awaits it at the end.
-      this.removals.push(removeSandboxDir(dir));
+      removeSandboxDir(dir, [...plan.inputs.map((i) => i.path), ...t.outputs]);
     }
   }
 

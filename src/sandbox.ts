@@ -1,13 +1,13 @@
 // An action's sandbox: a fresh directory holding only its declared inputs, a scrubbed
 // environment, and the collection of its declared outputs afterwards. Host commands run in it
 // under bwrap (sandbox-bwrap.ts) when it works: then they see nothing else of the host.
-import { spawn } from "node:child_process";
-import { chmodSync, constants as fsc, copyFileSync, mkdirSync, mkdtempSync, promises as fsp } from "node:fs";
-import { tmpdir } from "node:os";
+import { chmodSync, constants as fsc, copyFileSync, mkdirSync, mkdtempSync, rmdirSync, rmSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { WmbError } from "./errors.ts";
 import { CommandError, tailLines, type ExecOptions, type ExecResult, type Toolchain } from "../rules/rule.ts";
 import { bwrapArgs, probeBwrap, SANDBOX_BUILD_DIR } from "./sandbox-bwrap.ts";
+import { launch } from "./launcher.ts";
+import { sandboxBase } from "./sandbox-base.ts";
 
 /** The fixed part of every action's environment. SOURCE_DATE_EPOCH is part of the key. */
 export const SANDBOX_ENV: Readonly<Record<string, string>> = {
@@ -97,7 +97,7 @@ export class SandboxChoice {
 const madeRoots = new Set<string>();
 
 export async function createSandboxDir(label: string, variation: SandboxVariation = {}): Promise<string> {
-  const root = variation.tmpRoot ?? tmpdir();
+  const root = variation.tmpRoot ?? sandboxBase();
   if (!madeRoots.has(root)) {
     mkdirSync(root, { recursive: true });
     madeRoots.add(root);
@@ -106,8 +106,22 @@ export async function createSandboxDir(label: string, variation: SandboxVariatio
   return mkdtempSync(join(root, `wmb-${safe}-`));
 }
 
-export async function removeSandboxDir(dir: string): Promise<void> {
-  await fsp.rm(dir, { recursive: true, force: true, maxRetries: 2 });
+/** Remove an action's sandbox: the files wmb put there or expected back (`files`, relative),
+ * then their directories, deepest first. One the command left more in is removed recursively.
+ * Synchronous: each call is microseconds, where a recursive removal walks the tree at a
+ * thread-pool round trip per entry, on the thread that runs the build (#16). */
+export function removeSandboxDir(dir: string, files: readonly string[]): void {
+  try {
+    const dirs = new Set<string>();
+    for (const rel of files) {
+      rmSync(join(dir, rel), { force: true });
+      for (let d = dirname(rel); d !== "." && d !== "/"; d = dirname(d)) dirs.add(d);
+    }
+    for (const d of [...dirs].sort((a, b) => b.length - a.length)) rmdirSync(join(dir, d));
+    rmdirSync(dir);
+  } catch {
+    rmSync(dir, { recursive: true, force: true, maxRetries: 2 });
+  }
 }
 
 /** `dir`/`rel`, with its parent directory made when it is not `dir` itself. */
@@ -129,54 +143,23 @@ export async function placeFile(src: string, dir: string, rel: string): Promise<
 /** Run a host command in the sandbox with exactly `env`. Killed (whole process group) on abort.
  * With a bwrap runner it sees `dir` at `buildDir` (default SANDBOX_BUILD_DIR), /usr read-only,
  * and nothing else of the host; without one, it runs in `dir` on the host. */
-export function execInSandbox(
+export async function execInSandbox(
   argv: string[],
   dir: string,
   env: Readonly<Record<string, string>>,
   signal: AbortSignal,
   opts: ExecOptions & { umask?: number; runner?: CommandRunner; buildDir?: string } = {},
 ): Promise<ExecResult> {
-  if (argv.length === 0) return Promise.reject(new Error("empty command"));
-  const fullEnv = { ...env, ...(opts.env ?? {}) };
-  let command = argv;
-  if (opts.umask !== undefined) {
-    command = ["/bin/sh", "-c", `umask ${opts.umask.toString(8).padStart(3, "0")}; exec "$@"`, "wmb-umask", ...argv];
-  }
+  if (argv.length === 0) throw new Error("empty command");
   const buildDir = opts.buildDir ?? SANDBOX_BUILD_DIR;
   const bwrap = opts.runner?.kind === "bwrap" ? opts.runner.bwrap : undefined;
   // Under bwrap the command's working directory is set inside the sandbox (bwrapArgs).
-  const [file, ...args] = bwrap ? [bwrap, ...bwrapArgs(dir, buildDir, opts.cwd, command)] : command;
+  const command = bwrap ? [bwrap, ...bwrapArgs(dir, buildDir, opts.cwd, argv)] : argv;
   const cwd = opts.cwd && !bwrap ? join(dir, opts.cwd) : dir;
-  return new Promise((resolve, reject) => {
-    const child = spawn(file, args, { cwd, env: fullEnv, stdio: ["pipe", "pipe", "pipe"], detached: true });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    const onAbort = () => {
-      try {
-        if (child.pid) process.kill(-child.pid, "SIGKILL");
-      } catch {
-        /* already gone */
-      }
-    };
-    signal.addEventListener("abort", onAbort, { once: true });
-    child.stdout.on("data", (b: Buffer) => out.push(b));
-    child.stderr.on("data", (b: Buffer) => err.push(b));
-    child.on("error", (e) => {
-      signal.removeEventListener("abort", onAbort);
-      reject(new CommandError(argv.join(" "), null, e.message));
-    });
-    child.on("close", (code) => {
-      signal.removeEventListener("abort", onAbort);
-      const stdout = Buffer.concat(out).toString("utf8");
-      const stderr = Buffer.concat(err).toString("utf8");
-      if (signal.aborted) reject(new WmbError("INTERRUPTED", "Interrupted."));
-      else if (code === 0) resolve({ stdout, stderr });
-      else reject(new CommandError(argv.join(" "), code, withUndeclaredHint(tailLines(stderr || stdout), bwrap ? buildDir : undefined)));
-    });
-    child.stdin.on("error", () => {});
-    if (opts.stdin !== undefined) child.stdin.end(opts.stdin);
-    else child.stdin.end();
-  });
+  const r = await launch({ argv: command, cwd, env: { ...env, ...(opts.env ?? {}) }, umask: opts.umask, stdin: opts.stdin, signal });
+  if (r.aborted) throw new WmbError("INTERRUPTED", "Interrupted.");
+  if (r.code === 0) return { stdout: r.stdout, stderr: r.stderr };
+  throw new CommandError(argv.join(" "), r.code, withUndeclaredHint(tailLines(r.stderr || r.stdout), bwrap ? buildDir : undefined));
 }
 
 /** A sandboxed command that misses a file most often reads one it never declared. */

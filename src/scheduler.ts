@@ -36,10 +36,14 @@ export async function schedule(
   let stopped = false;
 
   return new Promise<ScheduleResult>((resolve) => {
-    // Ready tasks in FIFO order, at most `jobs` running: a plain counter, since a queue
-    // library's per-task bookkeeping (async hooks) costs more than a cached action itself.
-    const ready: string[] = [];
+    // At most `jobs` running: a plain counter, since a queue library's per-task bookkeeping
+    // (async hooks) costs more than a cached action itself. A task a finished one unblocked
+    // runs before the tasks that were ready from the start (depth first, as make goes): a chain
+    // of a quick in-process action and a command then overlaps with the next chain, instead of
+    // every in-process action running first while no command does (#16).
+    const initial: string[] = [];
     let next = 0;
+    const unblocked: string[] = [];
     let running = 0;
     const finish = () => {
       const skipped = nodes.map((n) => n.id).filter((id) => !done.has(id) && !failed.has(id));
@@ -50,10 +54,13 @@ export async function schedule(
         if (stopped || opts.signal.aborted) return;
         await run(id);
         done.add(id);
-        for (const r of dependents.get(id) ?? []) {
+        const deps = dependents.get(id) ?? [];
+        // Reversed onto the stack, so they start in the order they were declared.
+        for (let i = deps.length - 1; i >= 0; i--) {
+          const r = deps[i]!;
           const left = waiting.get(r)! - 1;
           waiting.set(r, left);
-          if (left === 0) ready.push(r);
+          if (left === 0) unblocked.push(r);
         }
       } catch (e) {
         failed.set(id, e);
@@ -64,13 +71,37 @@ export async function schedule(
       }
     };
     const pump = () => {
-      while (running < jobs && next < ready.length) {
+      while (running < jobs && (unblocked.length > 0 || next < initial.length)) {
         running++;
-        void runTask(ready[next++]!);
+        void runTask(unblocked.pop() ?? initial[next++]!);
       }
-      if (running === 0 && next === ready.length) finish();
+      if (running === 0 && unblocked.length === 0 && next === initial.length) finish();
     };
-    for (const n of nodes) if (n.deps.length === 0) ready.push(n.id);
+    for (const n of nodes) if (n.deps.length === 0) initial.push(n.id);
     pump();
   });
+}
+
+/** At most `n` holders at once, served in the order they asked: the build gives each action's
+ * own work (its rule running: a command, a compile) a slot, so -j bounds that work while the
+ * engine's bookkeeping around it (keys, lookups, admitting outputs) overlaps with it (#16). */
+export class Slots {
+  private free: number;
+  private readonly queue: (() => void)[] = [];
+
+  constructor(n: number) {
+    this.free = Math.max(1, n);
+  }
+
+  async hold<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.free > 0) this.free--;
+    else await new Promise<void>((r) => this.queue.push(r));
+    try {
+      return await fn();
+    } finally {
+      const next = this.queue.shift();
+      if (next) next();
+      else this.free++;
+    }
+  }
 }

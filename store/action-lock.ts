@@ -1,22 +1,29 @@
 // One process at a time executes an action key on a store (Nix's and Bazel's behaviour): two
 // concurrent builds of the same targets cost about one. The lock is a file per key under
-// <store>/locks/, created exclusively and holding the holder's pid and host; a holder that died
-// (SIGKILL, power loss) is noticed by its pid being gone and its lock taken over, so a crash
-// never blocks anyone. A process waiting for a key polls for the holder's result.
-import { mkdirSync, promises as fsp, rmSync, writeFileSync } from "node:fs";
+// <store>/locks/, holding the holder's pid and host; a holder that died (SIGKILL, power loss) is
+// noticed by its pid being gone and its lock taken over, so a crash never blocks anyone. A
+// process waiting for a key polls for the holder's result.
+// Each process writes its pid and host once, to a holder file, and takes a key's lock by
+// hard-linking that file to the key's name (link fails when the name exists): a lock then costs
+// no inode, where a file created and removed per action made every later file creation slower
+// on a filesystem that avoids reusing freed inodes (#16).
+import { linkSync, mkdirSync, promises as fsp, rmSync, writeFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import type { ActionKey } from "../src/digest.ts";
 import { WmbError } from "../src/errors.ts";
+import { uniqueSuffix } from "../src/unique-name.ts";
 
 const POLL_MS = 100;
+const HOLDER = "holder-";
 
 export type Acquired<T> = { held: true; release(): Promise<void> } | { held: false; result: T };
 
 export class ActionLocks {
   private readonly dir: string;
   private readonly me = `${process.pid} ${hostname()}`;
-  private made = false;
+  /** This process's holder file, once written (removed when the process exits). */
+  private holder?: string;
 
   constructor(storeDir: string) {
     this.dir = join(storeDir, "locks");
@@ -26,10 +33,6 @@ export class ActionLocks {
    * whether it exists yet; it is asked again once the lock is ours, before running). */
   async acquire<T>(key: ActionKey, done: () => Promise<T | undefined>, signal: AbortSignal): Promise<Acquired<T>> {
     const file = join(this.dir, `${key}.lock`);
-    if (!this.made) {
-      mkdirSync(this.dir, { recursive: true });
-      this.made = true;
-    }
     for (;;) {
       if (signal.aborted) throw new WmbError("INTERRUPTED", "Interrupted.");
       if (await this.tryCreate(file)) {
@@ -63,17 +66,17 @@ export class ActionLocks {
       return 0;
     }
     let removed = 0;
-    for (const name of names.filter((n) => n.endsWith(".lock"))) {
+    for (const name of names.filter((n) => n.endsWith(".lock") || n.startsWith(HOLDER))) {
       const file = join(this.dir, name);
       await this.removeIfDead(file);
-      if (!(await fsp.stat(file).catch(() => undefined))) removed++;
+      if (name.endsWith(".lock") && !(await fsp.stat(file).catch(() => undefined))) removed++;
     }
     return removed;
   }
 
   private async tryCreate(file: string): Promise<boolean> {
     try {
-      writeFileSync(file, this.me, { flag: "wx" });
+      linkSync(this.holderFile(), file);
       return true;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === "EEXIST") return false;
@@ -81,7 +84,18 @@ export class ActionLocks {
     }
   }
 
-  /** Take over a lock whose holder on this host is gone. A lock of another host is left alone. */
+  private holderFile(): string {
+    if (!this.holder) {
+      mkdirSync(this.dir, { recursive: true });
+      const holder = join(this.dir, `${HOLDER}${uniqueSuffix()}`);
+      writeFileSync(holder, this.me, { flag: "wx" });
+      process.once("exit", () => rmSync(holder, { force: true }));
+      this.holder = holder;
+    }
+    return this.holder;
+  }
+
+  /** Take over a lock (or a holder file) whose holder on this host is gone. A lock of another host is left alone. */
   private async removeIfDead(file: string): Promise<void> {
     let holder: string;
     try {

@@ -130,7 +130,7 @@ describe.skipIf(!registryInstalled)("a remote cache in an OCI registry", () => {
       // B: //p:a comes from the remote; while //p:b runs, the registry goes away.
       const wsB = smallWorkspace();
       const tmp = mkdtempSync(join(tmpdir(), "wmb-midbuild-"));
-      const building = wmb(wsB, ["build", "--json", "//p:c"], { env: env(cache, { TMPDIR: tmp }) });
+      const building = wmb(wsB, ["build", "--json", "//p:c"], { env: env(cache, { WMB_SANDBOX_BASE: tmp }) });
       const t0 = Date.now();
       while (!readdirSync(tmp).some((d) => existsSync(join(tmp, d, "started")))) {
         if (Date.now() - t0 > 20_000) throw new Error("//p:b never started");

@@ -9,7 +9,7 @@ import { buildJson, executed, makeWorkspace, wmb, wmbSync, WMB } from "./helpers
 import { hashBytes, hashBytesReference, hashFile } from "../src/digest.ts";
 
 /** Wait for the slow action to start: it touches `started` in its own sandbox directory, which
- * lives under the TMPDIR the build was given (the action, sandboxed, sees no other host path). */
+ * lives under the WMB_SANDBOX_BASE the build was given (the action, sandboxed, sees no other host path). */
 async function waitForStart(tmp: string, timeoutMs = 20_000): Promise<void> {
   const t0 = Date.now();
   const started = () => readdirSync(tmp).some((d) => existsSync(join(tmp, d, "started")));
@@ -62,15 +62,16 @@ describe("store", () => {
   it("after kill -9 mid-action, fsck passes and the next build reuses what was done", async () => {
     const tmp = mkdtempSync(join(tmpdir(), "wmb-slow-"));
     const ws = slowWorkspace();
-    const child = spawn(process.execPath, [WMB, "build", "//p:slow"], { cwd: ws, stdio: "ignore", env: { ...process.env, TMPDIR: tmp } });
+    const child = spawn(process.execPath, [WMB, "build", "//p:slow"], { cwd: ws, stdio: "ignore", env: { ...process.env, WMB_SANDBOX_BASE: tmp } });
     await waitForStart(tmp);
     child.kill("SIGKILL");
     await new Promise((r) => child.on("close", r));
     const fsck = wmbSync(ws, ["store", "fsck"]);
     expect(fsck.stdout).toContain("store OK");
     expect(fsck.code).toBe(0);
-    // The dead build's action lock is swept by gc (it would also be taken over by the next build).
-    expect(readdirSync(join(ws, ".wmb/locks"))).toHaveLength(1);
+    // The dead build's action lock (a link to its holder file) is swept by gc, with the holder
+    // file (the lock would also be taken over by the next build).
+    expect(readdirSync(join(ws, ".wmb/locks")).map((n) => n.replace(/^holder-.*/, "holder")).sort()).toEqual([expect.stringMatching(/\.lock$/), "holder"]);
     expect(JSON.parse(wmbSync(ws, ["store", "gc", "--json"]).stdout).staleLocks).toBe(1);
     expect(readdirSync(join(ws, ".wmb/locks"))).toEqual([]);
     const b = buildJson(ws, ["//p:slow"]);
@@ -81,10 +82,10 @@ describe("store", () => {
   it("a build waiting for another's action takes it over when that holder is killed with SIGKILL", async () => {
     const tmp = mkdtempSync(join(tmpdir(), "wmb-slow-"));
     const ws = slowWorkspace();
-    const env = { ...process.env, TMPDIR: tmp };
+    const env = { ...process.env, WMB_SANDBOX_BASE: tmp };
     const holder = spawn(process.execPath, [WMB, "build", "//p:slow"], { cwd: ws, stdio: "ignore", env });
     await waitForStart(tmp);
-    const waiting = wmb(ws, ["build", "--json", "//p:slow"], { env: { TMPDIR: tmp } });
+    const waiting = wmb(ws, ["build", "--json", "//p:slow"], { env: { WMB_SANDBOX_BASE: tmp } });
     await new Promise((r) => setTimeout(r, 1000));
     // The second build has not started the action: it waits for the holder.
     expect(readdirSync(tmp).filter((d) => existsSync(join(tmp, d, "started")))).toHaveLength(1);
@@ -98,7 +99,7 @@ describe("store", () => {
   it("Ctrl-C stops the running action, exits 130, and leaves the store consistent", async () => {
     const tmp = mkdtempSync(join(tmpdir(), "wmb-slow-"));
     const ws = slowWorkspace();
-    const child = spawn(process.execPath, [WMB, "build", "//p:slow"], { cwd: ws, stdio: "ignore", env: { ...process.env, TMPDIR: tmp } });
+    const child = spawn(process.execPath, [WMB, "build", "//p:slow"], { cwd: ws, stdio: "ignore", env: { ...process.env, WMB_SANDBOX_BASE: tmp } });
     await waitForStart(tmp);
     const t0 = Date.now();
     child.kill("SIGINT");

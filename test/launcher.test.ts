@@ -1,0 +1,79 @@
+// The launcher runs host commands through long-lived shells (src/launcher.ts): each command must
+// still get exactly its argv, environment, directory, umask and stdin, report its own status and
+// output, and die with an abort, whatever bytes those strings hold.
+import { existsSync, mkdirSync, mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { launch, type Launch } from "../src/launcher.ts";
+
+const NASTY = [`it's`, `"dq"`, "$HOME", "`id`", "$(id)", "a b", "semi;colon", "*", "new\nline", "back\\slash", "-n", ""];
+
+function run(argv: string[], more: Partial<Launch> = {}) {
+  return launch({ argv, cwd: tmpdir(), env: { PATH: "/usr/bin:/bin" }, signal: new AbortController().signal, ...more });
+}
+
+describe("launcher", () => {
+  it("passes every argument as it is", async () => {
+    const r = await run(["/bin/sh", "-c", `for a; do printf '[%s]' "$a"; done`, "sh", ...NASTY]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe(NASTY.map((a) => `[${a}]`).join(""));
+  });
+
+  it("gives the command exactly its environment: nothing the shell adds, values as they are", async () => {
+    const env = { PATH: "/usr/bin:/bin", A: NASTY.join("|"), EMPTY: "", LC_ALL: "C" };
+    const r = await run(["env"], { env });
+    expect(r.code).toBe(0);
+    // `env` prints one variable per line; A holds a newline, so compare the whole text.
+    const expected = Object.entries(env).map(([k, v]) => `${k}=${v}\n`);
+    expect(r.stdout.length).toBe(expected.join("").length);
+    for (const line of expected) expect(r.stdout).toContain(line);
+    expect(r.stdout).not.toMatch(/^(PWD|OLDPWD|SHLVL|_)=/m);
+    // And it came through a lane (a shell's child), not the fallback (wmb's own child).
+    expect((await run(["/bin/sh", "-c", "echo $PPID"], { env })).stdout).not.toBe(`${process.pid}\n`);
+  });
+
+  it("falls back to spawning a command whose variable names no shell can export", async () => {
+    const r = await run(["env"], { env: { PATH: "/usr/bin:/bin", "A-B": "1" } });
+    expect(r.code).toBe(0);
+    expect(r.stdout.split("\n").sort()).toEqual(["", "A-B=1", "PATH=/usr/bin:/bin"]);
+  });
+
+  it("runs in its directory under its umask, with its stdin", async () => {
+    const dir = join(mkdtempSync(join(tmpdir(), "wmb-launch-")), `it's here`);
+    mkdirSync(dir);
+    const r = await run(["/bin/sh", "-c", "pwd; umask; cat"], { cwd: dir, umask: 0o027, stdin: "from stdin\n" });
+    expect(r).toMatchObject({ code: 0, stdout: `${dir}\n0027\nfrom stdin\n`, stderr: "" });
+    // Without stdin it reads nothing (not wmb's own stdin).
+    expect((await run(["cat"])).stdout).toBe("");
+  });
+
+  it("reports the command's own status and both its outputs", async () => {
+    const r = await run(["/bin/sh", "-c", "echo out; echo err >&2; exit 3"]);
+    expect(r).toMatchObject({ code: 3, stdout: "out\n", stderr: "err\n", aborted: false });
+    const missing = await run(["/nonexistent/tool"]);
+    expect(missing.code).not.toBe(0);
+    expect(missing.stderr).toContain("/nonexistent/tool");
+  });
+
+  it("runs commands side by side, each in a lane of its own", async () => {
+    const both = await Promise.all([0, 1].map(() => run(["/bin/sh", "-c", "sleep 0.3; echo $PPID"])));
+    const lanes = both.map((r) => r.stdout.trim());
+    expect(lanes[0]).not.toBe(lanes[1]);
+  });
+
+  it("an abort kills the command and what it started; the next command still runs", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "wmb-launch-"));
+    const ac = new AbortController();
+    const running = run(["/bin/sh", "-c", "sleep 60 & echo $! > child; wait"], { cwd: dir, signal: ac.signal });
+    while (!existsSync(join(dir, "child")) || readFileSync(join(dir, "child"), "utf8") === "") await new Promise((r) => setTimeout(r, 20));
+    const child = Number(readFileSync(join(dir, "child"), "utf8"));
+    ac.abort();
+    expect(await running).toMatchObject({ aborted: true, code: null });
+    // Gone, or a zombie waiting for init to reap it.
+    const alive = () => existsSync(`/proc/${child}`) && !/^State:\s+Z/m.test(readFileSync(`/proc/${child}/status`, "utf8"));
+    for (let i = 0; i < 50 && alive(); i++) await new Promise((r) => setTimeout(r, 20));
+    expect(alive()).toBe(false);
+    expect((await run(["echo", "again"])).stdout).toBe("again\n");
+  });
+});
