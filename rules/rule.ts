@@ -54,7 +54,7 @@ export interface ActionContext<A> {
   /** Absolute path of the sandbox: inputs are there, outputs are to be written there. */
   readonly dir: string;
   readonly inputs: readonly MaterializedInput[];
-  /** Declared outputs, relative to `dir`; each must exist when `run` resolves. */
+  /** Declared outputs, relative to `dir` (their directories exist); each must exist when `run` resolves. */
   readonly outputs: readonly string[];
   /** Scrubbed environment: TZ, LC_ALL, SOURCE_DATE_EPOCH, PATH, and the rule's declared vars. */
   readonly env: Readonly<Record<string, string>>;
