@@ -165,6 +165,7 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
     workspace: loaded.root,
     toolchain: closure.some((t) => t.rule.usesToolchain) ? toolchains.kind : undefined,
   });
+  const gathered = store.gatherWrites();
   const rebuilder = new Rebuilder({
     store,
     producedBy: opts.command === "verify" ? "verify" : "build",
@@ -216,7 +217,8 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
           result = executed.result;
           if (executed.divergentFrom.length) divergentFrom = executed.divergentFrom;
         } finally {
-          if (lock?.held) await lock.release();
+          // Held until its result is committed: a build waiting for the lock then finds it.
+          if (lock?.held) store.afterCommit(() => void lock.release());
         }
       }
       if (status !== "remote" && opts.remote?.uploading) {
@@ -288,6 +290,7 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
     interrupted = abort.signal.aborted;
   } finally {
     await opts.remote?.finish();
+    gathered.stop();
   }
   store.history.finish(buildId, interrupted ? "interrupted" : ok ? "ok" : "failed");
   const actions = closure.map((t) => reports.get(t.label)!).filter(Boolean);

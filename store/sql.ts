@@ -2,8 +2,16 @@
 // build runs the same few thousands of times) and write transactions take the lock up front.
 import type Database from "better-sqlite3";
 
+/** Writes gathered into one open transaction (see Sql.gatherWrites). */
+interface Gathering {
+  ms: number;
+  timer?: NodeJS.Timeout;
+  afterCommit: (() => void)[];
+}
+
 export class Sql {
   private readonly statements = new Map<string, Database.Statement>();
+  private gathering?: Gathering;
 
   constructor(private readonly db: Database.Database) {}
 
@@ -29,6 +37,7 @@ export class Sql {
   }
 
   run(text: string, ...params: unknown[]): Database.RunResult {
+    this.joinGathering();
     return this.statement(text).run(...params);
   }
 
@@ -37,9 +46,50 @@ export class Sql {
     return this.get<{ n: number | null }>(text, ...params)?.n ?? 0;
   }
 
-  /** BEGIN IMMEDIATE: the write lock first, so concurrent writers queue instead of failing mid-way. */
+  /** BEGIN IMMEDIATE: the write lock first, so concurrent writers queue instead of failing mid-way.
+   * While writes are gathered, `fn` is a savepoint inside the gathering transaction. */
   write<T>(fn: () => T): T {
+    this.joinGathering();
     return this.db.transaction(fn).immediate();
+  }
+
+  /** From now on, gather writes into one transaction committed `ms` after its first write: a
+   * build of thousands of actions makes a few writes per action, and a commit each cost more
+   * than the writes (#16). Until the commit, other processes do not see them, so what must wait
+   * for that (releasing an action's lock) goes through afterCommit. A crash loses at most the
+   * last `ms` of results (their blobs stay, orphaned, as after any crash). */
+  gatherWrites(ms: number): void {
+    if (this.gathering) return;
+    this.gathering = { ms, afterCommit: [] };
+    process.once("exit", this.stopGathering);
+  }
+
+  /** Commit what was gathered and write directly again. */
+  readonly stopGathering = (): void => {
+    this.commitGathered();
+    this.gathering = undefined;
+    process.removeListener("exit", this.stopGathering);
+  };
+
+  /** Run `fn` once what was written so far is committed (at once when nothing is pending). */
+  afterCommit(fn: () => void): void {
+    if (this.gathering && this.db.inTransaction) this.gathering.afterCommit.push(fn);
+    else fn();
+  }
+
+  private joinGathering(): void {
+    const g = this.gathering;
+    if (!g || this.db.inTransaction) return;
+    this.db.exec("BEGIN IMMEDIATE");
+    g.timer = setTimeout(() => this.commitGathered(), g.ms).unref();
+  }
+
+  private commitGathered(): void {
+    const g = this.gathering;
+    if (!g) return;
+    clearTimeout(g.timer);
+    if (this.db.open && this.db.inTransaction) this.db.exec("COMMIT");
+    for (const fn of g.afterCommit.splice(0)) fn();
   }
 
   exec(text: string): void {
@@ -47,6 +97,7 @@ export class Sql {
   }
 
   close(): void {
+    if (this.gathering) this.stopGathering();
     if (this.db.open) this.db.close();
   }
 }

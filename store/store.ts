@@ -84,6 +84,10 @@ export interface NondeterministicAction {
   results: Digest[];
 }
 
+/** How long a build's writes wait to be committed together: long enough to gather a few dozen
+ * quick actions, short enough that another build waiting on one of them hardly notices. */
+const GATHER_MS = 20;
+
 export class Store {
   readonly dir: string;
   readonly cas: Cas;
@@ -113,6 +117,18 @@ export class Store {
   close(): void {
     this.history.flush();
     this.sql.close();
+  }
+
+  /** A build's writes, gathered into a commit every few milliseconds (see Sql.gatherWrites)
+   * until `stop` is called. */
+  gatherWrites(): { stop(): void } {
+    this.sql.gatherWrites(GATHER_MS);
+    return { stop: () => this.sql.stopGathering() };
+  }
+
+  /** Run `fn` once this process's writes so far are visible to other processes. */
+  afterCommit(fn: () => void): void {
+    this.sql.afterCommit(fn);
   }
 
   // ---- blobs ---------------------------------------------------------------------------
