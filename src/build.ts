@@ -181,6 +181,9 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
   // A large build reads its closure's recorded results in one query, not one per action.
   if (closure.length >= PREFETCH_FROM && opts.noCache !== true) store.prefetchResults(closure.map((t) => t.label));
   const locks = new ActionLocks(store.dir);
+  const wmbOut = new WmbOut(store, loaded.root);
+  const requestedSet = new Set(requested);
+  const delivered = new Set<string>();
   const remote = opts.remote && new RemoteOutputs(opts.remote, store, rebuilder, abort.signal, (m) => warn(opts.events, m));
 
   const lanes = new Set<number>();
@@ -225,6 +228,12 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
         opts.remote.upload({ key: plan.key, label, rule: plan.keyInputs.rule, keyInputs: plan.encodedKeyInputs, sandbox: result.sandbox, outputs: result.outputs });
       }
       results.set(label, result.outputs);
+      // A requested target built now goes to wmb-out/ at once (as Bazel's do), overlapping the
+      // actions still running; what was served from the store or a remote is delivered at the end.
+      if (status === "executed" && opts.materialize !== false && requestedSet.has(label)) {
+        await wmbOut.deliver(t, result.outputs, false);
+        delivered.add(label);
+      }
       const durationMs = performance.now() - t0;
       store.history.recordAction({ buildId, label, key: plan.key, resultId: status === "remote" ? undefined : result.id, outputs: result.outputs, status, durationMs });
       const report: ActionReport = {
@@ -280,7 +289,9 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
     // The requested targets' outputs are what a build delivers: fetched when they came from the remote.
     if (ok && remote) for (const l of requested) await remote.fetchOutputs(l);
     if (ok && opts.materialize !== false) {
-      materialized = await traced("copy outputs to wmb-out/", "build", () => materializeOutputs(store, loaded.root, requested.map((l) => graph.get(l)), results));
+      const targets = requested.map((l) => graph.get(l));
+      if (targets.length - delivered.size >= PREFETCH_FROM) store.prefetchStatCache(join(loaded.root, "wmb-out") + sep);
+      materialized = await traced("copy outputs to wmb-out/", "build", () => materializeOutputs(wmbOut, targets, results, delivered));
     }
   } catch (e) {
     const error = asWmbError(e, graph.get(requested[0]!));
@@ -372,32 +383,55 @@ export async function planAction(
 
 /** Copy the requested targets' outputs to wmb-out/<pkg>/, skipping files that already hold
  * the right bytes (stat-cached, so a no-op build copies nothing). */
-async function materializeOutputs(store: Store, root: string, targets: Target[], results: Map<string, OutputMap>): Promise<string[]> {
+/** The requested targets' outputs under wmb-out/ (their paths, relative to the workspace): each
+ * copied unless it already holds the right bytes, or its target is in `delivered`. */
+async function materializeOutputs(out: WmbOut, targets: Target[], results: Map<string, OutputMap>, delivered: Set<string>): Promise<string[]> {
   const written: string[] = [];
-  if (targets.length >= PREFETCH_FROM) store.prefetchStatCache(join(root, "wmb-out") + sep);
-  const base = root.endsWith(sep) ? root : root + sep;
-  // Synchronous steps: microseconds each, where an asynchronous one is a thread-pool round trip.
-  const made = new Set<string>();
   for (const t of targets) {
-    for (const [path, o] of Object.entries(results.get(t.label) ?? {})) {
-      // Outputs are relative paths inside their package (checked when declared).
-      const rel = join("wmb-out", t.pkg, path);
-      const dest = base + rel;
-      written.push(rel);
-      const st = statSync(dest, { bigint: true, throwIfNoEntry: false });
-      if (st && (await digestOfStat(store, dest, st)) === o.digest) continue;
+    const outputs = results.get(t.label) ?? {};
+    for (const path of Object.keys(outputs)) written.push(out.rel(t, path));
+    if (!delivered.has(t.label)) await out.deliver(t, outputs, true);
+  }
+  return written;
+}
+
+/** wmb-out/ of a workspace. Synchronous steps: microseconds each, where an asynchronous one is a
+ * thread-pool round trip. */
+class WmbOut {
+  private readonly base: string;
+  private readonly made = new Set<string>();
+
+  constructor(
+    private readonly store: Store,
+    root: string,
+  ) {
+    this.base = root.endsWith(sep) ? root : root + sep;
+  }
+
+  /** Outputs are relative paths inside their package (checked when declared). */
+  rel(t: Target, path: string): string {
+    return join("wmb-out", t.pkg, path);
+  }
+
+  /** Copy `t`'s outputs in; with `check`, one already holding the right bytes is left alone. */
+  async deliver(t: Target, outputs: OutputMap, check: boolean): Promise<void> {
+    for (const [path, o] of Object.entries(outputs)) {
+      const dest = this.base + this.rel(t, path);
+      if (check) {
+        const st = statSync(dest, { bigint: true, throwIfNoEntry: false });
+        if (st && (await digestOfStat(this.store, dest, st)) === o.digest) continue;
+      }
       const parent = dirname(dest);
-      if (!made.has(parent)) {
+      if (!this.made.has(parent)) {
         mkdirSync(parent, { recursive: true });
-        made.add(parent);
+        this.made.add(parent);
       }
       // Copy then rename, so a concurrent build or reader never sees half a file.
       const tmp = `${dest}.${uniqueSuffix()}.tmp`;
-      await store.materialize(o.digest, tmp, o.executable);
+      await this.store.materialize(o.digest, tmp, o.executable);
       renameSync(tmp, dest);
     }
   }
-  return written;
 }
 
 function digestsOf(outputs: OutputMap): Record<string, Digest> {

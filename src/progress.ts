@@ -24,7 +24,19 @@ export function progressReporter(stream: NodeJS.WriteStream, opts: { quiet?: boo
     const width = (stream.columns || 100) - 1;
     stream.write(`\r\x1b[K${line.length > width ? line.slice(0, width - 1) + "…" : line}`);
   };
+  // Elsewhere (a file, a pipe) the lines of one turn of the event loop go out in one write: a
+  // build of 20,000 actions otherwise makes 20,000 writes (#16).
+  let pending = "";
+  const flush = () => {
+    if (pending) stream.write(pending);
+    pending = "";
+  };
   const print = (text: string) => {
+    if (!live) {
+      if (!pending) setImmediate(flush);
+      pending += text + "\n";
+      return;
+    }
     clear();
     stream.write(text + "\n");
     draw();
@@ -58,6 +70,7 @@ export function progressReporter(stream: NodeJS.WriteStream, opts: { quiet?: boo
     },
     stop() {
       if (timer) clearInterval(timer);
+      flush();
       clear();
     },
   };

@@ -8,6 +8,7 @@ import { CommandError, tailLines, type ExecOptions, type ExecResult, type Toolch
 import { bwrapArgs, probeBwrap, SANDBOX_BUILD_DIR } from "./sandbox-bwrap.ts";
 import { launch } from "./launcher.ts";
 import { sandboxBase } from "./sandbox-base.ts";
+import { unlinkIfThere } from "./unlink-if-there.ts";
 
 /** The fixed part of every action's environment. SOURCE_DATE_EPOCH is part of the key. */
 export const SANDBOX_ENV: Readonly<Record<string, string>> = {
@@ -114,7 +115,7 @@ export function removeSandboxDir(dir: string, files: readonly string[]): void {
   try {
     const dirs = new Set<string>();
     for (const rel of files) {
-      rmSync(join(dir, rel), { force: true });
+      unlinkIfThere(join(dir, rel));
       for (let d = dirname(rel); d !== "." && d !== "/"; d = dirname(d)) dirs.add(d);
     }
     for (const d of [...dirs].sort((a, b) => b.length - a.length)) rmdirSync(join(dir, d));

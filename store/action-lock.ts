@@ -13,6 +13,7 @@ import { join } from "node:path";
 import type { ActionKey } from "../src/digest.ts";
 import { WmbError } from "../src/errors.ts";
 import { uniqueSuffix } from "../src/unique-name.ts";
+import { unlinkIfThere } from "../src/unlink-if-there.ts";
 
 const POLL_MS = 100;
 const HOLDER = "holder-";
@@ -36,9 +37,7 @@ export class ActionLocks {
     for (;;) {
       if (signal.aborted) throw new WmbError("INTERRUPTED", "Interrupted.");
       if (await this.tryCreate(file)) {
-        const release = async () => {
-          rmSync(file, { force: true });
-        };
+        const release = async () => unlinkIfThere(file);
         // The previous holder may have finished between our lookup and our lock.
         const result = await done().catch(async (e: unknown) => {
           await release();

@@ -2,9 +2,10 @@
 // in schema.sql). Its SQL stays in store/: commands use this API, never the database.
 // Every method keeps the invariant that no row names a blob that is not whole on disk.
 // See docs/ARCHITECTURE.md for the schema's invariants.
-import { chmodSync, constants as fsc, copyFileSync, readFileSync, rmSync, statSync } from "node:fs";
+import { chmodSync, constants as fsc, copyFileSync, readFileSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { hashFile, type ActionKey, type Digest } from "../src/digest.ts";
+import { unlinkIfThere } from "../src/unlink-if-there.ts";
 import { Cas } from "./cas.ts";
 import { openIndex } from "./index-db.ts";
 import { BuildHistory } from "./history.ts";
@@ -208,7 +209,7 @@ export class Store {
   /** Copy a blob out of the store (never a link: the store's copy must stay untouched). */
   async materialize(digest: Digest, dest: string, executable: boolean): Promise<void> {
     // Synchronous: microseconds each, where an asynchronous call is a thread-pool round trip.
-    rmSync(dest, { force: true });
+    unlinkIfThere(dest);
     copyFileSync(this.cas.path(digest), dest, fsc.COPYFILE_FICLONE);
     chmodSync(dest, executable ? 0o555 : 0o444);
   }
