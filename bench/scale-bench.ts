@@ -1,9 +1,12 @@
 // Scale: the generated graph of scale-workspace.ts at 2,000 and 20,000 actions, every `run`
-// target on the command line, -j 2, next to make on the same graph in the same run. Wall time
+// target on the command line, -j 2, next to make on the same graph in the same run: cold with
+// commands unsandboxed (as make runs them) and under bwrap (next to what bwrap alone costs). Wall time
 // and peak memory come from /usr/bin/time (the child's own accounting).
 import { spawnSync } from "node:child_process";
-import { existsSync, rmSync, statSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { bwrapArgs, probeBwrap, SANDBOX_BUILD_DIR } from "../src/sandbox-bwrap.ts";
 import { fmt, REPO, row, section } from "./harness.ts";
 import { scaleWorkspace } from "./scale-workspace.ts";
 
@@ -20,17 +23,28 @@ function timed(cwd: string, argv: string[]): { ms: number; peakMb?: number } {
 }
 
 export async function scaleBench(sizes = [2000, 20000]): Promise<void> {
+  const bwrap = await probeBwrap();
   for (const n of sizes) {
     section(`scale: ${n.toLocaleString("en")} actions (write -> run pairs), -j 2, paired with make`);
     const ws = scaleWorkspace(n);
-    const wmb = [process.execPath, join(REPO, "bin/wmb.mjs"), "build", "-j", "2", ...ws.labels];
-    const cold = timed(ws.dir, wmb);
+    const wmb = (...flags: string[]) => [process.execPath, join(REPO, "bin/wmb.mjs"), "build", "-j", "2", ...flags, ...ws.labels];
+    // make runs its commands as they are: the like-for-like figure runs wmb's unsandboxed too.
+    const cold = timed(ws.dir, wmb("--sandbox", "none"));
     const make = timed(ws.makeDir, ["make", "-s", "-j2", "all"]);
-    row("cold build (wall)", fmt(cold.ms), `make ${fmt(make.ms)}, ratio ${(cold.ms / make.ms).toFixed(1)}x (goal <= 2x); peak ${cold.peakMb?.toFixed(0)} MB`);
+    row("cold build, commands unsandboxed (wall)", fmt(cold.ms), `make ${fmt(make.ms)}, ratio ${(cold.ms / make.ms).toFixed(1)}x (goal <= 2x); peak ${cold.peakMb?.toFixed(0)} MB`);
+    if (bwrap.ok) {
+      const again = scaleWorkspace(n);
+      const sandboxed = timed(again.dir, wmb("--sandbox", "bwrap"));
+      row("cold build, commands under bwrap (wall)", fmt(sandboxed.ms), `ratio ${(sandboxed.ms / make.ms).toFixed(1)}x make; bwrap's own start ${bwrapStartMs(bwrap.bwrap).toFixed(1)} ms a command`);
+      rmSync(again.dir, { recursive: true, force: true });
+      rmSync(again.makeDir, { recursive: true, force: true });
+    } else {
+      row("cold build, commands under bwrap", "-", bwrap.reason);
+    }
     const index = join(ws.dir, ".wmb/index.sqlite");
-    timed(ws.dir, wmb); // the first no-op also stat-caches wmb-out/, once
+    timed(ws.dir, wmb()); // the first no-op also stat-caches wmb-out/, once
     const sizeAfterFirst = statSync(index).size;
-    const noops = [0, 1, 2].map(() => timed(ws.dir, wmb));
+    const noops = [0, 1, 2].map(() => timed(ws.dir, wmb()));
     const median = noops.map((r) => r.ms).sort((a, b) => a - b)[1]!;
     const makeNoop = timed(ws.makeDir, ["make", "-s", "-j2", "all"]);
     row("no-op build (wall, median of 3)", fmt(median), `make ${fmt(makeNoop.ms)}; peak ${noops[1]!.peakMb?.toFixed(0)} MB (goal <= 300 MB)`);
@@ -38,4 +52,19 @@ export async function scaleBench(sizes = [2000, 20000]): Promise<void> {
     rmSync(ws.dir, { recursive: true, force: true });
     rmSync(ws.makeDir, { recursive: true, force: true });
   }
+}
+
+/** What starting a command under bwrap costs on this host, over starting it plainly: the floor
+ * of a sandboxed build's cost per command, whatever the engine does (100 runs of `true`). */
+function bwrapStartMs(bwrap: string): number {
+  const dir = mkdtempSync(join(tmpdir(), "wmb-bwrap-floor-"));
+  const loop = (argv: string[]) => {
+    const t0 = performance.now();
+    for (let i = 0; i < 100; i++) spawnSync(argv[0]!, argv.slice(1), { stdio: "ignore" });
+    return (performance.now() - t0) / 100;
+  };
+  const floor = loop(["/usr/bin/true"]);
+  const sandboxed = loop([bwrap, ...bwrapArgs(dir, SANDBOX_BUILD_DIR, undefined, ["/usr/bin/true"])]);
+  rmSync(dir, { recursive: true, force: true });
+  return sandboxed - floor;
 }
