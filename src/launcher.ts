@@ -35,6 +35,10 @@ export interface Launched {
  * spawning it directly. */
 export async function launch(l: Launch): Promise<Launched> {
   if (l.signal.aborted) return { code: null, stdout: "", stderr: "", aborted: true };
+  // No argument, variable or directory can hold a NUL (execve ends strings there); a lane's
+  // line must not either.
+  const strings = [...l.argv, l.cwd, ...Object.keys(l.env), ...Object.values(l.env)];
+  if (strings.some((x) => x.includes("\0"))) return { code: null, stdout: "", stderr: "an argument, variable or directory holds a NUL byte", aborted: false };
   const lanes = lanePool();
   if (lanes && Object.keys(l.env).every((k) => SHELL_NAME.test(k)) && (await lanes.exact)) return lanes.run(l);
   return spawnDirect(l);

@@ -56,6 +56,15 @@ describe("launcher", () => {
     expect(missing.stderr).toContain("/nonexistent/tool");
   });
 
+  it("refuses a NUL byte in an argument, a variable or the directory, and the lanes go on", async () => {
+    for (const more of [{ argv: ["echo", "a\0b"] }, { env: { PATH: "/usr/bin:/bin", A: "x\0y" } }, { cwd: "/tmp\0/x" }]) {
+      const r = await run(["echo", "ok"], more);
+      expect(r).toMatchObject({ code: null, aborted: false });
+      expect(r.stderr).toContain("NUL");
+    }
+    expect((await run(["echo", "still"])).stdout).toBe("still\n");
+  });
+
   it("runs commands side by side, each in a lane of its own", async () => {
     const both = await Promise.all([0, 1].map(() => run(["/bin/sh", "-c", "sleep 0.3; echo $PPID"])));
     const lanes = both.map((r) => r.stdout.trim());
