@@ -36,7 +36,7 @@ export class BuildCommand extends WmbCommand implements ManyLabels {
   appendLabels(labels: string[]): void {
     this.targets.push(...labels);
   }
-  jobs = Option.String("-j,--jobs", { description: "Parallel actions (default: cores)", validator: t.isNumber() });
+  jobs = Option.String("-j,--jobs", { description: "Actions running their rule at once (default: cores)", validator: t.isNumber() });
   keepGoing = Option.Boolean("-k,--keep-going", false, { description: "Build everything not downstream of a failure" });
   toolchain = Option.String("--toolchain", "hermetic", {
     description: "C toolchain: hermetic (@yowasp/clang, default) or system (Debian clang)",
