@@ -22,8 +22,8 @@ export interface Launch {
   signal: AbortSignal;
 }
 
-/** How a command ended: its exit status (a signal's number + 128 through a lane, null when
- * it could not start or was killed, spawned directly), and what it wrote. */
+/** How a command ended: its exit status (through a lane, a signal shows as 128 + its number;
+ * spawned directly, null when it could not start or was killed), and what it wrote. */
 export interface Launched {
   code: number | null;
   stdout: string;
@@ -69,6 +69,8 @@ interface LaneFiles {
   stdin: string;
 }
 
+/** A lane's stdio are socket pairs (Node's), which no other process can open through /proc:
+ * a command cannot write a line that passes for its lane's answer. */
 class Lane {
   private readonly child: ChildProcess;
   private answer?: (line: string | undefined) => void;
