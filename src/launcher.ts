@@ -6,7 +6,7 @@
 // and answers with the exit status; each lane runs one command at a time, so a build uses as
 // many lanes as it runs commands at once.
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import type { Socket } from "node:net";
 import { join } from "node:path";
 import { sandboxBase } from "./sandbox-base.ts";
@@ -96,7 +96,10 @@ class Lane {
     });
     const gone = () => {
       this.dead = true;
-      this.settle(undefined);
+      // Killed with a command running (it signalled its whole process group, the lane's: `kill
+      // 0`): run() reads what it wrote first. An idle lane's files go now.
+      if (this.answer) this.settle(undefined);
+      else this.remove();
     };
     this.child.on("exit", gone);
     this.child.on("error", gone);
@@ -121,6 +124,10 @@ class Lane {
     } catch {
       /* already gone */
     }
+    this.remove();
+  }
+
+  remove(): void {
     rmSync(this.dir, { recursive: true, force: true });
   }
 
@@ -162,8 +169,15 @@ class LanePool {
         stdinFile = lane.files.stdin;
       }
       const answer = await lane.ask(laneLine(l, lane.files, stdinFile));
-      if (answer === undefined || l.signal.aborted) return { code: null, stdout: "", stderr: "", aborted: l.signal.aborted };
-      return { code: Number(answer), stdout: readFileSync(lane.files.stdout, "utf8"), stderr: readFileSync(lane.files.stderr, "utf8"), aborted: false };
+      if (l.signal.aborted) return { code: null, stdout: "", stderr: "", aborted: true };
+      const read = (file: string) => readFileSync(file, "utf8");
+      if (answer === undefined) {
+        const stderr = `${existsSync(lane.files.stderr) ? read(lane.files.stderr) : ""}wmb: the command was killed with the shell that started it (did it signal its whole process group?)\n`;
+        const stdout = existsSync(lane.files.stdout) ? read(lane.files.stdout) : "";
+        lane.remove();
+        return { code: null, stdout, stderr, aborted: false };
+      }
+      return { code: Number(answer), stdout: read(lane.files.stdout), stderr: read(lane.files.stderr), aborted: false };
     } finally {
       l.signal.removeEventListener("abort", onAbort);
       if (!lane.dead) this.idleLanes.push(lane);

@@ -1,11 +1,12 @@
 // The launcher runs host commands through long-lived shells (src/launcher.ts): each command must
 // still get exactly its argv, environment, directory, umask and stdin, report its own status and
 // output, and die with an abort, whatever bytes those strings hold.
-import { existsSync, mkdirSync, mkdtempSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { launch, type Launch } from "../src/launcher.ts";
+import { sandboxBase } from "../src/sandbox-base.ts";
 
 const NASTY = [`it's`, `"dq"`, "$HOME", "`id`", "$(id)", "a b", "semi;colon", "*", "new\nline", "back\\slash", "-n", ""];
 
@@ -63,6 +64,16 @@ describe("launcher", () => {
       expect(r.stderr).toContain("NUL");
     }
     expect((await run(["echo", "still"])).stdout).toBe("still\n");
+  });
+
+  it("a command that signals its whole process group (its lane's too) fails with what it wrote and why; the next one runs", async () => {
+    const lanes = () => readdirSync(sandboxBase()).filter((n) => n.startsWith("wmb-lane-")).length;
+    const before = lanes();
+    const r = await run(["/bin/sh", "-c", "echo before; kill 0; echo after"]);
+    expect(r).toMatchObject({ code: null, stdout: "before\n", aborted: false });
+    expect(r.stderr).toContain("process group");
+    expect(lanes()).toBe(before - 1); // the dead lane's files are gone
+    expect((await run(["echo", "next"])).stdout).toBe("next\n");
   });
 
   it("runs commands side by side, each in a lane of its own", async () => {
