@@ -160,7 +160,19 @@ export async function execInSandbox(
   const r = await launch({ argv: command, cwd, env: { ...env, ...(opts.env ?? {}) }, umask: opts.umask, stdin: opts.stdin, signal });
   if (r.aborted) throw new WmbError("INTERRUPTED", "Interrupted.");
   if (r.code === 0) return { stdout: r.stdout, stderr: r.stderr };
-  throw new CommandError(argv.join(" "), r.code, withUndeclaredHint(tailLines(r.stderr || r.stdout), bwrap ? buildDir : undefined));
+  throw new CommandError(argv.join(" "), r.code, withHints(tailLines(r.stderr || r.stdout), bwrap ? buildDir : undefined, dir));
+}
+
+/** What most often explains a failed command's output, said after it. */
+function withHints(output: string, buildDir: string | undefined, dir: string): string {
+  return withNoSpaceHint(withUndeclaredHint(output, buildDir), dir);
+}
+
+/** Sandboxes live on a tmpfs when one has room at start (sandbox-base.ts); a large action can
+ * still fill it. */
+function withNoSpaceHint(output: string, dir: string): string {
+  if (!/No space left on device/i.test(output)) return output;
+  return `${output}\nhint: actions run in ${dirname(dir)} (a tmpfs when one had room); if it filled up, set WMB_SANDBOX_BASE to a directory on a larger filesystem.`;
 }
 
 /** A sandboxed command that misses a file most often reads one it never declared. */

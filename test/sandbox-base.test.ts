@@ -36,4 +36,14 @@ describe("sandbox base", () => {
     expect(["/dev/shm", tmpdir()]).toContain(chosen);
     expect(whereActionsRun({ WMB_SANDBOX_BASE: "" }).startsWith(chosen + "/wmb-")).toBe(true);
   });
+
+  it("a command that runs out of space says where actions run and how to move them", () => {
+    const ws = makeWorkspace({
+      "BUILD.ts": `export default (w) => { w.package("p").run({ name: "a", outs: ["o.txt"], cmd: "echo 'write error: No space left on device' >&2; exit 1" }); };`,
+    });
+    const r = wmbSync(ws, ["build", "--sandbox", "none", "//p:a"]);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain("No space left on device");
+    expect(r.stderr).toContain("set WMB_SANDBOX_BASE");
+  });
 });
