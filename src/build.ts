@@ -1,9 +1,7 @@
 // One build: load BUILD.ts, plan the closure of the requested targets, let the scheduler
 // walk it and the rebuilder decide each action, record everything, materialize outputs.
 // The layers and the action-key contract: docs/ARCHITECTURE.md.
-import { mkdirSync, renameSync, statSync } from "node:fs";
-import { uniqueSuffix } from "./unique-name.ts";
-import { dirname, join, sep } from "node:path";
+import { join, sep } from "node:path";
 import { hashBytes, type ActionKey, type Digest } from "./digest.ts";
 import { WmbError } from "./errors.ts";
 import { encodeKeyInputs, keyOfEncoded, type ActionKeyInputs } from "./keys.ts";
@@ -20,7 +18,8 @@ import { ActionLocks } from "../store/action-lock.ts";
 import { span, traced, tracing } from "./trace.ts";
 import { readWorkspaceConfig } from "./workspace-config.ts";
 import { ruleId, type Toolchain } from "../rules/rule.ts";
-import { digestOfStat, hashStatCached, SourceHasher } from "./source-hash.ts";
+import { hashStatCached, SourceHasher } from "./source-hash.ts";
+import { materializeOutputs, WmbOut } from "./wmb-out.ts";
 
 export type ToolchainKind = "hermetic" | "system";
 
@@ -379,59 +378,6 @@ export async function planAction(
   };
   const encodedKeyInputs = encodeKeyInputs(keyInputs);
   return { target: t, inputs, keyInputs, encodedKeyInputs, key: keyOfEncoded(encodedKeyInputs) };
-}
-
-/** Copy the requested targets' outputs to wmb-out/<pkg>/, skipping files that already hold
- * the right bytes (stat-cached, so a no-op build copies nothing). */
-/** The requested targets' outputs under wmb-out/ (their paths, relative to the workspace): each
- * copied unless it already holds the right bytes, or its target is in `delivered`. */
-async function materializeOutputs(out: WmbOut, targets: Target[], results: Map<string, OutputMap>, delivered: Set<string>): Promise<string[]> {
-  const written: string[] = [];
-  for (const t of targets) {
-    const outputs = results.get(t.label) ?? {};
-    for (const path of Object.keys(outputs)) written.push(out.rel(t, path));
-    if (!delivered.has(t.label)) await out.deliver(t, outputs, true);
-  }
-  return written;
-}
-
-/** wmb-out/ of a workspace. Synchronous steps: microseconds each, where an asynchronous one is a
- * thread-pool round trip. */
-class WmbOut {
-  private readonly base: string;
-  private readonly made = new Set<string>();
-
-  constructor(
-    private readonly store: Store,
-    root: string,
-  ) {
-    this.base = root.endsWith(sep) ? root : root + sep;
-  }
-
-  /** Outputs are relative paths inside their package (checked when declared). */
-  rel(t: Target, path: string): string {
-    return join("wmb-out", t.pkg, path);
-  }
-
-  /** Copy `t`'s outputs in; with `check`, one already holding the right bytes is left alone. */
-  async deliver(t: Target, outputs: OutputMap, check: boolean): Promise<void> {
-    for (const [path, o] of Object.entries(outputs)) {
-      const dest = this.base + this.rel(t, path);
-      if (check) {
-        const st = statSync(dest, { bigint: true, throwIfNoEntry: false });
-        if (st && (await digestOfStat(this.store, dest, st)) === o.digest) continue;
-      }
-      const parent = dirname(dest);
-      if (!this.made.has(parent)) {
-        mkdirSync(parent, { recursive: true });
-        this.made.add(parent);
-      }
-      // Copy then rename, so a concurrent build or reader never sees half a file.
-      const tmp = `${dest}.${uniqueSuffix()}.tmp`;
-      await this.store.materialize(o.digest, tmp, o.executable);
-      renameSync(tmp, dest);
-    }
-  }
 }
 
 function digestsOf(outputs: OutputMap): Record<string, Digest> {
