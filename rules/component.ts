@@ -4,7 +4,7 @@
 // friends and exports wasi:cli/run. The adapter is an input (fetched from the
 // @bytecodealliance/jco tarball), so its bytes are part of the key.
 import { promises as fsp } from "node:fs";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { packageVersion } from "../src/package-version.ts";
 import { importModule } from "../src/import-module.ts";
 import { defineRule, type CommonAttrs } from "./rule.ts";
@@ -45,7 +45,6 @@ export const component = defineRule<ComponentAttrs>({
       throw new Error(`${ctx.label}: componentNew(${module}, adapter ${adapter}) failed: ${(e as Error).message ?? String(e)}`);
     }
     const dest = join(ctx.dir, ctx.outputs[0]!);
-    await fsp.mkdir(dirname(dest), { recursive: true });
     await fsp.writeFile(dest, bytes, { mode: 0o644 });
   },
 });

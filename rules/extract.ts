@@ -14,7 +14,7 @@
 //
 // Outputs are the keys of `files`, written with mode 0644 whatever the archive says.
 import { promises as fsp } from "node:fs";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
 import { readTar, TarFormatError } from "../src/formats/tar-reader.ts";
 import { defineRule, type CommonAttrs } from "./rule.ts";
@@ -106,7 +106,6 @@ export const extract = defineRule<ExtractAttrs>({
     if (missing.length > 0) throw new Error(`extract: ${from} has no member ${missing.map((m) => `"${m}"`).join(", ")}`);
     for (const [out, member] of members) {
       const dest = join(ctx.dir, out);
-      await fsp.mkdir(dirname(dest), { recursive: true });
       await fsp.writeFile(dest, found.get(member)!, { mode: 0o644 });
     }
   },

@@ -4,7 +4,7 @@
 import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
 import { promises as fsp } from "node:fs";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { WmbError } from "../src/errors.ts";
 import { defineRule, type CommonAttrs } from "./rule.ts";
 
@@ -126,7 +126,6 @@ export const fetchPackage = defineRule<FetchAttrs>({
       );
     }
     const dest = join(ctx.dir, ctx.outputs[0]!);
-    await fsp.mkdir(dirname(dest), { recursive: true });
     await fsp.writeFile(dest, bytes, { mode: 0o644 });
   },
 });

@@ -1,6 +1,6 @@
 // Generic rules: useful without any toolchain, and what the engine's tests use.
 import { promises as fsp, writeFileSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { defineRule, type CommonAttrs } from "./rule.ts";
 
 export interface WriteAttrs extends CommonAttrs {
@@ -58,7 +58,6 @@ export const copy = defineRule<CopyAttrs>({
   outputs: (a) => [a.out],
   async run(ctx) {
     const dest = join(ctx.dir, ctx.attrs.out);
-    await fsp.mkdir(dirname(dest), { recursive: true });
     await fsp.copyFile(join(ctx.dir, ctx.attrs.src), dest);
   },
 });

@@ -1,7 +1,7 @@
 // Reading a declared input of an action by its sandbox path, with an error that says how to
 // fix a BUILD.ts that names an input the target does not have.
 import { promises as fsp } from "node:fs";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import type { ActionContext, MaterializedInput } from "./rule.ts";
 
 /** The input at `path` (relative to the sandbox), or an error naming `attr` and the inputs there are. */
@@ -22,7 +22,6 @@ export async function readInput(ctx: ActionContext<unknown>, path: string, attr:
 /** Write an output with a mode that does not depend on the umask. */
 export async function writeOutput(ctx: ActionContext<unknown>, path: string, bytes: Uint8Array | string): Promise<void> {
   const dest = join(ctx.dir, path);
-  await fsp.mkdir(dirname(dest), { recursive: true });
   await fsp.writeFile(dest, bytes);
   await fsp.chmod(dest, 0o644);
 }

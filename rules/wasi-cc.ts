@@ -4,8 +4,7 @@
 // Outputs are deterministic: paths in arguments are sandbox-relative, the compilation
 // directory is ".", the system toolchain adds -ffile-prefix-map for its sandbox path, and
 // no debug info is emitted unless copts ask for it (it would still carry only "." paths).
-import { promises as fsp } from "node:fs";
-import { dirname, join, posix } from "node:path";
+import { posix } from "node:path";
 import { defineRule, type ActionContext, type CommonAttrs, type Toolchain } from "./rule.ts";
 
 export const WASI_TARGET = "wasm32-wasip1";
@@ -78,7 +77,6 @@ export const wasiCompile = defineRule<WasiCompileAttrs>({
   outputs: (a) => [a.out ?? objectName(a.src)],
   async run(ctx) {
     const tc = requireToolchain(ctx);
-    await fsp.mkdir(dirname(join(ctx.dir, ctx.outputs[0]!)), { recursive: true });
     const { stderr } = await tc.run("clang", compileArgs(ctx.attrs), ctx.dir, ctx.signal, ctx.env);
     if (stderr.trim()) ctx.log(stderr.trimEnd());
   },
@@ -115,7 +113,6 @@ export const wasiLink = defineRule<WasiLinkAttrs>({
   async run(ctx) {
     const tc = requireToolchain(ctx);
     const args = linkArgs(ctx.attrs, ctx.inputs.map((i) => i.path));
-    await fsp.mkdir(dirname(join(ctx.dir, ctx.outputs[0]!)), { recursive: true });
     const { stderr } = await tc.run("clang", args, ctx.dir, ctx.signal, ctx.env);
     if (stderr.trim()) ctx.log(stderr.trimEnd());
   },

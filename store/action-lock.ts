@@ -17,14 +17,14 @@ import { unlinkIfThere } from "../src/unlink-if-there.ts";
 
 const POLL_MS = 100;
 const HOLDER = "holder-";
+/** This process's holder file, by locks directory. */
+const holders = new Map<string, string>();
 
 export type Acquired<T> = { held: true; release(): Promise<void> } | { held: false; result: T };
 
 export class ActionLocks {
   private readonly dir: string;
   private readonly me = `${process.pid} ${hostname()}`;
-  /** This process's holder file, once written (removed when the process exits). */
-  private holder?: string;
 
   constructor(storeDir: string) {
     this.dir = join(storeDir, "locks");
@@ -73,25 +73,34 @@ export class ActionLocks {
     return removed;
   }
 
-  private async tryCreate(file: string): Promise<boolean> {
+  private async tryCreate(file: string, again = true): Promise<boolean> {
     try {
       linkSync(this.holderFile(), file);
       return true;
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === "EEXIST") return false;
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === "EEXIST") return false;
+      // The holder file (or locks/) was removed from under us: write it again, once.
+      if (code === "ENOENT" && again) {
+        holders.delete(this.dir);
+        return this.tryCreate(file, false);
+      }
       throw e;
     }
   }
 
+  /** This process's holder file in this store, written once (every build of a `verify` shares
+   * it) and removed when the process exits. */
   private holderFile(): string {
-    if (!this.holder) {
+    let holder = holders.get(this.dir);
+    if (!holder) {
       mkdirSync(this.dir, { recursive: true });
-      const holder = join(this.dir, `${HOLDER}${uniqueSuffix()}`);
-      writeFileSync(holder, this.me, { flag: "wx" });
-      process.once("exit", () => rmSync(holder, { force: true }));
-      this.holder = holder;
+      const file = join(this.dir, `${HOLDER}${uniqueSuffix()}`);
+      writeFileSync(file, this.me, { flag: "wx" });
+      process.once("exit", () => rmSync(file, { force: true }));
+      holders.set(this.dir, (holder = file));
     }
-    return this.holder;
+    return holder;
   }
 
   /** Take over a lock (or a holder file) whose holder on this host is gone. A lock of another host is left alone. */

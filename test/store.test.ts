@@ -1,12 +1,13 @@
 // The store under stress: concurrent writers, kill -9, flipped bytes, gc.
 import { describe, expect, it } from "vitest";
 import { spawn } from "node:child_process";
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { buildJson, executed, makeWorkspace, wmb, wmbSync, WMB } from "./helpers/cli.ts";
-import { hashBytes, hashBytesReference, hashFile } from "../src/digest.ts";
+import { hashBytes, hashBytesReference, hashFile, type ActionKey } from "../src/digest.ts";
+import { ActionLocks } from "../store/action-lock.ts";
 
 /** Wait for the slow action to start: it touches `started` in its own sandbox directory, which
  * lives under the WMB_SANDBOX_BASE the build was given (the action, sandboxed, sees no other host path). */
@@ -39,6 +40,23 @@ describe("store", () => {
     const f = join(tmpdir(), `wmb-hash-${process.pid}`);
     writeFileSync(f, big);
     expect((await hashFile(f)).digest).toBe(hashBytesReference(big));
+  });
+
+  it("action locks share one holder file per process, written again when removed from under it", async () => {
+    const store = mkdtempSync(join(tmpdir(), "wmb-locks-"));
+    const signal = new AbortController().signal;
+    const take = async (key: string) => {
+      const a = await new ActionLocks(store).acquire(key as ActionKey, async () => undefined, signal);
+      if (!a.held) throw new Error("not held");
+      return a;
+    };
+    const first = await take("k1");
+    await take("k2"); // another instance (another build of a verify), the same holder
+    expect(readdirSync(join(store, "locks")).filter((n) => n.startsWith("holder-"))).toHaveLength(1);
+    await first.release();
+    rmSync(join(store, "locks"), { recursive: true });
+    await take("k3");
+    expect(readdirSync(join(store, "locks")).map((n) => (n.startsWith("holder-") ? "holder" : n)).sort()).toEqual(["holder", "k3.lock"]);
   });
 
   it("two builds on one store at once both succeed", async () => {
