@@ -157,6 +157,8 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
   // Every source of the closure exists and stays in the workspace, or nothing runs or is recorded.
   const sources = new SourceHasher(store, loaded.root);
   for (const t of closure) for (const s of t.sources) sources.check(s.file, t);
+  // Held until the process ends: gc never sweeps what this build looks up, serves or writes.
+  await store.lease((m) => warn(opts.events, m), opts.signal);
 
   const buildId = store.history.begin({
     command: opts.command ?? "build",
@@ -183,6 +185,8 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
   const wmbOut = new WmbOut(store, loaded.root);
   const requestedSet = new Set(requested);
   const delivered = new Set<string>();
+  /** Deliveries to wmb-out/ started once their results were committed. */
+  const deliveries: Promise<void>[] = [];
   const remote = opts.remote && new RemoteOutputs(opts.remote, store, rebuilder, abort.signal, (m) => warn(opts.events, m));
 
   const lanes = new Set<number>();
@@ -207,7 +211,7 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
       }
       let divergentFrom: Digest[] | undefined;
       // Another wmb running the same action on this store: wait for its result rather than run it twice.
-      const lock = result || bypass ? undefined : await locks.acquire(plan.key, () => rebuilder.cached(plan!), abort.signal);
+      const lock = result || bypass ? undefined : await locks.acquire(plan.key, () => rebuilder.cached(plan!), abort.signal, { label, onWait: (m) => warn(opts.events, m) });
       if (lock && !lock.held) result = lock.result;
       if (!result) {
         try {
@@ -227,11 +231,17 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
         opts.remote.upload({ key: plan.key, label, rule: plan.keyInputs.rule, keyInputs: plan.encodedKeyInputs, sandbox: result.sandbox, outputs: result.outputs });
       }
       results.set(label, result.outputs);
-      // A requested target built now goes to wmb-out/ at once (as Bazel's do), overlapping the
-      // actions still running; what was served from the store or a remote is delivered at the end.
+      // A requested target built now goes to wmb-out/ as soon as its result is committed (as
+      // Bazel's do), overlapping the actions still running: wmb-out/ never holds what no
+      // committed result names. What was served from the store or a remote is delivered at the end.
       if (status === "executed" && opts.materialize !== false && requestedSet.has(label)) {
-        await wmbOut.deliver(t, result.outputs, false);
+        const outputs = result.outputs;
         delivered.add(label);
+        store.afterCommit(() => {
+          const delivery = wmbOut.deliver(t, outputs, false);
+          delivery.catch(() => {}); // handled: awaited with the others after the last action
+          deliveries.push(delivery);
+        });
       }
       const durationMs = performance.now() - t0;
       store.history.recordAction({ buildId, label, key: plan.key, resultId: status === "remote" ? undefined : result.id, outputs: result.outputs, status, durationMs });
@@ -285,10 +295,14 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
   let ok = sched.failed.size === 0 && !interrupted;
   let materialized: string[] = [];
   try {
-    // The requested targets' outputs are what a build delivers: fetched when they came from the remote.
-    if (ok && remote) for (const l of requested) await remote.fetchOutputs(l);
-    if (ok && opts.materialize !== false) {
-      const targets = requested.map((l) => graph.get(l));
+    store.commit();
+    await Promise.all(deliveries);
+    // The requested targets' outputs are what a build delivers (also those that succeeded when
+    // others failed, -k or not): fetched when they came from the remote.
+    const built = requested.filter((l) => results.has(l));
+    if (!interrupted && remote) for (const l of built) await remote.fetchOutputs(l);
+    if (!interrupted && opts.materialize !== false) {
+      const targets = built.map((l) => graph.get(l));
       if (targets.length - delivered.size >= PREFETCH_FROM) store.prefetchStatCache(join(loaded.root, "wmb-out") + sep);
       materialized = await traced("copy outputs to wmb-out/", "build", () => materializeOutputs(wmbOut, targets, results, delivered));
     }

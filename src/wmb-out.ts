@@ -44,7 +44,8 @@ export class WmbOut {
       const dest = this.base + this.rel(t, path);
       if (check) {
         const st = statSync(dest, { bigint: true, throwIfNoEntry: false });
-        if (st && (await digestOfStat(this.store, dest, st)) === o.digest) continue;
+        // The right bytes with the wrong mode are delivered again: the mode is part of the output.
+        if (st && ((st.mode & 0o111n) !== 0n) === o.executable && (await digestOfStat(this.store, dest, st)) === o.digest) continue;
       }
       const parent = dirname(dest);
       if (!this.made.has(parent)) {

@@ -87,6 +87,9 @@ export class Cas {
       }
       renameSync(tmp, dest);
       renamed = true;
+      // The rename is durable before any row names the blob: a power loss leaves no row
+      // naming a file that is not there (the shard's entry and tmp's removal, synced).
+      await Promise.all([fsyncDir(join(this.root, shard)), fsyncDir(this.tmpDir)]);
       return { digest, size, statSig: statSignature(statSync(dest, { bigint: true })) };
     } finally {
       if (!renamed) rmSync(tmp, { force: true });
@@ -130,6 +133,15 @@ export class Cas {
       if (st && now - st.mtimeMs > olderThanMs) out.push(join(this.tmpDir, name));
     }
     return out;
+  }
+}
+
+async function fsyncDir(dir: string): Promise<void> {
+  const fd = openSync(dir, "r");
+  try {
+    await fsyncFd(fd);
+  } finally {
+    closeSync(fd);
   }
 }
 

@@ -1,5 +1,7 @@
 // Garbage collection: keep what the roots and the last N builds reach, delete the rest.
-// A transpiled component is kept as long as the kernel it was made from.
+// A transpiled component is kept as long as the kernel it was made from. The store calls it with
+// its lock held exclusive (store-lock.ts): no build is running, so none can be serving, or have
+// just written, what is swept.
 import { promises as fsp } from "node:fs";
 import type { Digest } from "../src/digest.ts";
 import type { Sql } from "./sql.ts";
@@ -18,7 +20,7 @@ export interface GcReport {
 export interface GcOptions {
   /** Keep the results used by this many most recent builds. */
   keepBuilds: number;
-  /** Spare blobs younger than this, so a build running right now keeps what it just wrote. */
+  /** Spare results and blobs younger than this: what a build that just ended, or a pull, made. */
   graceMs: number;
   dryRun?: boolean;
 }
@@ -69,13 +71,14 @@ export async function gc(store: Store, sql: Sql, opts: GcOptions): Promise<GcRep
     }
     return { resultsDeleted, blobs };
   });
-  // Rows first, then files: a crash in between leaves orphans (fsck adopts or drops them), never dangling rows.
+  // Rows first (committed durably), then files, both under the exclusive lock: a crash in
+  // between leaves orphans (fsck adopts or drops them), never rows naming missing files.
   let bytesFreed = 0;
   for (const b of doomed.blobs) {
     if (!opts.dryRun) await fsp.rm(store.blobPath(b.digest), { force: true });
     bytesFreed += b.size;
   }
   const blobsKept = sql.count(`SELECT count(*) AS n FROM blobs`) - (opts.dryRun ? doomed.blobs.length : 0);
-  const staleLocks = opts.dryRun ? 0 : await new ActionLocks(store.dir).sweep();
+  const staleLocks = opts.dryRun ? 0 : (await new ActionLocks(store.dir).sweep()).length;
   return { resultsDeleted: doomed.resultsDeleted, blobsDeleted: doomed.blobs.length, bytesFreed, blobsKept, staleLocks };
 }

@@ -12,7 +12,7 @@ type Db = Database.Database;
 // better-sqlite3 is told where its addon is (its JavaScript is bundled into dist/wmb.cjs): its
 // own `bindings` lookup searches a dozen directories, relative to a file the bundle lacks.
 let addonPath: string | null | undefined;
-function sqliteAddon(): string | undefined {
+export function sqliteAddon(): string | undefined {
   if (addonPath === undefined) {
     try {
       addonPath = createRequire(import.meta.url).resolve("better-sqlite3/build/Release/better_sqlite3.node");

@@ -84,12 +84,31 @@ export class Sql {
     g.timer = setTimeout(() => this.commitGathered(), g.ms).unref();
   }
 
-  private commitGathered(): void {
+  /** Commit what was gathered so far (gathering goes on: the next write opens a new transaction). */
+  commitGathered(): void {
     const g = this.gathering;
     if (!g) return;
     clearTimeout(g.timer);
     if (this.db.open && this.db.inTransaction) this.db.exec("COMMIT");
     for (const fn of g.afterCommit.splice(0)) fn();
+  }
+
+  /** How commits reach the disk: NORMAL syncs the WAL only at checkpoints (a power loss may
+   * take the last commits back), FULL at every commit. Set between transactions (SQLite refuses
+   * it inside one). */
+  synchronous(level: "NORMAL" | "FULL"): void {
+    if (this.db.inTransaction) throw new Error("internal: synchronous changed inside a transaction");
+    this.db.pragma(`synchronous = ${level}`);
+  }
+
+  /** Run `fn` with every commit durable (FULL), then go back to NORMAL. */
+  async durably<T>(fn: () => Promise<T>): Promise<T> {
+    this.synchronous("FULL");
+    try {
+      return await fn();
+    } finally {
+      if (this.db.open && !this.db.inTransaction) this.synchronous("NORMAL");
+    }
   }
 
   exec(text: string): void {

@@ -14,6 +14,8 @@ import { ensureStoreDir } from "./store-dir.ts";
 import { fsck, type FsckReport } from "./fsck.ts";
 import { gc, type GcOptions, type GcReport } from "./gc.ts";
 import type { SandboxUse } from "../src/sandbox.ts";
+import { StoreLock, type LockWait } from "./store-lock.ts";
+import { WmbError } from "../src/errors.ts";
 
 /** Path prefix of the per-host files kept beside a transpiled component (transpiledExtra). */
 const TRANSPILED_EXTRA = "host/";
@@ -95,6 +97,8 @@ export class Store {
   /** Every build and what each action did in it. */
   readonly history: BuildHistory;
   private readonly sql: Sql;
+  /** Held shared while this process admits or serves blobs, exclusive while gc sweeps (store-lock.ts). */
+  private readonly lock: StoreLock;
   /** prefetchResults' rows by key, each key's in serving order. */
   private prefetched?: Map<ActionKey, ResultRow[]>;
   /** prefetchStatCache's entries under `prefix`. */
@@ -105,6 +109,7 @@ export class Store {
     this.cas = cas;
     this.sql = sql;
     this.history = new BuildHistory(sql);
+    this.lock = new StoreLock(dir);
   }
 
   static async open(dir: string): Promise<Store> {
@@ -118,13 +123,34 @@ export class Store {
   close(): void {
     this.history.flush();
     this.sql.close();
+    this.lock.close();
   }
 
   /** A build's writes, gathered into a commit every few milliseconds (see Sql.gatherWrites)
    * until `stop` is called. */
   gatherWrites(): { stop(): void } {
+    this.sql.synchronous("NORMAL");
     this.sql.gatherWrites(GATHER_MS);
-    return { stop: () => this.sql.stopGathering() };
+    return {
+      stop: () => {
+        this.sql.stopGathering();
+        // What follows (the build's end, its history) commits with the WAL synced, and so makes
+        // every earlier commit durable: a power loss after a build has ended loses none of it.
+        this.sql.synchronous("FULL");
+      },
+    };
+  }
+
+  /** Hold the store lock shared, as every build does from its start to its end: gc's sweep
+   * waits for it (and a build starting during a sweep waits, told through `onWait`). Admitting
+   * a blob or serving a result takes it too, so no caller can forget it. */
+  async lease(onWait?: LockWait, signal?: AbortSignal): Promise<void> {
+    await this.lock.shared(onWait, signal);
+  }
+
+  /** Commit the writes gathered so far now (gathering goes on). */
+  commit(): void {
+    this.sql.commitGathered();
   }
 
   /** Run `fn` once this process's writes so far are visible to other processes. */
@@ -142,7 +168,7 @@ export class Store {
   private recordBlob(b: { digest: Digest; size: number; statSig: string }): void {
     this.sql.run(
       `INSERT INTO blobs (digest, size, stat_sig, created_at) VALUES (?, ?, ?, ?)
-       ON CONFLICT (digest) DO UPDATE SET stat_sig = excluded.stat_sig`,
+       ON CONFLICT (digest) DO UPDATE SET stat_sig = excluded.stat_sig, created_at = excluded.created_at`,
       b.digest,
       b.size,
       b.statSig,
@@ -153,20 +179,28 @@ export class Store {
   /** Admit a file's bytes. An existing blob of the same name is kept only when its stat is the
    * one recorded when it was verified; anything else is replaced by these (verified) bytes. */
   async putFile(path: string): Promise<{ digest: Digest; size: number }> {
-    const b = await this.cas.putFile(path, (d) => this.verifiedSig(d));
-    this.recordBlob(b);
-    return b;
+    return this.admit(() => this.cas.putFile(path, (d) => this.verifiedSig(d)));
   }
 
   /** Admit a file that nothing else will use again (it is moved, not copied). */
   async moveFile(path: string): Promise<{ digest: Digest; size: number }> {
-    const b = await this.cas.moveFile(path, (d) => this.verifiedSig(d));
-    this.recordBlob(b);
-    return b;
+    return this.admit(() => this.cas.moveFile(path, (d) => this.verifiedSig(d)));
   }
 
   async putBytes(data: Uint8Array): Promise<{ digest: Digest; size: number }> {
-    const b = await this.cas.putBytes(data, (d) => this.verifiedSig(d));
+    return this.admit(() => this.cas.putBytes(data, (d) => this.verifiedSig(d)));
+  }
+
+  /** Under the lease, so gc never sweeps a blob between its file and its row; a full disk is
+   * one sentence naming the store. Re-admission refreshes the blob's age (gc's grace). */
+  private async admit(put: () => Promise<{ digest: Digest; size: number; statSig: string }>): Promise<{ digest: Digest; size: number }> {
+    if (!this.lock.mode) await this.lease();
+    let b;
+    try {
+      b = await put();
+    } catch (e) {
+      throw outOfSpace(e, this.dir) ?? e;
+    }
     this.recordBlob(b);
     return b;
   }
@@ -237,6 +271,7 @@ export class Store {
    * One query brings every result with its outputs and their verified stat signatures: on a
    * no-op each output then costs one stat, not three queries. */
   async wholeResult(key: ActionKey): Promise<ActionResult | undefined> {
+    if (!this.lock.mode) await this.lease();
     // Taken once from the prefetched rows: after that (a rerun, a dropped result) ask the index.
     const prefetched = this.prefetched?.get(key);
     if (prefetched) this.prefetched!.delete(key);
@@ -533,12 +568,34 @@ export class Store {
   }
 
   /** Re-hash every blob and check every row (see fsck.ts). */
-  fsck(opts: { repair: boolean }): Promise<FsckReport> {
-    return fsck(this, this.sql, opts);
+  async fsck(opts: { repair: boolean; onWait?: LockWait }): Promise<FsckReport> {
+    // Repairs drop orphans and stale temp files, which a build in flight may be about to name.
+    return opts.repair ? this.exclusively(opts.onWait, () => fsck(this, this.sql, opts)) : fsck(this, this.sql, opts);
   }
 
-  /** Drop what neither the roots nor the last N builds reach (see gc.ts). */
-  gc(opts: GcOptions): Promise<GcReport> {
-    return gc(this, this.sql, opts);
+  /** Drop what neither the roots nor the last N builds reach (see gc.ts), with no build running. */
+  async gc(opts: GcOptions & { onWait?: LockWait }): Promise<GcReport> {
+    return opts.dryRun ? gc(this, this.sql, opts) : this.exclusively(opts.onWait, () => gc(this, this.sql, opts));
   }
+
+  /** `fn` with the store lock exclusive (no build runs) and its commits durable. */
+  private async exclusively<T>(onWait: LockWait | undefined, fn: () => Promise<T>): Promise<T> {
+    this.lock.exclusive(onWait);
+    try {
+      return await this.sql.durably(fn);
+    } finally {
+      this.lock.release();
+    }
+  }
+}
+
+/** ENOSPC (or a quota) while writing into the store, as one sentence that says what to do. */
+function outOfSpace(e: unknown, dir: string): WmbError | undefined {
+  const code = (e as NodeJS.ErrnoException | undefined)?.code;
+  if (code !== "ENOSPC" && code !== "EDQUOT") return undefined;
+  return new WmbError(
+    "STORE",
+    `The store ${dir} is out of disk space; free space on its disk (\`wmb store gc\` deletes what recent builds do not use) or move the store with --store or WMB_STORE.`,
+    { subject: dir, cause: e },
+  );
 }

@@ -18,7 +18,7 @@ import { InspectCommand, RunCommand } from "./run-command.ts";
 import { BundleCommand, StoreImportCommand } from "./bundle-commands.ts";
 import { PullCommand, PushCommand } from "./remote-commands.ts";
 import { RemoteCheckCommand, RemoteServeCommand, StoreCopyCommand } from "./ssh-commands.ts";
-import { StoreFsckCommand, StoreGcCommand, StoreStatsCommand } from "./store-commands.ts";
+import { StoreFsckCommand, StoreGcCommand, StoreStatsCommand, StoreUnlockCommand } from "./store-commands.ts";
 import { wmbFile } from "../repo-root.ts";
 import { groupHelp, helpRequest, notACommand } from "./help.ts";
 import { colorEnabled } from "./color.ts";
@@ -35,6 +35,7 @@ const COMMANDS: CommandClass<BaseContext>[] = [
   StoreStatsCommand,
   StoreFsckCommand,
   StoreGcCommand,
+  StoreUnlockCommand,
   GraphCommand,
   VerifyCommand,
   RunCommand,

@@ -26,7 +26,7 @@ export class StoreFsckCommand extends WmbCommand {
   asJson = Option.Boolean("--json", false, { description: "JSON output" });
   async run(): Promise<number> {
     const store = await this.store();
-    const r = await store.fsck({ repair: this.repair });
+    const r = await store.fsck({ repair: this.repair, onWait: (m) => this.context.stderr.write(`${m}\n`) });
     const clean = fsckClean(r);
     if (this.asJson) {
       this.json({ clean, ...r });
@@ -49,16 +49,42 @@ export class StoreGcCommand extends WmbCommand {
   static usage = Command.Usage({
     category: "Store",
     description: "Delete results and blobs that neither the GC roots nor the last N builds reach",
+    details: "Waits for the builds using the store to finish, and builds starting meanwhile wait for it: nothing a build serves or has just written is deleted.",
   });
   keep = Option.String("--keep-builds", "5", { description: "Builds whose results are kept (default 5)", validator: t.isNumber() });
-  grace = Option.String("--grace", "600", { description: "Seconds: spare blobs younger than this (builds in flight); default 600", validator: t.isNumber() });
+  grace = Option.String("--grace", "600", { description: "Seconds: spare results and blobs younger than this (what a build that just ended made); default 600", validator: t.isNumber() });
   dryRun = Option.Boolean("--dry-run", false, { description: "Report what would be freed" });
   asJson = Option.Boolean("--json", false, { description: "JSON output" });
   async run(): Promise<number> {
     const store = await this.store();
-    const r = await store.gc({ keepBuilds: this.keep, graceMs: this.grace * 1000, dryRun: this.dryRun });
+    const r = await store.gc({ keepBuilds: this.keep, graceMs: this.grace * 1000, dryRun: this.dryRun, onWait: (m) => this.context.stderr.write(`${m}\n`) });
     if (this.asJson) this.json(r);
     else this.context.stdout.write(`${this.dryRun ? "would free" : "freed"} ${r.bytesFreed} bytes: ${r.blobsDeleted} blobs, ${r.resultsDeleted} action results; ${r.blobsKept} blobs kept${r.staleLocks ? `; removed ${r.staleLocks} lock${r.staleLocks === 1 ? "" : "s"} of dead builds` : ""}\n`);
+    return 0;
+  }
+}
+
+export class StoreUnlockCommand extends WmbCommand {
+  static paths = [["store", "unlock"]];
+  static usage = Command.Usage({
+    category: "Store",
+    description: "Remove the action locks of builds that are gone, including those of other hosts",
+    details: "A build waiting for an action that another host's build holds says so; once no wmb runs there any more, this removes such locks (and those of dead builds on this host). Locks of live builds on this host are kept.",
+  });
+  asJson = Option.Boolean("--json", false, { description: "JSON output" });
+  async run(): Promise<number> {
+    const { ActionLocks } = await import("../../store/action-lock.ts");
+    const locks = new ActionLocks(this.storePath());
+    const removed = await locks.sweep({ foreign: true });
+    const kept = (await locks.list()).filter((l) => l.state === "alive");
+    if (this.asJson) {
+      this.json({ removed, kept });
+      return 0;
+    }
+    const who = (l: (typeof removed)[number]) => (l.holder ? `pid ${l.holder.pid} on ${l.holder.host}` : "an unreadable holder");
+    for (const l of removed) this.context.stdout.write(`removed  ${l.key} (${who(l)})\n`);
+    for (const l of kept) this.context.stdout.write(`kept     ${l.key} (${who(l)}, running)\n`);
+    this.context.stdout.write(`removed ${removed.length} lock${removed.length === 1 ? "" : "s"}; ${kept.length} held by running builds\n`);
     return 0;
   }
 }
