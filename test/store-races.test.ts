@@ -199,6 +199,26 @@ describe("store under gc, other builds and stale locks", () => {
   });
 });
 
+/** Whether this process may mount a tmpfs in a mount namespace of its own (root, as in CI). */
+const canMount = spawnSync("unshare", ["-m", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /mnt"]).status === 0;
+
+describe("a full disk", () => {
+  it.skipIf(!canMount)("a store that fills up mid-build fails with one sentence naming it, and fsck passes", () => {
+    const ws = makeWorkspace({
+      "BUILD.ts": `export default (w) => { w.package("p").run({ name: "big", outs: ["big.bin"], cmd: "head -c 3000000 /dev/urandom > big.bin" }); };\n`,
+    });
+    const store = mkdtempSync(join(tmpdir(), "wmb-full-"));
+    // A 1 MiB store, in a mount namespace of the test's own: gone when the shell ends.
+    const script = `mount -t tmpfs -o size=1m tmpfs "$1" && node "$2" build --store "$1" //p:big; echo "build=$?" >&2; node "$2" store fsck --store "$1"`;
+    const r = spawnSync("unshare", ["-m", "sh", "-c", script, "sh", store, WMB], { cwd: ws, encoding: "utf8" });
+    expect(r.stderr).toContain("build=1");
+    const errors = r.stderr.split("\n").filter((l) => l.startsWith("error:"));
+    expect(errors).toEqual([`error: The store ${store} is out of disk space; free space on its disk (\`wmb store gc\` deletes what recent builds do not use) or move the store with --store or WMB_STORE.`]);
+    expect(r.stdout).toContain("store OK");
+    expect(r.status).toBe(0);
+  });
+});
+
 describe("wmb-out", () => {
   it("after a failed -k build, a target served from the store is delivered", () => {
     const ws = makeWorkspace({
