@@ -4,7 +4,7 @@
 import { join, sep } from "node:path";
 import { hashBytes, type ActionKey, type Digest } from "./digest.ts";
 import { WmbError } from "./errors.ts";
-import { encodeKeyInputs, keyOfEncoded, type ActionKeyInputs } from "./keys.ts";
+import { encodeKeyInputs, inputsForKey, keyOfEncoded, type ActionKeyInputs } from "./keys.ts";
 import { expandTargetPatterns } from "./target-pattern.ts";
 import { Graph } from "./graph.ts";
 import { buildFileCache, loadWorkspace, type LoadedWorkspace, type Target } from "./build-file.ts";
@@ -370,7 +370,11 @@ export async function planAction(
   for (const d of t.deps) {
     const outs = results.get(d);
     if (!outs) throw new Error(`internal: ${d} has no result while planning ${t.label}`);
-    for (const [path, o] of Object.entries(outs)) add({ path, digest: o.digest, from: d, executable: o.executable }, d);
+    // By path, so the order (which enters the key) is the same whether the result was just made
+    // (outputs in declared order) or read from the store (by path).
+    const entries = Object.entries(outs);
+    if (entries.length > 1) entries.sort(([a], [b]) => (a < b ? -1 : 1));
+    for (const [path, o] of entries) add({ path, digest: o.digest, from: d, executable: o.executable }, d);
   }
   // Shared by every action whose rule reads no variable of its own (never changed: see keys.ts).
   let env = SANDBOX_ENV as Record<string, string>;
@@ -382,11 +386,11 @@ export async function planAction(
   }
   const { name: _name, srcs: _srcs, ...attrs } = t.attrs;
   const keyInputs: ActionKeyInputs = {
-    format: 1,
+    format: 2,
     rule: ruleId(t.rule),
     attrs,
     outputs: t.outputs,
-    inputs: Object.fromEntries(inputs.map((i) => [i.path, i.digest])),
+    ...inputsForKey(inputs),
     toolchain: t.rule.usesToolchain ? await toolchains.id() : null,
     env,
   };

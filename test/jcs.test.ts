@@ -130,8 +130,9 @@ describe("RFC 8785 JCS", () => {
 
   it("encodes action key inputs exactly as canonicalize does (members in order, shared env encoded once)", () => {
     const key = (over: Partial<ActionKeyInputs> & Record<string, unknown>): ActionKeyInputs =>
-      ({ format: 1, rule: "run@1", attrs: { cmd: "tr v V < w.txt > r.txt", outs: ["r.txt"], "é": { b: 1e21, a: [true, null, "\u2028"] } }, outputs: ["r.txt"], inputs: { "w.txt": "ab".repeat(32), "a b": "cd".repeat(32) }, toolchain: null, env: SANDBOX_ENV as Record<string, string>, ...over }) as ActionKeyInputs;
-    for (const k of [key({}), key({ toolchain: "ef".repeat(32) as never }), key({ env: { ...SANDBOX_ENV, CC: "clang" } }), key({ extra: "x" }), key({ attrs: {} })]) {
+      ({ format: 2, rule: "run@1", attrs: { cmd: "tr v V < w.txt > r.txt", outs: ["r.txt"], "é": { b: 1e21, a: [true, null, "\u2028"] } }, outputs: ["r.txt"], inputs: { "w.txt": "ab".repeat(32), "a b": "cd".repeat(32) }, executable: [], order: null, toolchain: null, env: SANDBOX_ENV as Record<string, string>, ...over }) as ActionKeyInputs;
+    const variants = [key({}), key({ toolchain: "ef".repeat(32) as never }), key({ env: { ...SANDBOX_ENV, CC: "clang" } }), key({ extra: "x" }), key({ attrs: {} }), key({ executable: ["a b"], order: ["w.txt", "a b"] })];
+    for (const k of variants) {
       expect(encodeKeyInputs(k)).toBe(canonicalize(k));
       expect(encodeKeyInputs(k)).toBe(canonicalize(k)); // the second time from the encoded env
     }

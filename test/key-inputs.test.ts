@@ -1,0 +1,70 @@
+// What can change an output enters its key (docs/ARCHITECTURE.md "Action keys"), through the CLI:
+// an input's executable bit, the order of the inputs, the sandbox a result was made in, a source
+// edit that keeps its size and mtime, and the system toolchain's headers.
+import { describe, expect, it } from "vitest";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { buildJson, executed, makeWorkspace, wmbSync, writeFiles } from "./helpers/cli.ts";
+
+function whyPaths(ws: string, label: string): string[] {
+  const r = wmbSync(ws, ["why", label, "--json"]);
+  expect(r.code, r.stderr).toBe(0);
+  return (JSON.parse(r.stdout) as { changes: { path: string }[] }).changes.map((c) => c.path);
+}
+
+describe("a dependency output's executable bit", () => {
+  const build = (executable: boolean) => `
+export default (w) => {
+  const p = w.package("p");
+  p.write({ name: "tool", out: "tool.sh", content: "#!/bin/sh\\necho hi\\n", executable: ${executable} });
+  p.run({ name: "mode", srcs: [":tool"], outs: ["mode.txt"], cmd: "if test -x tool.sh; then echo x; else echo -; fi > mode.txt" });
+};`;
+
+  it("enters the key: the consumer reruns and sees the new mode, and why names it", () => {
+    const ws = makeWorkspace({ "BUILD.ts": build(true) });
+    buildJson(ws, ["//p:mode"]);
+    expect(readFileSync(join(ws, "wmb-out/p/mode.txt"), "utf8")).toBe("x\n");
+    writeFiles(ws, { "BUILD.ts": build(false) });
+    // Same bytes, another mode: the consumer's inputs have the same digests.
+    expect(executed(buildJson(ws, ["//p:mode"]))).toEqual(["//p:mode", "//p:tool"]);
+    expect(readFileSync(join(ws, "wmb-out/p/mode.txt"), "utf8")).toBe("-\n");
+    expect(whyPaths(ws, "//p:mode")).toEqual(["executable.tool.sh"]);
+  });
+});
+
+describe("the order of srcs", () => {
+  // An unsorted listing shows the order inputs were placed in the sandbox (tmpfs: newest first).
+  const build = (srcs: string[]) => `
+export default (w) => {
+  w.package("p").run({ name: "joined", srcs: ${JSON.stringify(srcs)}, outs: ["joined.txt"], cmd: "cat $(ls -U | grep part) > joined.txt" });
+};`;
+
+  it("enters the key: reordering reruns the action, which makes what a clean build makes, and why says order", () => {
+    const ws = makeWorkspace({ "BUILD.ts": build(["a.part", "b.part"]), "p/a.part": "A\n", "p/b.part": "B\n" });
+    buildJson(ws, ["//p:joined"]);
+    writeFiles(ws, { "BUILD.ts": build(["b.part", "a.part"]) });
+    expect(executed(buildJson(ws, ["//p:joined"]))).toEqual(["//p:joined"]);
+    const served = readFileSync(join(ws, "wmb-out/p/joined.txt"), "utf8");
+    buildJson(ws, ["//p:joined", "--no-cache"]);
+    expect(readFileSync(join(ws, "wmb-out/p/joined.txt"), "utf8")).toBe(served);
+    expect(whyPaths(ws, "//p:joined")).toEqual(["order"]);
+    const why = wmbSync(ws, ["why", "//p:joined"]).stdout;
+    expect(why).toContain(`order: ["a.part","b.part"] -> ["b.part","a.part"]`);
+    // Back to the first order: the first result is served again.
+    writeFiles(ws, { "BUILD.ts": build(["a.part", "b.part"]) });
+    expect(buildJson(ws, ["//p:joined"]).counts.executed).toBe(0);
+  });
+
+  it("of a dependency's outputs is the same whether it was just built or served", () => {
+    const ws = makeWorkspace({
+      "BUILD.ts": `
+export default (w) => {
+  const p = w.package("p");
+  p.run({ name: "two", outs: ["z.txt", "a.txt"], cmd: "echo z > z.txt; echo a > a.txt" });
+  p.run({ name: "both", srcs: [":two"], outs: ["both.txt"], cmd: "cat a.txt z.txt > both.txt" });
+};`,
+    });
+    expect(buildJson(ws, ["//p:both"]).counts.executed).toBe(2);
+    expect(buildJson(ws, ["//p:both"]).counts.executed).toBe(0);
+  });
+});
