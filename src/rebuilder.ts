@@ -17,7 +17,7 @@ import {
   type SandboxUse,
   type SandboxVariation,
 } from "./sandbox.ts";
-import { SANDBOX_BUILD_DIR } from "./sandbox-bwrap.ts";
+import { probeBwrap, SANDBOX_BUILD_DIR } from "./sandbox-bwrap.ts";
 import type { Slots } from "./scheduler.ts";
 import { sourceStatSignature } from "./source-hash.ts";
 import type { Target } from "./build-file.ts";
@@ -68,9 +68,20 @@ export interface RebuilderOptions {
 export class Rebuilder {
   constructor(private readonly opts: RebuilderOptions) {}
 
-  /** The recorded result for this key, if every output blob is whole (see Store.wholeResult). */
+  /** The recorded result for this key, if every output blob is whole (see Store.wholeResult)
+   * and this build takes how it was made. */
   cached(plan: PlannedAction): Promise<ActionResult | undefined> {
-    return this.opts.store.wholeResult(plan.key);
+    return this.opts.store.wholeResult(plan.key, (made) => this.takes(made));
+  }
+
+  /** A stricter sandbox never takes a looser result: a build whose commands run under bwrap is
+   * not served one made unsandboxed (its commands could read the host). Only meeting such a
+   * result probes bwrap, so a no-op build costs nothing more; `auto` asks the probe that its
+   * resolve() uses, so that no build warns of unsandboxed commands it never runs. */
+  takes(made: SandboxUse | undefined): boolean | Promise<boolean> {
+    const { mode } = this.opts.sandbox;
+    if (made !== "none" || mode === "none") return true;
+    return mode === "bwrap" ? false : probeBwrap().then((probe) => !probe.ok);
   }
 
   async execute(plan: PlannedAction, signal: AbortSignal): Promise<Executed> {

@@ -269,8 +269,9 @@ export class Store {
   /** The newest result for a key whose every output blob is whole. A corrupt or missing blob
    * drops the results naming it (see checkBlob); each result is tried once, so this ends.
    * One query brings every result with its outputs and their verified stat signatures: on a
-   * no-op each output then costs one stat, not three queries. */
-  async wholeResult(key: ActionKey): Promise<ActionResult | undefined> {
+   * no-op each output then costs one stat, not three queries. A result `takes` refuses (by how
+   * it was made) is passed over for the next. */
+  async wholeResult(key: ActionKey, takes?: (sandbox: SandboxUse | undefined) => boolean | Promise<boolean>): Promise<ActionResult | undefined> {
     if (!this.lock.mode) await this.lease();
     // Taken once from the prefetched rows: after that (a rerun, a dropped result) ask the index.
     const prefetched = this.prefetched?.get(key);
@@ -278,6 +279,11 @@ export class Store {
     const rows = prefetched ?? this.sql.all<ResultRow>(`SELECT ${RESULT_COLUMNS} FROM ${RESULT_TABLES} WHERE r.action_key = ? ORDER BY ${servedFirst("r.")}, o.path`, key);
     for (let i = 0; i < rows.length; ) {
       const first = rows[i]!;
+      const taken = takes?.(first.sandbox ?? undefined) ?? true;
+      if (taken !== true && !(await taken)) {
+        while (i < rows.length && rows[i]!.id === first.id) i++;
+        continue;
+      }
       const outputs: OutputMap = {};
       let whole = true;
       for (; i < rows.length && rows[i]!.id === first.id; i++) {

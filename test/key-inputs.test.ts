@@ -2,9 +2,12 @@
 // an input's executable bit, the order of the inputs, the sandbox a result was made in, a source
 // edit that keeps its size and mtime, and the system toolchain's headers.
 import { describe, expect, it } from "vitest";
-import { readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { buildJson, executed, makeWorkspace, wmbSync, writeFiles } from "./helpers/cli.ts";
+import { buildJson, executed, makeWorkspace, wmb, wmbSync, writeFiles } from "./helpers/cli.ts";
+import { probeBwrap } from "../src/sandbox-bwrap.ts";
+
+const bwrapWorks = (await probeBwrap()).ok;
 
 function whyPaths(ws: string, label: string): string[] {
   const r = wmbSync(ws, ["why", label, "--json"]);
@@ -66,5 +69,37 @@ export default (w) => {
     });
     expect(buildJson(ws, ["//p:both"]).counts.executed).toBe(2);
     expect(buildJson(ws, ["//p:both"]).counts.executed).toBe(0);
+  });
+});
+
+describe.skipIf(!bwrapWorks)("the sandbox a result was made in", () => {
+  type Report = { counts: { executed: number; cached: number }; actions: { status: string; sandbox?: string }[] };
+  const report = (ws: string, sandbox: string): Report => buildJson(ws, ["//p:made", "--sandbox", sandbox]) as unknown as Report;
+
+  it("a stricter sandbox never takes a looser result; a looser one takes a stricter", () => {
+    const ws = makeWorkspace({ "BUILD.ts": `export default (w) => { w.package("p").run({ name: "made", outs: ["made.txt"], cmd: "echo made > made.txt" }); };` });
+    expect(report(ws, "none").actions[0]).toMatchObject({ status: "executed", sandbox: "none" });
+    expect(report(ws, "bwrap").actions[0]).toMatchObject({ status: "executed", sandbox: "bwrap" });
+    expect(report(ws, "none").actions[0]).toMatchObject({ status: "cached", sandbox: "bwrap" });
+    expect(report(ws, "auto").actions[0]).toMatchObject({ status: "cached", sandbox: "bwrap" });
+    const other = makeWorkspace({ "BUILD.ts": readFileSync(join(ws, "BUILD.ts"), "utf8") });
+    report(other, "none");
+    // auto resolves to bwrap here, once it meets the unsandboxed result.
+    expect(report(other, "auto").actions[0]).toMatchObject({ status: "executed", sandbox: "bwrap" });
+  });
+
+  it("a sandboxed build waiting on an unsandboxed one's lock does not take its result", async () => {
+    const ws = makeWorkspace({ "BUILD.ts": `export default (w) => { w.package("p").run({ name: "made", outs: ["made.txt"], cmd: "sleep 2; echo made > made.txt" }); };` });
+    const loose = wmb(ws, ["build", "--json", "//p:made", "--sandbox", "none"]);
+    const locks = join(ws, ".wmb", "locks");
+    const deadline = Date.now() + 20_000;
+    while (!(existsSync(locks) && readdirSync(locks).some((n) => n.endsWith(".lock")))) {
+      if (Date.now() > deadline) throw new Error("the unsandboxed build never took its action's lock");
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const strict = await wmb(ws, ["build", "--json", "//p:made", "--sandbox", "bwrap"]);
+    expect((await loose).code).toBe(0);
+    expect(strict.code, strict.stderr).toBe(0);
+    expect((JSON.parse(strict.stdout) as Report).actions[0]).toMatchObject({ status: "executed", sandbox: "bwrap" });
   });
 });
