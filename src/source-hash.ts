@@ -1,5 +1,9 @@
 // Source files are hashed once per change: a file's digest is reused while its stat
-// signature (size, mtime_ns, inode) is the one recorded in the store's stat cache.
+// signature (size, mtime, ctime, inode) is the one recorded in the store's stat cache. ctime
+// catches an edit whose mtime was set back (`cp -p`, `rsync -t`, `touch -r`, `tar x`): no user
+// can set ctime. A file changed at or after the moment it was looked at is racily clean (as
+// git says): a later edit within the same clock tick would keep its signature, so it is
+// hashed but not recorded, and the next build hashes it again.
 import { realpathSync, statSync, type BigIntStats } from "node:fs";
 import { relative, sep } from "node:path";
 import { hashFile, type Digest } from "./digest.ts";
@@ -7,8 +11,10 @@ import { WmbError } from "./errors.ts";
 import type { Target } from "./build-file.ts";
 import type { Store } from "../store/store.ts";
 
-export function statSignatureOf(st: { size: bigint; mtimeNs: bigint; ino: bigint }): string {
-  return `${st.size}:${st.mtimeNs}:${st.ino}`;
+type StatFields = Pick<BigIntStats, "size" | "mtimeNs" | "ctimeNs" | "ino">;
+
+export function statSignatureOf(st: StatFields): string {
+  return `${st.size}:${st.mtimeNs}:${st.ctimeNs}:${st.ino}`;
 }
 
 /** The signature of a file as it is now (following symlinks). */
@@ -16,28 +22,51 @@ export function sourceStatSignature(file: string): string {
   return statSignatureOf(statSync(file, { bigint: true }));
 }
 
-async function digestFor(store: Store, file: string, statSig: string): Promise<Digest> {
+const SECOND = 1_000_000_000n;
+/** File timestamps come from the kernel's coarse clock, up to a tick (1-10 ms) behind the time;
+ * ten times that also covers the moment between a stat and reading the clock. */
+const COARSE_CLOCK_NS = 100_000_000n;
+
+/** The wall clock in nanoseconds, as file timestamps count. */
+export function nowNs(): bigint {
+  return BigInt(Date.now()) * 1_000_000n;
+}
+
+/** Whether a file stat'ed at or after `lookedAt` may change again without changing `st`'s
+ * signature: it was modified (mtime or ctime) within a clock tick of that moment, or later.
+ * Whole-second timestamps (a filesystem that keeps no more) widen the tick to two seconds. */
+export function racilyClean(st: StatFields, lookedAt: bigint): boolean {
+  const tick = st.mtimeNs % SECOND === 0n && st.ctimeNs % SECOND === 0n ? 2n * SECOND : COARSE_CLOCK_NS;
+  const changed = st.mtimeNs > st.ctimeNs ? st.mtimeNs : st.ctimeNs;
+  return changed >= lookedAt - tick;
+}
+
+/** `st` is the file's stat, taken at or after `lookedAt`. */
+async function digestFor(store: Store, file: string, st: StatFields, lookedAt: bigint, statSig = statSignatureOf(st)): Promise<Digest> {
   const cached = store.cachedDigest(file, statSig);
   if (cached) return cached;
   const { digest } = await hashFile(file);
-  store.rememberDigest(file, statSig, digest);
+  if (!racilyClean(st, lookedAt)) store.rememberDigest(file, statSig, digest);
   return digest;
 }
 
 /** A file's digest, from the stat cache when its signature is unchanged. */
 export async function hashStatCached(store: Store, file: string): Promise<Digest> {
-  return digestFor(store, file, sourceStatSignature(file));
+  const lookedAt = nowNs();
+  return digestFor(store, file, statSync(file, { bigint: true }), lookedAt);
 }
 
-/** The same, for a file the caller has just stat'ed. */
+/** The same, for a file the caller has just stat'ed (synchronously: within a tick of now). */
 export async function digestOfStat(store: Store, file: string, st: BigIntStats): Promise<Digest> {
-  return digestFor(store, file, statSignatureOf(st));
+  return digestFor(store, file, st, nowNs());
 }
 
 /** Hashes a workspace's source files, refusing missing files, non-files and symlinks that
  * leave the workspace. */
 export class SourceHasher {
   private readonly rootReal: string;
+  /** Before any source is stat'ed: the moment racy cleanliness is measured from. */
+  private readonly lookedAt = nowNs();
 
   constructor(
     private readonly store: Store,
@@ -75,7 +104,7 @@ export class SourceHasher {
   async hash(file: string, t: Target): Promise<{ digest: Digest; statSig: string }> {
     const { real, st } = this.check(file, t);
     const statSig = statSignatureOf(st);
-    return { digest: await digestFor(this.store, real, statSig), statSig };
+    return { digest: await digestFor(this.store, real, st, this.lookedAt, statSig), statSig };
   }
 
 }

@@ -2,10 +2,13 @@
 // an input's executable bit, the order of the inputs, the sandbox a result was made in, a source
 // edit that keeps its size and mtime, and the system toolchain's headers.
 import { describe, expect, it } from "vitest";
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import Database from "better-sqlite3";
+import { spawnSync } from "node:child_process";
+import { chmodSync, existsSync, readdirSync, readFileSync, realpathSync, statSync, utimesSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { buildJson, executed, makeWorkspace, wmb, wmbSync, writeFiles } from "./helpers/cli.ts";
 import { probeBwrap } from "../src/sandbox-bwrap.ts";
+import { nowNs, racilyClean, sourceStatSignature } from "../src/source-hash.ts";
 
 const bwrapWorks = (await probeBwrap()).ok;
 
@@ -101,5 +104,77 @@ describe.skipIf(!bwrapWorks)("the sandbox a result was made in", () => {
     expect((await loose).code).toBe(0);
     expect(strict.code, strict.stderr).toBe(0);
     expect((JSON.parse(strict.stdout) as Report).actions[0]).toMatchObject({ status: "executed", sandbox: "bwrap" });
+  });
+});
+
+/** Write `content` over `file` and set its mtime back, to the nanosecond, as `touch -r` does. */
+function rewriteKeepingMtime(file: string, content: string): void {
+  const ref = `${file}.ref`;
+  spawnSync("touch", ["-r", file, ref]);
+  chmodSync(file, 0o644);
+  writeFileSync(file, content);
+  spawnSync("touch", ["-r", ref, file]);
+  expect(statSync(file, { bigint: true }).mtimeNs).toBe(statSync(ref, { bigint: true }).mtimeNs);
+}
+
+describe("the stat cache", () => {
+  const BUILD = `export default (w) => { w.package("p").run({ name: "copy", srcs: ["in.txt"], outs: ["out.txt"], cmd: "cat in.txt > out.txt" }); };`;
+  const out = (ws: string) => readFileSync(join(ws, "wmb-out/p/out.txt"), "utf8");
+
+  it.each([
+    ["right after a build", (file: string) => writeFileSync(file, "bbbb\n")],
+    ["whose mtime was set back (cp -p, rsync -t, touch -r)", (file: string) => rewriteKeepingMtime(file, "bbbb\n")],
+  ])("a same-size edit %s is rebuilt", (_, edit) => {
+    const ws = makeWorkspace({ "BUILD.ts": BUILD, "p/in.txt": "aaaa\n" });
+    buildJson(ws, ["//p:copy"]);
+    edit(join(ws, "p/in.txt"));
+    expect(executed(buildJson(ws, ["//p:copy"]))).toEqual(["//p:copy"]);
+    expect(out(ws)).toBe("bbbb\n");
+  });
+
+  it("wmb-out/ too: a delivered file edited in place with its mtime set back is delivered again", () => {
+    const ws = makeWorkspace({ "BUILD.ts": BUILD, "p/in.txt": "aaaa\n" });
+    buildJson(ws, ["//p:copy"]);
+    buildJson(ws, ["//p:copy"]); // checks wmb-out/, and so remembers its stat
+    rewriteKeepingMtime(join(ws, "wmb-out/p/out.txt"), "zzzz\n");
+    buildJson(ws, ["//p:copy"]);
+    expect(out(ws)).toBe("aaaa\n");
+  });
+
+  it("a file changed at or after the build looked at it (racily clean) is hashed but not remembered", async () => {
+    const ws = makeWorkspace({ "BUILD.ts": BUILD, "p/in.txt": "aaaa\n" });
+    const file = join(ws, "p/in.txt");
+    // Whether the stat cache holds the file as it is now.
+    const remembered = () => {
+      const db = new Database(join(ws, ".wmb/index.sqlite"), { readonly: true });
+      try {
+        const row = db.prepare(`SELECT stat_sig FROM stat_cache WHERE path = ?`).get(realpathSync(file)) as { stat_sig: string } | undefined;
+        return row?.stat_sig === sourceStatSignature(file);
+      } finally {
+        db.close();
+      }
+    };
+    // Changed well before the build: remembered.
+    await new Promise((r) => setTimeout(r, 300));
+    buildJson(ws, ["//p:copy"]);
+    expect(remembered()).toBe(true);
+    // Its mtime ahead of the build's clock (an archive from a host whose clock is ahead, touch -d):
+    // a same-size edit within the same timestamp would keep the signature, so it is not remembered.
+    const ahead = new Date(Date.now() + 60_000);
+    writeFileSync(file, "bbbb\n");
+    utimesSync(file, ahead, ahead);
+    expect(executed(buildJson(ws, ["//p:copy"]))).toEqual(["//p:copy"]);
+    expect(remembered()).toBe(false);
+    expect(out(ws)).toBe("bbbb\n");
+  });
+
+  it("whole-second timestamps are racily clean for two seconds", () => {
+    const s = 1_700_000_000n * 1_000_000_000n;
+    const st = (mtimeNs: bigint, ctimeNs = mtimeNs) => ({ size: 5n, mtimeNs, ctimeNs, ino: 1n });
+    const lookedAt = s + 1_500_000_000n;
+    expect(racilyClean(st(s), lookedAt)).toBe(true);
+    expect(racilyClean(st(s + 1_000n), lookedAt)).toBe(false);
+    expect(racilyClean(st(s + 1_000n, lookedAt), lookedAt)).toBe(true);
+    expect(racilyClean(st(nowNs() + 1_000_000_000n), nowNs())).toBe(true);
   });
 });
