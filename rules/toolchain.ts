@@ -8,9 +8,9 @@
 // system: Debian's clang/lld/wasi-libc, run as host processes in the action's sandbox (under
 //   bwrap when it works: the rebuilder hands each action a view from `inSandbox`).
 import { execFile, spawn } from "node:child_process";
-import { existsSync, promises as fsp, readdirSync, realpathSync } from "node:fs";
+import { existsSync, promises as fsp, readdirSync, realpathSync, statSync } from "node:fs";
 import { createRequire } from "node:module";
-import { dirname, isAbsolute, join, posix, relative } from "node:path";
+import { basename, dirname, isAbsolute, join, posix, relative } from "node:path";
 import { pathToFileURL } from "node:url";
 import { Worker } from "node:worker_threads";
 import { CommandError, tailLines, type ExecResult, type Toolchain } from "./rule.ts";
@@ -268,8 +268,9 @@ function which(name: string): string | undefined {
   return undefined;
 }
 
-/** The wasi-libc sysroot Debian installs, and the builtins library clang links for wasm. */
-function findSystemBits(): { clang: string; wasmLd: string; sysrootLibs: string[]; builtins: string[] } {
+/** The wasi-libc sysroot Debian installs, the builtins library clang links for wasm, and the
+ * header directories a compile includes from: the sysroot's and clang's own (resource dir). */
+function findSystemBits(): { clang: string; wasmLd: string; sysrootLibs: string[]; builtins: string[]; headerDirs: string[] } {
   const clang = which("clang");
   const wasmLd = which("wasm-ld");
   const libDir = ["/usr/lib/wasm32-wasi", "/usr/lib/wasm32-wasip1"].find((d) => existsSync(join(d, "libc.a")));
@@ -278,12 +279,17 @@ function findSystemBits(): { clang: string; wasmLd: string; sysrootLibs: string[
   if (!wasmLd) missing.push("wasm-ld");
   if (!libDir) missing.push("wasi-libc");
   let builtins: string[] = [];
+  const headerDirs: string[] = [];
+  // The headers of /usr/lib/wasm32-wasi are in /usr/include/wasm32-wasi.
+  const sysrootInclude = libDir && join(dirname(dirname(libDir)), "include", basename(libDir));
+  if (sysrootInclude && existsSync(sysrootInclude)) headerDirs.push(sysrootInclude);
   if (clang) {
     // /usr/lib/llvm-N/lib/clang/<ver>/lib/wasi/libclang_rt.builtins-wasm32.a
     const llvmRoot = dirname(dirname(realpathSync(clang)));
     const clangLib = join(llvmRoot, "lib", "clang");
     if (existsSync(clangLib)) {
       for (const v of readdirSync(clangLib)) {
+        if (existsSync(join(clangLib, v, "include"))) headerDirs.push(realpathSync(join(clangLib, v, "include")));
         for (const sub of ["lib/wasi", "lib/wasm32-unknown-wasi", "lib/wasm32-unknown-wasip1"]) {
           const d = join(clangLib, v, sub);
           if (existsSync(d)) builtins.push(...readdirSync(d).filter((n) => n.endsWith(".a")).map((n) => join(d, n)));
@@ -299,7 +305,19 @@ function findSystemBits(): { clang: string; wasmLd: string; sysrootLibs: string[
     .filter((n) => n.endsWith(".a") || n.endsWith(".o"))
     .map((n) => join(libDir!, n));
   builtins = builtins.map((b) => realpathSync(b));
-  return { clang: clang!, wasmLd: wasmLd!, sysrootLibs, builtins };
+  return { clang: clang!, wasmLd: wasmLd!, sysrootLibs, builtins, headerDirs };
+}
+
+/** The files under `dir`, recursively (symlinks resolved; one to a directory is not followed). */
+function filesUnder(dir: string): string[] {
+  const files: string[] = [];
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    if (e.isDirectory()) files.push(...filesUnder(p));
+    else if (e.isFile()) files.push(p);
+    else if (e.isSymbolicLink() && statSync(p, { throwIfNoEntry: false })?.isFile()) files.push(realpathSync(p));
+  }
+  return files;
 }
 
 /** The LLVM and libclang shared libraries Debian's clang and lld load, resolved. They sit in
@@ -328,10 +346,12 @@ class SystemToolchain implements HostToolchain {
   private major?: Promise<number>;
 
   async identityFiles(): Promise<string[]> {
-    const { clang, wasmLd, sysrootLibs, builtins } = this.bits;
+    const { clang, wasmLd, sysrootLibs, builtins, headerDirs } = this.bits;
     const exes = [realpathSync(clang), realpathSync(wasmLd)];
-    // Debian's clang and lld are thin executables over libclang-cpp and libLLVM.
-    return [...new Set([...exes, ...llvmSharedLibs(clang), ...sysrootLibs.map((f) => realpathSync(f)), ...builtins])].sort();
+    // Debian's clang and lld are thin executables over libclang-cpp and libLLVM; a compile reads
+    // the headers (a few hundred: one stat each on a no-op, through the stat cache).
+    const headers = headerDirs.flatMap((d) => filesUnder(d));
+    return [...new Set([...exes, ...llvmSharedLibs(clang), ...sysrootLibs.map((f) => realpathSync(f)), ...builtins, ...headers])].sort();
   }
 
   /** Clang before 18 knows the target as wasm32-wasi (Debian 12 ships clang 14 and a

@@ -6,7 +6,8 @@ import Database from "better-sqlite3";
 import { spawnSync } from "node:child_process";
 import { chmodSync, existsSync, readdirSync, readFileSync, realpathSync, statSync, utimesSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { buildJson, executed, makeWorkspace, wmb, wmbSync, writeFiles } from "./helpers/cli.ts";
+import { buildJson, executed, makeWorkspace, wmb, WMB, wmbSync, writeFiles } from "./helpers/cli.ts";
+import { systemToolchainInstalled } from "./helpers/system-toolchain.ts";
 import { probeBwrap } from "../src/sandbox-bwrap.ts";
 import { nowNs, racilyClean, sourceStatSignature } from "../src/source-hash.ts";
 
@@ -176,5 +177,29 @@ describe("the stat cache", () => {
     expect(racilyClean(st(s + 1_000n), lookedAt)).toBe(false);
     expect(racilyClean(st(s + 1_000n, lookedAt), lookedAt)).toBe(true);
     expect(racilyClean(st(nowNs() + 1_000_000_000n), nowNs())).toBe(true);
+  });
+});
+
+// A header replaced in a private mount namespace (as root there): the host's stays untouched.
+const HEADER = "/usr/include/wasm32-wasi/stdio.h";
+const canReplaceHeaders = systemToolchainInstalled && existsSync(HEADER) && spawnSync("unshare", ["-rm", "true"]).status === 0;
+
+describe.skipIf(!canReplaceHeaders)("the system toolchain's identity", () => {
+  it("covers wasi-libc's headers: a changed header reruns the compile, and why says toolchain", () => {
+    const ws = makeWorkspace({
+      "BUILD.ts": `export default (w) => { w.package("p").wasi_compile({ name: "hello_o", src: "hello.c", srcs: ["hello.c"] }); };`,
+      "p/hello.c": `#include <stdio.h>\nint main(void) { puts("hi"); return 0; }\n`,
+    });
+    const args = ["build", "--json", "--toolchain", "system", "--sandbox", "none", "//p:hello_o"];
+    expect(buildJson(ws, args.slice(2)).counts.executed).toBe(1);
+    const edited = join(ws, "stdio.h");
+    writeFileSync(edited, readFileSync(HEADER, "utf8") + "/* edited */\n");
+    const env = { ...process.env };
+    delete env.WMB_STORE;
+    const script = `mount --bind "$3" "$4" && node=$1 wmb=$2 && shift 4 && exec "$node" "$wmb" "$@"`;
+    const r = spawnSync("unshare", ["-rm", "sh", "-c", script, "sh", process.execPath, WMB, edited, HEADER, ...args], { cwd: ws, env, encoding: "utf8" });
+    expect(r.status, r.stderr).toBe(0);
+    expect(executed(JSON.parse(r.stdout))).toEqual(["//p:hello_o"]);
+    expect(whyPaths(ws, "//p:hello_o")).toEqual(["toolchain"]);
   });
 });

@@ -88,10 +88,13 @@ describe("hermetic toolchain", () => {
 describe.skipIf(!systemInstalled)("system toolchain", () => {
   const tc = systemInstalled ? createToolchain("system", { jobs: 2 }) : undefined!;
 
-  it("identity is the real binaries and the wasi-libc sysroot", async () => {
+  it("identity is the real binaries, the wasi-libc sysroot and the headers compiles include", async () => {
     const files = await tc.identityFiles();
     expect(files.some((f) => /\/clang(-\d+)?$/.test(f))).toBe(true);
     expect(files.some((f) => f.endsWith("/libc.a"))).toBe(true);
+    // wasi-libc's (/usr/include/wasm32-wasi) and clang's own (`clang -print-resource-dir`/include).
+    expect(files.some((f) => /\/include\/wasm32-wasip?1?\/stdio\.h$/.test(f))).toBe(true);
+    expect(files.some((f) => /\/lib\/clang\/[^/]+\/include\/stddef\.h$/.test(f))).toBe(true);
   });
 
   it("compiles the same C file to identical bytes in two sandboxes", async () => {
