@@ -270,7 +270,7 @@ function which(name: string): string | undefined {
 
 /** The wasi-libc sysroot Debian installs, the builtins library clang links for wasm, and the
  * header directories a compile includes from: the sysroot's and clang's own (resource dir). */
-function findSystemBits(): { clang: string; wasmLd: string; sysrootLibs: string[]; builtins: string[]; headerDirs: string[] } {
+function findSystemBits(): { clang: string; wasmLd: string; sysrootLibs: string[]; builtins: string[]; headerDirs: string[]; sysrootInclude?: string } {
   const clang = which("clang");
   const wasmLd = which("wasm-ld");
   const libDir = ["/usr/lib/wasm32-wasi", "/usr/lib/wasm32-wasip1"].find((d) => existsSync(join(d, "libc.a")));
@@ -305,7 +305,7 @@ function findSystemBits(): { clang: string; wasmLd: string; sysrootLibs: string[
     .filter((n) => n.endsWith(".a") || n.endsWith(".o"))
     .map((n) => join(libDir!, n));
   builtins = builtins.map((b) => realpathSync(b));
-  return { clang: clang!, wasmLd: wasmLd!, sysrootLibs, builtins, headerDirs };
+  return { clang: clang!, wasmLd: wasmLd!, sysrootLibs, builtins, headerDirs, sysrootInclude: headerDirs.includes(sysrootInclude!) ? sysrootInclude : undefined };
 }
 
 /** The files under `dir`, recursively (symlinks resolved; one to a directory is not followed). */
@@ -361,8 +361,12 @@ class SystemToolchain implements HostToolchain {
     this.major ??= clangMajor(this.bits.clang);
     const old = (await this.major) < 18;
     const out = args.map((a) => (old && a === "--target=wasm32-wasip1" ? "--target=wasm32-wasi" : a));
+    // Headers only from the identity's directories: clang would also search /usr/local/include
+    // and /usr/include, the host's, which no key covers. The sysroot's stay after clang's own.
+    const { sysrootInclude } = this.bits;
+    const includes = sysrootInclude ? ["-nostdlibinc", `-idirafter${sysrootInclude}`] : [];
     // The sandbox path differs per action: keep it out of debug info, __FILE__ and the like.
-    return [`-ffile-prefix-map=${cwd}=.`, ...out];
+    return [`-ffile-prefix-map=${cwd}=.`, ...includes, ...out];
   }
 
   /** This toolchain with its commands run by one action's sandbox (`cwd` must be inside

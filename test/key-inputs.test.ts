@@ -202,4 +202,19 @@ describe.skipIf(!canReplaceHeaders)("the system toolchain's identity", () => {
     expect(executed(JSON.parse(r.stdout))).toEqual(["//p:hello_o"]);
     expect(whyPaths(ws, "//p:hello_o")).toEqual(["toolchain"]);
   });
+
+  it("compiles with no header of the host's own include directories, which no key covers", () => {
+    const ws = makeWorkspace({
+      "BUILD.ts": `export default (w) => { w.package("p").wasi_compile({ name: "leak_o", src: "leak.c", srcs: ["leak.c"] }); };`,
+      "p/leak.c": `#include <wmb-host-only.h>\nint main(void) { return HOST_ONLY; }\n`,
+    });
+    const env = { ...process.env };
+    delete env.WMB_STORE;
+    // A header in /usr/local/include (a tmpfs of this namespace's own), found by clang's default search.
+    const script = `mount -t tmpfs tmpfs /usr/local/include && echo '#define HOST_ONLY 0' > /usr/local/include/wmb-host-only.h && exec "$@"`;
+    const args = ["build", "--toolchain", "system", "--sandbox", "none", "//p:leak_o"];
+    const r = spawnSync("unshare", ["-rm", "sh", "-c", script, "sh", process.execPath, WMB, ...args], { cwd: ws, env, encoding: "utf8" });
+    expect(r.status).not.toBe(0);
+    expect(r.stderr).toContain("'wmb-host-only.h' file not found");
+  });
 });
