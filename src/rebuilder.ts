@@ -22,6 +22,7 @@ import type { Slots } from "./scheduler.ts";
 import { sourceStatSignature } from "./source-hash.ts";
 import type { Target } from "./build-file.ts";
 import type { ActionResult, OutputMap, ProducedBy, Store } from "../store/store.ts";
+import { statSignature } from "../store/cas.ts";
 import { CommandError, type ActionContext, type ExecOptions, type MaterializedInput, type Toolchain } from "../rules/rule.ts";
 
 export interface PlannedInput {
@@ -170,16 +171,21 @@ export class Rebuilder {
     const outputs: OutputMap = {};
     for (const rel of t.outputs) {
       const p = join(dir, rel);
-      const st = lstatSync(p, { throwIfNoEntry: false });
+      const st = lstatSync(p, { bigint: true, throwIfNoEntry: false });
       if (!st) {
         throw new WmbError("MISSING_OUTPUT", `${t.label} did not produce its declared output "${rel}"; make the rule write it or remove it from the outputs (${t.declaredAt}).`, { subject: t.label });
       }
       if (!st.isFile()) {
         throw new WmbError("MISSING_OUTPUT", `${t.label}'s output "${rel}" is ${st.isSymbolicLink() ? "a symlink" : "not a regular file"}; outputs must be regular files.`, { subject: t.label });
       }
-      // The sandbox is removed next: its outputs move into the store rather than being copied.
-      const { digest } = await this.opts.store.moveFile(p);
-      outputs[rel] = { digest, executable: (st.mode & 0o111) !== 0 };
+      // Copied, not moved: a process the command left running (one that escaped its session)
+      // could hold the file open, and would go on writing a renamed blob. The copy holds the
+      // output's bytes only if nothing wrote it meanwhile: any write changes its ctime.
+      const { digest } = await this.opts.store.putFile(p);
+      if (statSignature(lstatSync(p, { bigint: true })) !== statSignature(st)) {
+        throw new WmbError("ACTION_FAILED", `${t.label}'s output "${rel}" changed while it was being stored: a process the command left running is still writing it; make the command wait for its children.`, { subject: t.label });
+      }
+      outputs[rel] = { digest, executable: (st.mode & 0o111n) !== 0n };
     }
     return outputs;
   }

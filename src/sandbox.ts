@@ -157,7 +157,7 @@ export async function execInSandbox(
   // Under bwrap the command's working directory is set inside the sandbox (bwrapArgs).
   const command = bwrap ? [bwrap, ...bwrapArgs(dir, buildDir, opts.cwd, argv)] : argv;
   const cwd = opts.cwd && !bwrap ? join(dir, opts.cwd) : dir;
-  const r = await launch({ argv: command, cwd, env: { ...env, ...(opts.env ?? {}) }, umask: opts.umask, stdin: opts.stdin, signal });
+  const r = await launch({ argv: command, cwd, env: { ...env, ...(opts.env ?? {}) }, umask: opts.umask, stdin: opts.stdin, signal, ownPidNamespace: bwrap !== undefined });
   if (r.aborted) throw new WmbError("INTERRUPTED", "Interrupted.");
   if (r.code === 0) return { stdout: r.stdout, stderr: r.stderr };
   throw new CommandError(argv.join(" "), r.code, withHints(tailLines(r.stderr || r.stdout), bwrap ? buildDir : undefined, dir));

@@ -10,6 +10,20 @@ import { sandboxBase } from "../src/sandbox-base.ts";
 
 const NASTY = [`it's`, `"dq"`, "$HOME", "`id`", "$(id)", "a b", "semi;colon", "*", "new\nline", "back\\slash", "-n", ""];
 
+/** Running: not gone, and not a zombie waiting for init to reap it. */
+function alive(pid: number): boolean {
+  try {
+    return !/^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, "utf8"));
+  } catch {
+    return false;
+  }
+}
+
+/** Wait up to a second for a SIGKILLed process to go. */
+async function gone(pid: number): Promise<void> {
+  for (let i = 0; i < 50 && alive(pid); i++) await new Promise((r) => setTimeout(r, 20));
+}
+
 function run(argv: string[], more: Partial<Launch> = {}) {
   return launch({ argv, cwd: tmpdir(), env: { PATH: "/usr/bin:/bin" }, signal: new AbortController().signal, ...more });
 }
@@ -66,14 +80,35 @@ describe("launcher", () => {
     expect((await run(["echo", "still"])).stdout).toBe("still\n");
   });
 
-  it("a command that signals its whole process group (its lane's too) fails with what it wrote and why; the next one runs", async () => {
+  it("a command that signals its whole process group ends only itself; one that kills its lane fails with what it wrote and why", async () => {
     const lanes = () => readdirSync(sandboxBase()).filter((n) => n.startsWith("wmb-lane-")).length;
     const before = lanes();
     const r = await run(["/bin/sh", "-c", "echo before; kill 0; echo after"]);
-    expect(r).toMatchObject({ code: null, stdout: "before\n", aborted: false });
-    expect(r.stderr).toContain("process group");
+    expect(r).toMatchObject({ code: 128 + 15, stdout: "before\n", aborted: false }); // its own session: SIGTERM
+    expect(lanes()).toBe(before);
+    const killer = await run(["/bin/sh", "-c", "echo before; kill -9 $PPID; sleep 5; echo after"]);
+    expect(killer).toMatchObject({ code: null, stdout: "before\n", aborted: false });
+    expect(killer.stderr).toContain("the shell that started the command was killed");
     expect(lanes()).toBe(before - 1); // the dead lane's files are gone
     expect((await run(["echo", "next"])).stdout).toBe("next\n");
+  });
+
+  // Through a lane, and spawned directly (a variable name no shell can export).
+  for (const [how, env] of [["through a lane", { PATH: "/usr/bin:/bin" }], ["spawned directly", { PATH: "/usr/bin:/bin", "A-B": "1" }]] as const) {
+    it(`what a command leaves running is killed as soon as it exits (${how})`, async () => {
+      const started = performance.now();
+      const r = await run(["/bin/sh", "-c", "sleep 60 & echo $!; (sleep 60; echo late) &"], { env });
+      expect(r.code).toBe(0);
+      expect(performance.now() - started).toBeLessThan(5000); // not waiting for what it left
+      await gone(Number(r.stdout));
+      expect(alive(Number(r.stdout))).toBe(false);
+    });
+  }
+
+  it("a process a command left running writes nothing into the next command's output", async () => {
+    await run(["/bin/sh", "-c", "(sleep 0.2; echo LEFT; echo LEFT >&2) &"]);
+    const next = await run(["/bin/sh", "-c", "sleep 0.5; echo next"]);
+    expect(next).toMatchObject({ code: 0, stdout: "next\n", stderr: "" });
   });
 
   it("runs commands side by side, each in a lane of its own", async () => {
@@ -90,10 +125,8 @@ describe("launcher", () => {
     const child = Number(readFileSync(join(dir, "child"), "utf8"));
     ac.abort();
     expect(await running).toMatchObject({ aborted: true, code: null });
-    // Gone, or a zombie waiting for init to reap it.
-    const alive = () => existsSync(`/proc/${child}`) && !/^State:\s+Z/m.test(readFileSync(`/proc/${child}/status`, "utf8"));
-    for (let i = 0; i < 50 && alive(); i++) await new Promise((r) => setTimeout(r, 20));
-    expect(alive()).toBe(false);
+    await gone(child);
+    expect(alive(child)).toBe(false);
     expect((await run(["echo", "again"])).stdout).toBe("again\n");
   });
 });
