@@ -10,6 +10,7 @@ import { buildJson, executed, makeWorkspace, wmb, wmbSync, WMB, writeFiles } fro
 import { ActionLocks } from "../store/action-lock.ts";
 import { formatIdentity, selfIdentity } from "../store/process-identity.ts";
 import { Store } from "../store/store.ts";
+import { StoreLock } from "../store/store-lock.ts";
 import { hashFile, type ActionKey } from "../src/digest.ts";
 
 const N = 8;
@@ -88,6 +89,17 @@ describe("store under gc, other builds and stale locks", () => {
     expect(Date.now() - t0).toBeGreaterThan(2000);
     // The build's result was kept: it was served last for its label.
     expect(buildJson(ws, ["//p:slow"]).counts.executed).toBe(0);
+    // While gc sweeps (the exclusive lock held here, as gc holds it), a build waits and says so.
+    const sweep = new StoreLock(join(ws, ".wmb"));
+    sweep.exclusive();
+    let finished = false;
+    const waiting = wmb(ws, ["build", "//p:slow"]).finally(() => (finished = true));
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(finished).toBe(false);
+    sweep.close();
+    const w = await waiting;
+    expect(w.code).toBe(0);
+    expect(w.stderr).toContain("waiting for `wmb store gc`");
   }, 60_000);
 
   it("re-admitting a blob refreshes its age, so gc's grace spares it", async () => {
