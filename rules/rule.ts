@@ -19,6 +19,8 @@ export interface ExecOptions {
   cwd?: string;
 }
 
+/** The end of what a command wrote: the last 64 KiB of its stdout, and of its stderr (the
+ * engine keeps no more; a rule that needs a command's whole output has it write a file). */
 export interface ExecResult {
   stdout: string;
   stderr: string;
@@ -94,12 +96,15 @@ export interface RuleDef<A extends CommonAttrs = CommonAttrs> {
   run(ctx: ActionContext<A>): Promise<void>;
 }
 
-/** How many stderr lines a failed command keeps for the user. */
+/** How many stderr lines a failed command keeps for the user, and how many characters at most
+ * (a line can be megabytes long). */
 const TAIL_LINES = 30;
+const TAIL_CHARS = 4096;
 
 /** The last lines of a command's output. */
 export function tailLines(text: string, lines = TAIL_LINES): string {
-  return text.trimEnd().split("\n").slice(-lines).join("\n");
+  const tail = text.trimEnd().split("\n").slice(-lines).join("\n");
+  return tail.length > TAIL_CHARS ? `…${tail.slice(-TAIL_CHARS)}` : tail;
 }
 
 /** A command (a sandboxed host command or a toolchain tool) that exited non-zero or could not
@@ -111,8 +116,10 @@ export class CommandError extends Error {
     readonly exitCode: number | null,
     /** The tail of its stderr (or stdout when stderr was empty). */
     readonly stderr: string,
+    /** How it failed, when its exit status does not say ("wrote more than …"). */
+    failure?: string,
   ) {
-    super(`command ${exitCode === null ? "could not run" : `exited with code ${exitCode}`}: ${command}`);
+    super(`command ${failure ?? (exitCode === null ? "could not run" : `exited with code ${exitCode}`)}: ${command}`);
     this.name = "CommandError";
   }
 }

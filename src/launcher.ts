@@ -12,7 +12,7 @@
 // main process exits; a command under bwrap has a PID namespace of its own, which the kernel
 // empties when it exits. A lane dies with wmb (`setpriv --pdeathsig`), and bwrap with its lane.
 import { spawn, type ChildProcess } from "node:child_process";
-import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, existsSync, fstatSync, ftruncateSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, statSync, writeFileSync } from "node:fs";
 import type { Socket } from "node:net";
 import { join } from "node:path";
 import { sandboxBase } from "./sandbox-base.ts";
@@ -32,12 +32,15 @@ export interface Launch {
 }
 
 /** How a command ended: its exit status (through a lane, a signal shows as 128 + its number;
- * spawned directly, null when it could not start or was killed), and what it wrote. */
+ * spawned directly, null when it could not start or was killed), and the end of what it wrote. */
 export interface Launched {
   code: number | null;
+  /** The last OUTPUT_TAIL_BYTES of its stdout (a line cut there dropped), and of its stderr. */
   stdout: string;
   stderr: string;
   aborted: boolean;
+  /** It wrote more than OUTPUT_LIMIT_BYTES to stdout and stderr, and was killed for it. */
+  overLimit?: boolean;
 }
 
 /** Run one command: through a lane when its environment can be passed through one, else by
@@ -51,6 +54,72 @@ export async function launch(l: Launch): Promise<Launched> {
   const lanes = lanePool();
   if (lanes?.canRun(l) && Object.keys(l.env).every((k) => SHELL_NAME.test(k)) && (await lanes.exact)) return lanes.run(l);
   return spawnDirect(l);
+}
+
+/** How much of a command's stdout, and of its stderr, wmb keeps: for messages, and for the
+ * rules that read a command's output (none reads more than a line). Reading a whole output
+ * once ran a 700 MB stdout into V8's string limit (#23). */
+export const OUTPUT_TAIL_BYTES = 64 << 10;
+
+/** The most a command may write to stdout and stderr together. They are files on the sandbox
+ * base, a tmpfs (RAM) when there is one: past this the command is killed and fails. A file
+ * size limit (RLIMIT_FSIZE) would apply to its outputs too, and a pipe would bring every byte
+ * through wmb's process; the sizes are checked every OUTPUT_CHECK_MS instead (nothing at all
+ * for a command that ends sooner), so a command writes at most what it can in that time more. */
+export const OUTPUT_LIMIT_BYTES = 64 << 20;
+const OUTPUT_CHECK_MS = 20;
+
+interface OutputFiles {
+  stdout: string;
+  stderr: string;
+}
+
+function fileSize(file: string): number {
+  return statSync(file, { throwIfNoEntry: false })?.size ?? 0;
+}
+
+/** Calls `over` once `files` hold more than OUTPUT_LIMIT_BYTES; returns what stops watching. */
+function watchOutput(files: OutputFiles, over: () => void): () => void {
+  const timer = setInterval(() => {
+    if (fileSize(files.stdout) + fileSize(files.stderr) <= OUTPUT_LIMIT_BYTES) return;
+    clearInterval(timer);
+    over();
+  }, OUTPUT_CHECK_MS);
+  timer.unref();
+  return () => clearInterval(timer);
+}
+
+/** The last OUTPUT_TAIL_BYTES of a file (a line cut there dropped) and its size. A larger file
+ * is emptied once read: its space may be RAM, and a lane's files stay until its next command. */
+function readTail(file: string): { text: string; size: number } {
+  let fd: number;
+  try {
+    fd = openSync(file, "r+");
+  } catch {
+    return { text: "", size: 0 }; // never written (the command could not start), or removed
+  }
+  try {
+    const size = fstatSync(fd).size;
+    const n = Math.min(size, OUTPUT_TAIL_BYTES);
+    const buf = Buffer.allocUnsafe(n);
+    const got = readSync(fd, buf, 0, n, size - n);
+    let text = buf.toString("utf8", 0, got);
+    if (n < size) {
+      text = text.slice(text.indexOf("\n") + 1);
+      ftruncateSync(fd, 0);
+    }
+    return { text, size };
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** What a command that ended wrote (its tails), and whether it wrote more than it may. */
+function readOutput(files: OutputFiles, code: number | null, aborted: boolean): Launched {
+  const out = readTail(files.stdout);
+  const err = readTail(files.stderr);
+  const overLimit = out.size + err.size > OUTPUT_LIMIT_BYTES;
+  return { code: overLimit ? null : code, stdout: out.text, stderr: err.text, aborted, ...(overLimit ? { overLimit } : {}) };
 }
 
 /** SIGKILL to a process group (a session's, or a lane's); nothing when it is gone. */
@@ -221,6 +290,11 @@ class LanePool {
     lane ??= this.newLane();
     const onAbort = () => lane.kill();
     l.signal.addEventListener("abort", onAbort, { once: true });
+    let over: Launched | undefined;
+    const stopWatching = watchOutput(lane.files, () => {
+      over = readOutput(lane.files, null, false);
+      lane.kill();
+    });
     try {
       let stdinFile: string | undefined;
       if (l.stdin !== undefined) {
@@ -229,16 +303,16 @@ class LanePool {
       }
       const answer = await lane.ask(laneLine(l, lane.files, stdinFile, l.ownPidNamespace ? undefined : this.setsid));
       if (l.signal.aborted) return { code: null, stdout: "", stderr: "", aborted: true };
-      const read = (file: string) => readFileSync(file, "utf8");
+      if (over) return { ...over, overLimit: true };
       if (answer === undefined) {
         lane.killCommand();
-        const stderr = `${existsSync(lane.files.stderr) ? read(lane.files.stderr) : ""}wmb: the shell that started the command was killed while it ran (did the command kill its parent?)\n`;
-        const stdout = existsSync(lane.files.stdout) ? read(lane.files.stdout) : "";
+        const r = readOutput(lane.files, null, false);
         lane.remove();
-        return { code: null, stdout, stderr, aborted: false };
+        return { ...r, stderr: `${r.stderr}wmb: the shell that started the command was killed while it ran (did the command kill its parent?)\n` };
       }
-      return { code: Number(answer), stdout: read(lane.files.stdout), stderr: read(lane.files.stderr), aborted: false };
+      return readOutput(lane.files, Number(answer), false);
     } finally {
+      stopWatching();
       l.signal.removeEventListener("abort", onAbort);
       if (!lane.dead) this.idleLanes.push(lane);
       else this.lanes.delete(lane);
@@ -282,14 +356,16 @@ function spawnDirect(l: Launch): Promise<Launched> {
     }
     const onAbort = () => killGroup(child.pid);
     l.signal.addEventListener("abort", onAbort, { once: true });
+    const stopWatching = watchOutput(files, onAbort);
     let done = false;
     const finish = (code: number | null, error?: string) => {
       if (done) return;
       done = true;
+      stopWatching();
       l.signal.removeEventListener("abort", onAbort);
       killGroup(child.pid);
-      const read = (f: string) => readFileSync(f, "utf8");
-      resolve({ code, stdout: error ? "" : read(files.stdout), stderr: error ?? read(files.stderr), aborted: l.signal.aborted });
+      const r = readOutput(files, code, l.signal.aborted);
+      resolve(error ? { code: null, stdout: "", stderr: error, aborted: l.signal.aborted } : r);
       rmSync(dir, { recursive: true, force: true });
     };
     child.on("error", (e) => finish(null, e.message));

@@ -6,7 +6,7 @@ import { dirname, join } from "node:path";
 import { WmbError } from "./errors.ts";
 import { CommandError, tailLines, type ExecOptions, type ExecResult, type Toolchain } from "../rules/rule.ts";
 import { bwrapArgs, probeBwrap, SANDBOX_BUILD_DIR } from "./sandbox-bwrap.ts";
-import { launch } from "./launcher.ts";
+import { launch, OUTPUT_LIMIT_BYTES } from "./launcher.ts";
 import { sandboxBase } from "./sandbox-base.ts";
 import { unlinkIfThere } from "./unlink-if-there.ts";
 
@@ -160,7 +160,9 @@ export async function execInSandbox(
   const r = await launch({ argv: command, cwd, env: { ...env, ...(opts.env ?? {}) }, umask: opts.umask, stdin: opts.stdin, signal, ownPidNamespace: bwrap !== undefined });
   if (r.aborted) throw new WmbError("INTERRUPTED", "Interrupted.");
   if (r.code === 0) return { stdout: r.stdout, stderr: r.stderr };
-  throw new CommandError(argv.join(" "), r.code, withHints(tailLines(r.stderr || r.stdout), bwrap ? buildDir : undefined, dir));
+  const tail = tailLines(r.stderr || r.stdout);
+  if (r.overLimit) throw new CommandError(argv.join(" "), null, tail, `was killed after writing more than ${OUTPUT_LIMIT_BYTES >> 20} MiB to stdout and stderr, the most a command may (write large output to a file, or to /dev/null)`);
+  throw new CommandError(argv.join(" "), r.code, withHints(tail, bwrap ? buildDir : undefined, dir));
 }
 
 /** What most often explains a failed command's output, said after it. */

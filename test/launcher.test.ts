@@ -5,7 +5,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync } from "n
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { launch, type Launch } from "../src/launcher.ts";
+import { launch, OUTPUT_TAIL_BYTES, type Launch } from "../src/launcher.ts";
 import { sandboxBase } from "../src/sandbox-base.ts";
 
 const NASTY = [`it's`, `"dq"`, "$HOME", "`id`", "$(id)", "a b", "semi;colon", "*", "new\nline", "back\\slash", "-n", ""];
@@ -109,6 +109,18 @@ describe("launcher", () => {
     await run(["/bin/sh", "-c", "(sleep 0.2; echo LEFT; echo LEFT >&2) &"]);
     const next = await run(["/bin/sh", "-c", "sleep 0.5; echo next"]);
     expect(next).toMatchObject({ code: 0, stdout: "next\n", stderr: "" });
+  });
+
+  it("keeps the last 64 KiB of each output, through a lane and spawned directly", async () => {
+    for (const env of [{ PATH: "/usr/bin:/bin" }, { PATH: "/usr/bin:/bin", "A-B": "1" }]) {
+      const r = await run(["/bin/sh", "-c", "seq 1000000; seq 200000 >&2; echo end >&2"], { env });
+      expect(r.code).toBe(0);
+      expect(r.stdout.length).toBeLessThanOrEqual(OUTPUT_TAIL_BYTES);
+      expect(r.stdout.length).toBeGreaterThan(OUTPUT_TAIL_BYTES - 10);
+      expect(r.stdout.startsWith("9")).toBe(true); // whole lines: the one cut at the start is dropped
+      expect(r.stdout.endsWith("\n999999\n1000000\n")).toBe(true);
+      expect(r.stderr.endsWith("\n200000\nend\n")).toBe(true);
+    }
   });
 
   it("runs commands side by side, each in a lane of its own", async () => {
