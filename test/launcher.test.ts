@@ -112,7 +112,7 @@ describe("launcher", () => {
   });
 
   it("keeps the last 64 KiB of each output, through a lane and spawned directly", async () => {
-    for (const env of [{ PATH: "/usr/bin:/bin" }, { PATH: "/usr/bin:/bin", "A-B": "1" }]) {
+    for (const env of [{ PATH: "/usr/bin:/bin" }, { PATH: "/usr/bin:/bin", "A-B": "1" }] as Record<string, string>[]) {
       const r = await run(["/bin/sh", "-c", "seq 1000000; seq 200000 >&2; echo end >&2"], { env });
       expect(r.code).toBe(0);
       expect(r.stdout.length).toBeLessThanOrEqual(OUTPUT_TAIL_BYTES);
