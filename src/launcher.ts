@@ -15,7 +15,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { closeSync, existsSync, fstatSync, ftruncateSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, statSync, writeFileSync } from "node:fs";
 import type { Socket } from "node:net";
 import { join } from "node:path";
-import { sandboxBase } from "./sandbox-base.ts";
+import { processSandboxDir } from "./sandbox-base.ts";
 
 export interface Launch {
   argv: readonly string[];
@@ -187,7 +187,8 @@ class Lane {
     shell: readonly string[],
   ) {
     // Its own process group, so an abort can kill the lane and whatever runs in that group at
-    // once. Its files go with it when it ends, also when wmb was killed (its stdin then ends).
+    // once. Its files go with it when it ends; when wmb was killed, the next build's sweep
+    // removes them (sandbox-base.ts).
     this.child = spawn(shell[0]!, shell.slice(1), { stdio: ["pipe", "pipe", "ignore"], env: {}, detached: true });
     this.child.stdin!.write(`trap ${shellQuote(`rm -rf ${shellQuote(dir)}`)} EXIT\n`);
     this.child.stdout!.setEncoding("utf8");
@@ -259,8 +260,6 @@ class Lane {
 
 class LanePool {
   private readonly idleLanes: Lane[] = [];
-  /** Every live lane, whose files go when wmb exits (a lane killed then cannot remove them). */
-  private readonly lanes = new Set<Lane>();
   /** Whether this host's /bin/sh passes exactly the environment it is told (dash does; bash
    * adds SHLVL and _), asked once by running `env` through a lane. */
   readonly exact: Promise<boolean>;
@@ -270,9 +269,6 @@ class LanePool {
   private readonly shell = ((setpriv) => (setpriv ? [setpriv, "--pdeathsig", "KILL", "/bin/sh"] : ["/bin/sh"]))(systemTool("setpriv"));
 
   constructor() {
-    process.on("exit", () => {
-      for (const lane of this.lanes) lane.remove();
-    });
     const env = { PATH: "/usr/bin:/bin" };
     this.exact = this.run({ argv: ["env"], cwd: "/", env, signal: new AbortController().signal })
       .then((r) => r.code === 0 && r.stdout === "PATH=/usr/bin:/bin\n")
@@ -315,15 +311,12 @@ class LanePool {
       stopWatching();
       l.signal.removeEventListener("abort", onAbort);
       if (!lane.dead) this.idleLanes.push(lane);
-      else this.lanes.delete(lane);
     }
   }
 
   private newLane(): Lane {
-    const dir = mkdtempSync(join(sandboxBase(), "wmb-lane-"));
-    const lane = new Lane(dir, { stdout: join(dir, "stdout"), stderr: join(dir, "stderr"), stdin: join(dir, "stdin"), pid: join(dir, "pid") }, this.shell);
-    this.lanes.add(lane);
-    return lane;
+    const dir = mkdtempSync(join(processSandboxDir(), "lane-"));
+    return new Lane(dir, { stdout: join(dir, "stdout"), stderr: join(dir, "stderr"), stdin: join(dir, "stdin"), pid: join(dir, "pid") }, this.shell);
   }
 }
 
@@ -343,7 +336,7 @@ function spawnDirect(l: Launch): Promise<Launched> {
   if (l.umask !== undefined) {
     [file, ...args] = ["/bin/sh", "-c", `umask ${l.umask.toString(8).padStart(3, "0")}; exec "$@"`, "wmb-umask", ...l.argv];
   }
-  const dir = mkdtempSync(join(sandboxBase(), "wmb-direct-"));
+  const dir = mkdtempSync(join(processSandboxDir(), "direct-"));
   const files = { stdout: join(dir, "stdout"), stderr: join(dir, "stderr") };
   if (l.stdin !== undefined) writeFileSync(join(dir, "stdin"), l.stdin);
   const fds = [openSync(l.stdin !== undefined ? join(dir, "stdin") : "/dev/null", "r"), openSync(files.stdout, "w"), openSync(files.stderr, "w")];

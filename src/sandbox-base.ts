@@ -3,8 +3,15 @@
 // without a journal skips recently freed inodes when allocating, so a build that frees thousands
 // slows down with every action (#16: half a cold build's CPU went to that scan). A tmpfs has
 // none of it: /dev/shm is used when it can serve, as Bazel's --sandbox_base=/dev/shm does.
-import { accessSync, constants as fsc, readFileSync, statfsSync } from "node:fs";
+//
+// Each process makes its sandboxes and lanes inside one directory of its own there, with an
+// `owner` file naming the process (pid, start time, boot: store/process-identity.ts). A build
+// killed with SIGKILL removes nothing, so the next process to make one sweeps the base once:
+// a directory whose owner is dead goes, one whose owner lives (or of another host) stays.
+import { accessSync, constants as fsc, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statfsSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { formatIdentity, liveness, parseIdentity, selfIdentity } from "../store/process-identity.ts";
 
 /** Below this much free space (a container's 64 MB /dev/shm), sandboxes stay on disk. */
 const MIN_FREE_BYTES = 1 << 30;
@@ -36,4 +43,51 @@ export function mountOptions(dir: string, mounts = readFileSync("/proc/self/moun
     if (mountPoint === dir && opts) options = opts.split(",");
   }
   return options;
+}
+
+const OWNER_FILE = "owner";
+let own: string | undefined;
+
+/** This process's directory under the sandbox base, made (after a sweep) on first use and
+ * removed when the process exits. */
+export function processSandboxDir(): string {
+  if (own) return own;
+  const root = sandboxBase();
+  mkdirSync(root, { recursive: true });
+  sweepDeadSandboxes(root);
+  const dir = mkdtempSync(join(root, "wmb-run-"));
+  writeFileSync(join(dir, OWNER_FILE), formatIdentity(selfIdentity()) + "\n");
+  process.on("exit", () => rmSync(dir, { recursive: true, force: true }));
+  return (own = dir);
+}
+
+/** Remove the directories under `root` (the sandbox base) whose owning process is dead: pid,
+ * start time and boot id, so a reused pid keeps none alive. Returns how many went. Cheap: one
+ * directory listing and one small read per directory of another process. */
+export function sweepDeadSandboxes(root: string = sandboxBase()): number {
+  let removed = 0;
+  let names: string[];
+  try {
+    names = readdirSync(root);
+  } catch {
+    return 0;
+  }
+  for (const name of names) {
+    if (!name.startsWith("wmb-run-")) continue;
+    const dir = join(root, name);
+    let owner;
+    try {
+      owner = parseIdentity(readFileSync(join(dir, OWNER_FILE), "utf8"));
+    } catch {
+      continue; // being made (its owner file comes next), or not wmb's
+    }
+    if (!owner || liveness(owner) !== "dead") continue;
+    try {
+      rmSync(dir, { recursive: true, force: true });
+      removed++;
+    } catch {
+      /* another sweep got there first */
+    }
+  }
+  return removed;
 }

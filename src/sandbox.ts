@@ -7,7 +7,7 @@ import { WmbError } from "./errors.ts";
 import { CommandError, tailLines, type ExecOptions, type ExecResult, type Toolchain } from "../rules/rule.ts";
 import { bwrapArgs, probeBwrap, SANDBOX_BUILD_DIR } from "./sandbox-bwrap.ts";
 import { launch, OUTPUT_LIMIT_BYTES } from "./launcher.ts";
-import { sandboxBase } from "./sandbox-base.ts";
+import { processSandboxDir, sandboxBase } from "./sandbox-base.ts";
 import { unlinkIfThere } from "./unlink-if-there.ts";
 
 /** The fixed part of every action's environment. SOURCE_DATE_EPOCH is part of the key. */
@@ -97,14 +97,16 @@ export class SandboxChoice {
 // Synchronous on purpose: each call is microseconds, an asynchronous one a thread-pool round trip.
 const madeRoots = new Set<string>();
 
+/** In this process's directory under the sandbox base (swept once its owner is dead), or under
+ * a variation's own root. */
 export async function createSandboxDir(label: string, variation: SandboxVariation = {}): Promise<string> {
-  const root = variation.tmpRoot ?? sandboxBase();
+  const root = variation.tmpRoot ?? processSandboxDir();
   if (!madeRoots.has(root)) {
     mkdirSync(root, { recursive: true });
     madeRoots.add(root);
   }
   const safe = label.replace(/[^A-Za-z0-9_.-]+/g, "_").slice(0, 60);
-  return mkdtempSync(join(root, `wmb-${safe}-`));
+  return mkdtempSync(join(root, `${safe}-`));
 }
 
 /** Remove an action's sandbox: the files wmb put there or expected back (`files`, relative),
@@ -174,7 +176,8 @@ function withHints(output: string, buildDir: string | undefined, dir: string): s
  * still fill it. */
 function withNoSpaceHint(output: string, dir: string): string {
   if (!/No space left on device/i.test(output)) return output;
-  return `${output}\nhint: actions run in ${dirname(dir)} (a tmpfs when one had room); if it filled up, set WMB_SANDBOX_BASE to a directory on a larger filesystem.`;
+  const where = dir.startsWith(sandboxBase() + "/") ? sandboxBase() : dirname(dir);
+  return `${output}\nhint: actions run in ${where} (a tmpfs when one had room); if it filled up, set WMB_SANDBOX_BASE to a directory on a larger filesystem.`;
 }
 
 /** A sandboxed command that misses a file most often reads one it never declared. */

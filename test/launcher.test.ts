@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { launch, OUTPUT_TAIL_BYTES, type Launch } from "../src/launcher.ts";
-import { sandboxBase } from "../src/sandbox-base.ts";
+import { processSandboxDir } from "../src/sandbox-base.ts";
 
 const NASTY = [`it's`, `"dq"`, "$HOME", "`id`", "$(id)", "a b", "semi;colon", "*", "new\nline", "back\\slash", "-n", ""];
 
@@ -81,7 +81,7 @@ describe("launcher", () => {
   });
 
   it("a command that signals its whole process group ends only itself; one that kills its lane fails with what it wrote and why", async () => {
-    const lanes = () => readdirSync(sandboxBase()).filter((n) => n.startsWith("wmb-lane-")).length;
+    const lanes = () => readdirSync(processSandboxDir()).filter((n) => n.startsWith("lane-")).length;
     const before = lanes();
     const r = await run(["/bin/sh", "-c", "echo before; kill 0; echo after"]);
     expect(r).toMatchObject({ code: 128 + 15, stdout: "before\n", aborted: false }); // its own session: SIGTERM
