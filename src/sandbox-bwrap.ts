@@ -23,7 +23,11 @@ export type BwrapProbe = { ok: true; bwrap: string } | { ok: false; reason: stri
 
 /** The flags every sandboxed command gets: new mount, network, PID, IPC, UTS (and user, where
  * allowed) namespaces; killed with wmb; a new session, so it cannot push keystrokes into wmb's
- * terminal (TIOCSTI); a neutral host name; only /usr of the host, read-only. */
+ * terminal (TIOCSTI); a neutral host name; only /usr of the host, read-only. What a command
+ * leaves running dies when it exits through both of the PID namespace and --die-with-parent:
+ * bwrap returns once the command exits, but its init in the namespace waits for every process
+ * there, and only --die-with-parent kills that init (and so the namespace) when bwrap returns,
+ * or when its lane dies with wmb (test/sandbox.test.ts breaks without either). */
 function baseArgs(): string[] {
   const args = ["--unshare-all", "--die-with-parent", "--new-session", "--hostname", "wmb"];
   for (const tree of READ_ONLY_TREES) args.push("--ro-bind", tree, tree);

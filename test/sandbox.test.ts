@@ -1,12 +1,13 @@
 // Command actions run under bwrap: they see their declared inputs at a fixed path, /usr, and
 // nothing else of the host; no network. Real bwrap, real CLI, a real loopback listener.
 // WMB_TEST_SANDBOX=none runs the escape tests unsandboxed: they must then go red.
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { createServer, type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { makeWorkspace, wmb, wmbSync, writeFiles } from "./helpers/cli.ts";
+import { makeWorkspace, WMB, wmb, wmbSync, writeFiles } from "./helpers/cli.ts";
 import { probeBwrap } from "../src/sandbox-bwrap.ts";
 
 const bwrapWorks = (await probeBwrap()).ok;
@@ -102,6 +103,71 @@ describe.skipIf(!bwrapWorks)("the bwrap sandbox", () => {
     expect(build(ws, ["//p:a"]).json!.actions).toMatchObject([{ status: "cached", sandbox: "bwrap" }]);
     const history = JSON.parse(wmbSync(ws, ["query", "history", "--json", "//p:a"]).stdout) as { history: { sandbox?: string }[] };
     expect(history.history.map((h) => h.sandbox)).toEqual(["bwrap"]);
+  });
+});
+
+/** A duration no other process sleeps for, so that its command line marks the test's processes. */
+function uniqueSleep(): string {
+  return `1000.${process.pid}${String(Date.now() % 1e6).padStart(6, "0")}`;
+}
+
+/** Pids of the processes whose command line holds `marker` (and starts with `start`). */
+function processesWith(marker: string, start = ""): number[] {
+  const pids: number[] = [];
+  for (const name of readdirSync("/proc")) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const cmdline = readFileSync(`/proc/${name}/cmdline`, "utf8");
+      if (cmdline.startsWith(start) && cmdline.includes(marker)) pids.push(Number(name));
+    } catch {
+      /* gone meanwhile */
+    }
+  }
+  return pids;
+}
+
+/** Wait up to two seconds for them to go; kill what is left (a broken sandbox) and return it. */
+async function leftWith(marker: string): Promise<number[]> {
+  for (let i = 0; i < 100 && processesWith(marker).length > 0; i++) await new Promise((r) => setTimeout(r, 20));
+  const left = processesWith(marker);
+  for (const pid of left) {
+    try {
+      process.kill(pid, "SIGKILL");
+    } catch {
+      /* gone */
+    }
+  }
+  return left;
+}
+
+describe.skipIf(!bwrapWorks)("the bwrap sandbox's processes", () => {
+  it("has a PID namespace of its own: /proc shows the command's few processes, not the host's", () => {
+    const ws = oneAction("ls /proc | grep -c '^[0-9]' > out.txt");
+    expect(build(ws, ["//p:a"]).code).toBe(0);
+    const seen = Number(readFileSync(join(ws, "wmb-out/p/out.txt"), "utf8"));
+    expect(seen).toBeGreaterThan(0);
+    expect(seen).toBeLessThan(10); // bwrap's init, the shell, ls, grep
+  });
+
+  it("what a command leaves running dies when it exits", async () => {
+    const marker = uniqueSleep();
+    const ws = oneAction(`sh -c 'sleep ${marker}; true' & echo ok > out.txt`);
+    expect(build(ws, ["//p:a"]).code).toBe(0);
+    expect(await leftWith(marker)).toEqual([]);
+  });
+
+  it("a build killed with SIGKILL mid-action leaves no process of the action alive", async () => {
+    const marker = uniqueSleep();
+    const ws = oneAction(`sh -c 'sleep ${marker}; true' & sleep ${marker}; echo ok > out.txt`);
+    const env: NodeJS.ProcessEnv = { ...process.env };
+    delete env.WMB_STORE;
+    const child = spawn(process.execPath, [WMB, "build", "--sandbox", MODE, "//p:a"], { cwd: ws, env, stdio: "ignore" });
+    // Both sleeps run in the sandbox (bwrap itself has started and set up its end long before).
+    for (let i = 0; i < 500 && processesWith(marker, "sleep\0").length < 2; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(processesWith(marker, "sleep\0")).toHaveLength(2);
+    child.kill("SIGKILL");
+    await new Promise((resolve) => child.on("close", resolve));
+    expect(await leftWith(marker)).toEqual([]);
   });
 });
 
