@@ -6,6 +6,7 @@ import { promises as fsp } from "node:fs";
 import type { Digest } from "../src/digest.ts";
 import type { Sql } from "./sql.ts";
 import { ActionLocks } from "./action-lock.ts";
+import { sweepDeadSandboxes } from "../src/sandbox-base.ts";
 import type { Store } from "./store.ts";
 
 export interface GcReport {
@@ -15,6 +16,8 @@ export interface GcReport {
   blobsKept: number;
   /** Action locks left by processes that died (SIGKILL, power loss) and were removed. */
   staleLocks: number;
+  /** Sandbox and lane directories of dead builds removed from the sandbox base. */
+  staleSandboxes: number;
 }
 
 export interface GcOptions {
@@ -80,5 +83,6 @@ export async function gc(store: Store, sql: Sql, opts: GcOptions): Promise<GcRep
   }
   const blobsKept = sql.count(`SELECT count(*) AS n FROM blobs`) - (opts.dryRun ? doomed.blobs.length : 0);
   const staleLocks = opts.dryRun ? 0 : (await new ActionLocks(store.dir).sweep()).length;
-  return { resultsDeleted: doomed.resultsDeleted, blobsDeleted: doomed.blobs.length, bytesFreed, blobsKept, staleLocks };
+  const staleSandboxes = opts.dryRun ? 0 : sweepDeadSandboxes();
+  return { resultsDeleted: doomed.resultsDeleted, blobsDeleted: doomed.blobs.length, bytesFreed, blobsKept, staleLocks, staleSandboxes };
 }

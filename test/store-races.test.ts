@@ -211,6 +211,28 @@ describe("store under gc, other builds and stale locks", () => {
   });
 });
 
+describe("sandboxes of dead builds", () => {
+  it("store gc removes the sandbox directories a SIGKILLed build left", async () => {
+    const base = mkdtempSync(join(tmpdir(), "wmb-gc-sandboxes-"));
+    const ws = makeWorkspace({
+      "BUILD.ts": `export default (w) => { w.package("p").run({ name: "slow", outs: ["s.txt"], cmd: "touch started; sleep 30; echo > s.txt" }); };\n`,
+    });
+    const child = spawn(process.execPath, [WMB, "build", "//p:slow"], { cwd: ws, stdio: "ignore", env: { ...process.env, WMB_SANDBOX_BASE: base } });
+    const closed = new Promise((r) => child.on("close", r));
+    const started = () => readdirSync(base).some((d) => readdirSync(join(base, d), { recursive: true }).some((f) => String(f).endsWith("started")));
+    for (const t0 = Date.now(); !started(); ) {
+      if (Date.now() - t0 > 20_000) throw new Error("the action did not start");
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    child.kill("SIGKILL");
+    await closed;
+    expect(readdirSync(base)).toHaveLength(1);
+    const gc = wmbSync(ws, ["store", "gc", "--json"], { env: { WMB_SANDBOX_BASE: base } });
+    expect(JSON.parse(gc.stdout).staleSandboxes).toBe(1);
+    expect(readdirSync(base)).toEqual([]);
+  }, 60_000);
+});
+
 /** Whether this process may mount a tmpfs in a mount namespace of its own (root, as in CI). */
 const canMount = spawnSync("unshare", ["-m", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /mnt"]).status === 0;
 

@@ -59,7 +59,12 @@ export class StoreGcCommand extends WmbCommand {
     const store = await this.store();
     const r = await store.gc({ keepBuilds: this.keep, graceMs: this.grace * 1000, dryRun: this.dryRun, onWait: (m) => this.context.stderr.write(`${m}\n`) });
     if (this.asJson) this.json(r);
-    else this.context.stdout.write(`${this.dryRun ? "would free" : "freed"} ${r.bytesFreed} bytes: ${r.blobsDeleted} blobs, ${r.resultsDeleted} action results; ${r.blobsKept} blobs kept${r.staleLocks ? `; removed ${r.staleLocks} lock${r.staleLocks === 1 ? "" : "s"} of dead builds` : ""}\n`);
+    else {
+      const plural = (n: number, what: string) => `${n} ${what}${n === 1 ? "" : "s"}`;
+      const stale = [r.staleLocks && plural(r.staleLocks, "lock"), r.staleSandboxes && (r.staleSandboxes === 1 ? "1 sandbox directory" : `${r.staleSandboxes} sandbox directories`)].filter(Boolean);
+      const tail = stale.length ? `; removed ${stale.join(" and ")} of dead builds` : "";
+      this.context.stdout.write(`${this.dryRun ? "would free" : "freed"} ${r.bytesFreed} bytes: ${r.blobsDeleted} blobs, ${r.resultsDeleted} action results; ${r.blobsKept} blobs kept${tail}\n`);
+    }
     return 0;
   }
 }
