@@ -55,10 +55,16 @@ export function processSandboxDir(): string {
   const root = sandboxBase();
   mkdirSync(root, { recursive: true });
   sweepDeadSandboxes(root);
-  const dir = mkdtempSync(join(root, "wmb-run-"));
+  return (own = ownedDir(root, "wmb-run-"));
+}
+
+/** A directory under `root` named `prefix` + a random suffix (prefix starting "wmb-run-": the
+ * sweep's), with this process as its owner, removed when the process exits. */
+export function ownedDir(root: string, prefix: string): string {
+  const dir = mkdtempSync(join(root, prefix));
   writeFileSync(join(dir, OWNER_FILE), formatIdentity(selfIdentity()) + "\n");
   process.on("exit", () => rmSync(dir, { recursive: true, force: true }));
-  return (own = dir);
+  return dir;
 }
 
 /** Remove the directories under `root` (the sandbox base) whose owning process is dead: pid,

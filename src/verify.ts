@@ -1,9 +1,9 @@
 // wmb verify: run every action of a target's closure again, bypassing the cache, in
 // sandboxes that differ from the recorded build, and compare each output digest.
 import { existsSync, rmSync } from "node:fs";
+import { ownedDir } from "./sandbox-base.ts";
 import { tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
-import { uniqueSuffix } from "./unique-name.ts";
 import { build, buildFailure, sandboxChoice, ToolchainProvider, type ActionReport, type BuildEvents, type ToolchainKind } from "./build.ts";
 import type { Graph } from "./graph.ts";
 import { buildFileCache, loadWorkspace, type Target } from "./build-file.ts";
@@ -94,7 +94,8 @@ function variationFor(vary: Set<Variation>, round: number): { sandbox: SandboxVa
     // Another directory, and where possible another filesystem (tmpfs lists directories in
     // creation order, ext4 in hash order), with inputs created in reverse order.
     const base = existsSync("/dev/shm") ? "/dev/shm" : tmpdir();
-    scratch = join(base, `wmb-verify-${uniqueSuffix()}`);
+    // Owned, as sandboxes are: what a killed verify leaves is swept (sandbox-base.ts).
+    scratch = ownedDir(base, "wmb-run-verify-");
     sandbox.tmpRoot = join(scratch, `round-${round}`, "a", "deeper", "path");
     sandbox.reverseInputs = true;
     // Under bwrap commands see a fixed path instead of tmpRoot: vary its name and depth.

@@ -60,7 +60,7 @@ describe("sandboxes of dead builds", () => {
     expect(left.filter((e) => e.startsWith("_p_"))).toHaveLength(2); // both sandboxes
     expect(left.filter((e) => e.startsWith("lane-"))).toHaveLength(2);
 
-    const live = startBuild(slowWorkspace(2), base);
+    const live = startBuild(slowWorkspace(8), base); // long enough to outlive the next build on a loaded machine
     const liveDir = await runningDir(base, [dead]);
     const next = wmbSync(makeWorkspace({ "BUILD.ts": `export default (w) => { w.package("p").run({ name: "c", outs: ["c.txt"], cmd: "echo c > c.txt" }); };` }), ["build", "--sandbox", "none", "//p:c"], { env: { WMB_SANDBOX_BASE: base } });
     expect(next.code, next.stderr).toBe(0);

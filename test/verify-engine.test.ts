@@ -55,8 +55,8 @@ describe("wmb verify", () => {
   it("leaves no directory of a varied round behind", () => {
     const r = wmbSync(ws, ["verify", "--json", "--sandbox", "none", "//v:path"]);
     expect(r.code, r.stderr).toBe(1);
-    // The round's path as the unsandboxed command saw it: <base>/wmb-verify-<id>/round-1/…
-    const scratch = /(\/\S*?\/wmb-verify-[^/\s]+)\/round-1/.exec((JSON.parse(r.stdout) as VerifyJson).rounds[0]!.diff!.text)?.[1];
+    // The round's path as the unsandboxed command saw it: <base>/wmb-run-verify-<id>/round-1/…
+    const scratch = /(\/\S*?\/wmb-run-verify-[^/\s]+)\/round-1/.exec((JSON.parse(r.stdout) as VerifyJson).rounds[0]!.diff!.text)?.[1];
     expect(scratch).toBeDefined();
     expect(existsSync(scratch!)).toBe(false);
   });
