@@ -19,6 +19,7 @@ import { BundleCommand, StoreImportCommand } from "./bundle-commands.ts";
 import { PullCommand, PushCommand } from "./remote-commands.ts";
 import { RemoteCheckCommand, RemoteServeCommand, StoreCopyCommand } from "./ssh-commands.ts";
 import { StoreFsckCommand, StoreGcCommand, StoreStatsCommand, StoreUnlockCommand } from "./store-commands.ts";
+import { KeyGenerateCommand, KeyPublicCommand } from "./key-commands.ts";
 import { wmbFile } from "../repo-root.ts";
 import { groupHelp, helpRequest, notACommand } from "./help.ts";
 import { colorEnabled } from "./color.ts";
@@ -47,6 +48,8 @@ const COMMANDS: CommandClass<BaseContext>[] = [
   StoreCopyCommand,
   RemoteCheckCommand,
   RemoteServeCommand,
+  KeyGenerateCommand,
+  KeyPublicCommand,
 ];
 const PATHS = COMMANDS.flatMap((c) => c.paths ?? []);
 
