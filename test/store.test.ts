@@ -9,11 +9,16 @@ import { buildJson, executed, makeWorkspace, wmb, wmbSync, WMB } from "./helpers
 import { hashBytes, hashBytesReference, hashFile, type ActionKey } from "../src/digest.ts";
 import { ActionLocks } from "../store/action-lock.ts";
 
+/** The action sandboxes under a sandbox base: each process keeps its own in a directory there. */
+function sandboxesUnder(base: string): string[] {
+  return readdirSync(base).flatMap((p) => readdirSync(join(base, p)).map((d) => join(base, p, d)));
+}
+
 /** Wait for the slow action to start: it touches `started` in its own sandbox directory, which
  * lives under the WMB_SANDBOX_BASE the build was given (the action, sandboxed, sees no other host path). */
 async function waitForStart(tmp: string, timeoutMs = 20_000): Promise<void> {
   const t0 = Date.now();
-  const started = () => readdirSync(tmp).some((d) => existsSync(join(tmp, d, "started")));
+  const started = () => sandboxesUnder(tmp).some((d) => existsSync(join(d, "started")));
   while (!started()) {
     if (Date.now() - t0 > timeoutMs) throw new Error(`timed out waiting for the action to start in ${tmp}`);
     await new Promise((r) => setTimeout(r, 50));
@@ -106,7 +111,7 @@ describe("store", () => {
     const waiting = wmb(ws, ["build", "--json", "//p:slow"], { env: { WMB_SANDBOX_BASE: tmp } });
     await new Promise((r) => setTimeout(r, 1000));
     // The second build has not started the action: it waits for the holder.
-    expect(readdirSync(tmp).filter((d) => existsSync(join(tmp, d, "started")))).toHaveLength(1);
+    expect(sandboxesUnder(tmp).filter((d) => existsSync(join(d, "started")))).toHaveLength(1);
     holder.kill("SIGKILL");
     const r = await waiting;
     expect(r.code).toBe(0);
