@@ -132,7 +132,9 @@ describe.skipIf(!registryInstalled)("a remote cache in an OCI registry", () => {
       const tmp = mkdtempSync(join(tmpdir(), "wmb-midbuild-"));
       const building = wmb(wsB, ["build", "--json", "//p:c"], { env: env(cache, { WMB_SANDBOX_BASE: tmp }) });
       const t0 = Date.now();
-      while (!readdirSync(tmp).some((d) => existsSync(join(tmp, d, "started")))) {
+      // Each build keeps its sandboxes in a directory of its own under the sandbox base.
+      const started = () => readdirSync(tmp).some((p) => readdirSync(join(tmp, p)).some((d) => existsSync(join(tmp, p, d, "started"))));
+      while (!started()) {
         if (Date.now() - t0 > 20_000) throw new Error("//p:b never started");
         await new Promise((r) => setTimeout(r, 20));
       }
