@@ -20,6 +20,7 @@ import { readWorkspaceConfig } from "./workspace-config.ts";
 import { ruleId, type Toolchain } from "../rules/rule.ts";
 import { hashStatCached, SourceHasher } from "./source-hash.ts";
 import { materializeOutputs, WmbOut } from "./wmb-out.ts";
+import { terminalText } from "./terminal-text.ts";
 
 export type ToolchainKind = "hermetic" | "system";
 
@@ -343,7 +344,7 @@ export function sandboxChoice(flag: SandboxMode | undefined, root: string, event
 /** A warning for the user, through the build's events when it has a reporter. */
 export function warn(events: BuildEvents | undefined, message: string): void {
   if (events?.warning) events.warning(message);
-  else process.stderr.write(`warning: ${message}\n`);
+  else process.stderr.write(`warning: ${terminalText(message)}\n`);
 }
 
 /** Compute an action's inputs and key. Dependencies are done, so their outputs are known. */

@@ -2,6 +2,7 @@
 // actions with their elapsed time); elsewhere one line per executed or failed action. It
 // writes no colour, so NO_COLOR/FORCE_COLOR leave it as it is.
 import type { ActionReport, BuildEvents } from "./build.ts";
+import { terminalText } from "./terminal-text.ts";
 
 export function progressReporter(stream: NodeJS.WriteStream, opts: { quiet?: boolean; verbose?: boolean } = {}): BuildEvents & { stop(): void } {
   // A dumb terminal cannot erase a line.
@@ -63,7 +64,8 @@ export function progressReporter(stream: NodeJS.WriteStream, opts: { quiet?: boo
       }
     },
     warning(message) {
-      print(`warning: ${message}`);
+      // Warnings carry what remotes say (a registry's error): never printed raw.
+      print(`warning: ${terminalText(message)}`);
     },
     log(label, line) {
       if (opts.verbose || !live) print(`${label}: ${line}`);

@@ -246,7 +246,7 @@ describe.skipIf(!sshdInstalled)("running sealed machines on an ssh host", () => 
     const r = await wmb(fx.workspace, ["remote", "check", "--json", sshd.url, "--remote-wmb", remoteWmb, "--remote-store", store], { env: env() });
     expect(r.code, r.stderr).toBe(0);
     const version = (JSON.parse(readFileSync(join(REPO, "package.json"), "utf8")) as { version: string }).version;
-    expect(JSON.parse(r.stdout)).toMatchObject({ target: sshd.url, wmb: version, protocol: 1, node: process.version, store });
+    expect(JSON.parse(r.stdout)).toMatchObject({ target: sshd.url, wmb: version, protocol: 2, node: process.version, store });
     expect((JSON.parse(r.stdout) as { free_bytes: number }).free_bytes).toBeGreaterThan(0);
     const text = await wmb(fx.workspace, ["remote", "check", sshd.url, "--remote-wmb", remoteWmb], { env: env() });
     expect(text.stdout).toMatch(new RegExp(`wmb +${esc(version)} .*\\nnode +${esc(process.version)}\\nstore +${esc(join(sshd.remoteHome, ".local/share/wmb/store"))}\\nfree +\\d`));

@@ -8,6 +8,7 @@ import type { Store } from "../../store/store.ts";
 import { defaultStoreDir } from "../../store/store-dir.ts";
 import { resolve } from "node:path";
 import { span, startTrace, traced, writeTrace } from "../trace.ts";
+import { terminalText } from "../terminal-text.ts";
 
 export abstract class WmbCommand extends Command {
   storeDir = Option.String("--store", { description: "Store directory (default: $WMB_STORE or <workspace>/.wmb)" });
@@ -48,8 +49,7 @@ export abstract class WmbCommand extends Command {
       return await this.run();
     } catch (e) {
       if (isWmbError(e)) {
-        this.context.stderr.write(`error: ${e.message}\n`);
-        if (e.detail) this.context.stderr.write(indent(e.detail) + "\n");
+        this.context.stderr.write(errorText(e));
         return e.exitCode;
       }
       throw e;
@@ -76,7 +76,13 @@ export function takesManyLabels(c: object): c is ManyLabels {
   return typeof (c as Partial<ManyLabels>).appendLabels === "function";
 }
 
-export function indent(text: string): string {
+/** An error as printed: `error: <sentence>` and its detail block. Messages carry what remotes
+ * say (a registry's error, an ssh host's stderr), so neither is printed raw. */
+export function errorText(e: { message: string; detail?: string }): string {
+  return `error: ${terminalText(e.message)}\n${e.detail ? indent(terminalText(e.detail, { lines: true })) + "\n" : ""}`;
+}
+
+function indent(text: string): string {
   return text
     .split("\n")
     .map((l) => `  | ${l}`)

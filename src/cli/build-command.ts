@@ -5,7 +5,7 @@ import { join } from "node:path";
 import type { BuildSummary } from "../build.ts";
 import { WmbError } from "../errors.ts";
 import { fmtMs, progressReporter } from "../progress.ts";
-import { WmbCommand, indent, type ManyLabels } from "./base.ts";
+import { WmbCommand, errorText, type ManyLabels } from "./base.ts";
 import { readWorkspaceConfig } from "../workspace-config.ts";
 import { openRemoteCache } from "./remote-cache.ts";
 
@@ -101,10 +101,7 @@ export class BuildCommand extends WmbCommand implements ManyLabels {
       await registerBuiltMachines(store, summary);
     }
     const failures = summary.actions.filter((a) => a.status === "failed" && a.error?.code !== "INTERRUPTED");
-    for (const f of failures) {
-      this.context.stderr.write(`error: ${f.error?.message}\n`);
-      if (f.error?.detail) this.context.stderr.write(indent(f.error.detail) + "\n");
-    }
+    for (const f of failures) if (f.error) this.context.stderr.write(errorText(f.error));
     const c = summary.counts;
     const fromRemote = remote ? `, ${c.remote} from the remote cache (${fmtBytes(remote.stats.downloadedBytes)} downloaded${remote.uploading ? `, ${remote.stats.uploaded} uploaded` : ""})` : "";
     const line = `${summary.ok ? "Build OK" : summary.interrupted ? "Build interrupted" : "Build FAILED"}: ${c.executed} executed, ${c.cached} cached${fromRemote}${c.failed ? `, ${c.failed} failed` : ""}${c.skipped ? `, ${c.skipped} skipped` : ""} in ${fmtMs(summary.durationMs)}`;

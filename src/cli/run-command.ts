@@ -9,6 +9,7 @@ import { traced } from "../trace.ts";
 import type { LoadedMachine } from "../machine.ts";
 import type { OutputSink, StartedRunner, StdinSource } from "../run/runtime.ts";
 import type { Store } from "../../store/store.ts";
+import { terminalText } from "../terminal-text.ts";
 import { WmbCommand } from "./base.ts";
 
 export class RunCommand extends WmbCommand {
@@ -126,7 +127,8 @@ export class RunCommand extends WmbCommand {
       stdout: this.context.stdout,
       stderr: this.context.stderr,
     });
-    if (this.timings) this.context.stderr.write(`wmb: ${r.summary}\n`);
+    // The summary names the remote's wmb and Node.js versions as it reported them.
+    if (this.timings) this.context.stderr.write(`wmb: ${terminalText(r.summary)}\n`);
     return r.code;
   }
 }

@@ -5,8 +5,13 @@ import { Command, Option } from "clipanion";
 import { readFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { join, resolve } from "node:path";
-import { WmbError } from "../errors.ts";
+import { isWmbError, WmbError } from "../errors.ts";
+import type { Confinement } from "../remote/ssh/confine.ts";
+import type { RunRequest } from "../remote/ssh/protocol.ts";
+import type { RunIo } from "../remote/ssh/server.ts";
+import type { Store as StoreType } from "../../store/store.ts";
 import { wmbFile } from "../repo-root.ts";
+import { terminalText } from "../terminal-text.ts";
 import { WmbCommand } from "./base.ts";
 
 const REMOTE_WMB = "The wmb command on the remote host (default: wmb on its non-interactive PATH), e.g. /opt/wmb/bin/wmb.mjs or \"node /opt/wmb/bin/wmb.mjs\"";
@@ -63,7 +68,7 @@ export class StoreCopyCommand extends WmbCommand {
       return 0;
     }
     this.context.stdout.write(`${r.identity}\n`);
-    this.context.stderr.write(`copied to ${t.url} (store ${r.hello.store}): sent ${r.sent} of ${r.blobs} blobs, ${r.sentBytes} bytes; every digest and the seal verified there\n`);
+    this.context.stderr.write(`${terminalText(`copied to ${t.url} (store ${r.hello.store}): sent ${r.sent} of ${r.blobs} blobs, ${r.sentBytes} bytes; every digest and the seal verified there`)}\n`);
     return 0;
   }
 }
@@ -95,12 +100,13 @@ export class RemoteCheckCommand extends WmbCommand {
       this.json({ target: t.url, remote_wmb: r.remoteWmb, wmb: h.wmb, protocol: h.protocol, node: h.node, store: h.store, free_bytes: h.free_bytes, connect_ms: Math.round(r.connectMs) });
       return 0;
     }
-    const out = this.context.stdout;
-    out.write(`host      ${t.url} (connected in ${Math.round(r.connectMs)} ms)\n`);
-    out.write(`wmb       ${h.wmb} (ssh protocol ${h.protocol}), started as ${r.remoteWmb}\n`);
-    out.write(`node      ${h.node}\n`);
-    out.write(`store     ${h.store}\n`);
-    out.write(`free      ${h.free_bytes === null ? "unknown" : `${(h.free_bytes / 2 ** 30).toFixed(1)} GiB`}\n`);
+    // What the remote says about itself is its own text: printed without escapes.
+    const out = (line: string) => this.context.stdout.write(`${terminalText(line)}\n`);
+    out(`host      ${t.url} (connected in ${Math.round(r.connectMs)} ms)`);
+    out(`wmb       ${h.wmb} (ssh protocol ${h.protocol}), started as ${r.remoteWmb}`);
+    out(`node      ${h.node}`);
+    out(`store     ${h.store}`);
+    out(`free      ${typeof h.free_bytes === "number" ? `${(h.free_bytes / 2 ** 30).toFixed(1)} GiB` : "unknown"}`);
     return 0;
   }
 }
@@ -116,13 +122,63 @@ export class RemoteServeCommand extends WmbCommand {
       machine, verifies every digest and the seal before admitting anything, and runs the machine
       with \`wmb run\`'s checks and grant. The store is --store, else $WMB_STORE, else
       $XDG_DATA_HOME/wmb/store (~/.local/share/wmb/store).
+
+      --confine DIR (or WMB_REMOTE_CONFINE=DIR) keeps every directory a client mounts (--db,
+      --mount) under DIR: paths are relative to it, \`..\` and symbolic links out of it are
+      refused. For a key that may only serve machines, in authorized_keys:
+      command="wmb remote serve --store /srv/wmb/store --confine /srv/wmb/data" ssh-ed25519 AAAA…
+      Under such a forced command the client's store is the one named there, and a terminal run
+      is taken from the --request word of the command line the client asked for
+      (SSH_ORIGINAL_COMMAND).
     `,
   });
+  confine = Option.String("--confine", { description: "Mount only directories under DIR (also WMB_REMOTE_CONFINE)" });
+  request = Option.String("--request", { description: "What the client asks (one base64 word it writes; not for people)" });
 
   async run(): Promise<number> {
-    const { serve } = await import("../remote/ssh/server.ts");
+    const { decodeRequest, requestOfOriginalCommand } = await import("../remote/ssh/target.ts");
+    // A forced command (authorized_keys' command=) ran instead of the client's line: what the
+    // client asked is in SSH_ORIGINAL_COMMAND, and only its --request word is read.
+    const original = this.request === undefined ? process.env.SSH_ORIGINAL_COMMAND : undefined;
+    const request = this.request !== undefined ? decodeRequest(this.request) : original !== undefined ? requestOfOriginalCommand(original) : {};
+    const own = this.storeDir ?? process.env.WMB_STORE;
+    const storeDir = resolve(own ?? (original === undefined ? request.store : undefined) ?? defaultRemoteStore());
+    let refusal: string | undefined;
+    if (original !== undefined && request.store !== undefined && resolve(request.store) !== storeDir) {
+      refusal = `this host's key runs wmb remote serve with its own store ${storeDir}, not ${request.store}; drop --remote-store (or give that one).`;
+    }
+    const confineDir = this.confine ?? (process.env.WMB_REMOTE_CONFINE || undefined);
+    let confined: Confinement | undefined;
+    try {
+      if (confineDir !== undefined) confined = (await import("../remote/ssh/confine.ts")).confinement(confineDir);
+    } catch (e) {
+      if (!isWmbError(e)) throw e;
+      refusal ??= e.message;
+    }
     const { Store } = await import("../../store/store.ts");
-    const storeDir = this.storeDir ? resolve(this.storeDir) : process.env.WMB_STORE ? resolve(process.env.WMB_STORE) : defaultRemoteStore();
+    // Over the protocol io is frames; in a terminal run, this process's stdio (the pty).
+    const runMachine = async (store: StoreType, req: RunRequest, io: Partial<RunIo>) => {
+      const t0 = performance.now();
+      const { loadMachine } = await import("../machine.ts");
+      const { parseMounts } = await import("../run/run-grant.ts");
+      const { runResolvedMachine } = await import("./run-command.ts");
+      const parsed = parseMounts(req.mounts, req.db);
+      const requested = confined ? (await import("../remote/ssh/confine.ts")).confineMounts(parsed, confined) : parsed;
+      const m = await loadMachine(store, req.identity);
+      const r = await runResolvedMachine(store, m, requested, req.args, io);
+      return { code: r.code, checkedMs: r.timing.checkedAt - t0, transpileMs: r.timing.transpileMs, ranMs: r.timing.runMs };
+    };
+    if (request.tty) {
+      // A terminal run (ssh -t): the machine was shipped by an earlier session; stdio is the pty.
+      if (refusal) throw new WmbError("USAGE", refusal);
+      const store = await Store.open(storeDir);
+      try {
+        return (await runMachine(store, { t: "run", ...request.tty }, {})).code;
+      } finally {
+        store.close();
+      }
+    }
+    const { serve } = await import("../remote/ssh/server.ts");
     const version = (JSON.parse(readFileSync(wmbFile("package.json"), "utf8")) as { version: string }).version;
     await serve({
       storeDir,
@@ -130,22 +186,14 @@ export class RemoteServeCommand extends WmbCommand {
       version,
       input: process.stdin,
       output: process.stdout,
+      refusal,
       prepareRun: () => {
         // Loaded while the client sends what the remote lacks (each is imported again below).
         for (const load of [() => import("../machine.ts"), () => import("./run-command.ts"), () => import("../run/run-grant.ts"), () => import("../run/runtime.ts"), () => import("../run/transpile.ts"), () => import("../run/rootfs-extract.ts")]) {
           load().catch(() => {});
         }
       },
-      run: async (store, req, io) => {
-        const t0 = performance.now();
-        const { loadMachine } = await import("../machine.ts");
-        const { parseMounts } = await import("../run/run-grant.ts");
-        const { runResolvedMachine } = await import("./run-command.ts");
-        const requested = parseMounts(req.mounts, req.db);
-        const m = await loadMachine(store, req.identity);
-        const r = await runResolvedMachine(store, m, requested, req.args, io);
-        return { code: r.code, checkedMs: r.timing.checkedAt - t0, transpileMs: r.timing.transpileMs, ranMs: r.timing.runMs };
-      },
+      run: runMachine,
     });
     process.stdin.destroy(); // the session is over, whether or not the client closed its end
     return 0;

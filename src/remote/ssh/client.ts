@@ -23,9 +23,13 @@
 //   the session ends for any reason: without a pty, sshd would leave a remote process running when
 //   the connection drops, which is why the run is not a plain `ssh host wmb run`. When both stdin
 //   and stdout are a terminal, the guest must get a terminal too: after the same copy session, a
-//   second ssh invocation with `-t` runs `wmb run blake3:<identity>` in a remote pty, so prompts,
-//   line editing and Ctrl-C behave as locally (ControlMaster in ~/.ssh/config makes it reuse the
-//   connection). There ssh's status is the exit code, and 255 is reported as ssh's failure.
+//   second ssh invocation with `-t` runs `wmb remote serve` with the run in its --request word
+//   (target.ts), which runs the machine in a remote pty, so prompts, line editing and Ctrl-C
+//   behave as locally (ControlMaster in ~/.ssh/config makes it reuse the connection). There
+//   ssh's status is the exit code, and 255 is reported as ssh's failure.
+// - Nothing the user typed is parsed by a remote shell: the remote command line is the
+//   --remote-wmb prefix, fixed words and one base64 word (target.ts); the guest's arguments
+//   travel in that word or in a frame, as JSON strings.
 // - No shared "remote" interface with the OCI client: a registry is a passive blob store reached
 //   by HTTP, an ssh target is an active peer that verifies and runs; what they share (verify
 //   before admitting, Store.putFile, checkSealedSpec) is already shared code.
@@ -99,8 +103,7 @@ export class SshSession {
   static async open(t: SshTarget, opts: SshOptions = {}): Promise<SshSession> {
     const t0 = performance.now();
     const remoteWmb = opts.remoteWmb?.trim() || DEFAULT_REMOTE_WMB;
-    const words = ["remote", "serve", ...(opts.remoteStore !== undefined ? ["--store", opts.remoteStore] : [])];
-    const how = sshSpawn([...sshArgs(t, { tty: false }), remoteCommand(remoteWmb, words)], opts.env);
+    const how = sshSpawn([...sshArgs(t, { tty: false }), remoteCommand(remoteWmb, opts.remoteStore !== undefined ? { store: opts.remoteStore } : {})], opts.env);
     const child = spawn(how.file, how.args, { stdio: ["pipe", "pipe", "pipe"], env: opts.env ?? process.env });
     let tail = "";
     child.stderr!.on("data", (b: Buffer) => {
@@ -156,6 +159,8 @@ export class SshSession {
         if (!f) throw new ProtocolError("no hello");
         hello = parseJson(f) as unknown as Hello;
         if (hello.t !== "hello") throw new ProtocolError("no hello");
+        const strings = [hello.wmb, hello.node, hello.store, hello.store_error ?? ""].every((x) => typeof x === "string");
+        if (typeof hello.protocol !== "number" || !strings) throw new ProtocolError("a malformed hello");
       } catch (e) {
         if (!(e instanceof ProtocolError)) throw e;
         child.kill("SIGTERM");
@@ -349,6 +354,8 @@ export class SshSession {
 
   private remoteFailure(f: Failure): WmbError {
     const at = this.target.display;
+    // A peer's failure, shaped as this side expects whatever it sent (printed through terminalText).
+    f = { ...f, code: typeof f.code === "string" && /^[A-Z][A-Z_]*$/.test(f.code) ? f.code : "SSH", message: String(f.message), ...(f.detail !== undefined ? { detail: String(f.detail) } : {}) };
     if (f.code === "INTERNAL") return new WmbError("SSH", `The wmb on ${at} failed: ${firstLine(f.message)}.`, { detail: f.message });
     if (f.code === "STORE") return new WmbError("SSH", `${at}: ${f.message}`, { detail: f.detail });
     const code: ErrorCode = f.code;
@@ -392,10 +399,11 @@ export async function dispatch(
   }
 }
 
-/** `wmb run` in a remote pseudo-terminal (ssh -t), for a local terminal. */
+/** The machine run in a remote pseudo-terminal (ssh -t), for a local terminal: the run travels
+ * in the command line's one --request word, like everything else. */
 async function runInPty(t: SshTarget, remoteWmb: string, store: string, identity: string, opts: SshOptions & { args: string[]; mounts: string[]; db?: string }): Promise<number> {
-  const words = ["run", "--store", store, identity, ...opts.mounts.flatMap((x) => ["--mount", x]), ...(opts.db !== undefined ? ["--db", opts.db] : []), "--", ...opts.args];
-  const how = sshSpawn([...sshArgs(t, { tty: true }), remoteCommand(remoteWmb, words)], opts.env);
+  const tty = { identity, args: opts.args, mounts: opts.mounts, ...(opts.db !== undefined ? { db: opts.db } : {}) };
+  const how = sshSpawn([...sshArgs(t, { tty: true }), remoteCommand(remoteWmb, { store, tty })], opts.env);
   const child = spawn(how.file, how.args, { stdio: "inherit", env: opts.env ?? process.env });
   const ignore = () => {}; // the terminal's Ctrl-C reaches ssh, which passes it on to the remote pty
   process.on("SIGINT", ignore);

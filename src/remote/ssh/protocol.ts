@@ -2,7 +2,8 @@
 // Bump PROTOCOL on any incompatible change: a client refuses a server that speaks another one.
 import type { ErrorCode } from "../../errors.ts";
 
-export const PROTOCOL = 1;
+// 2: the remote command line carries nothing but a ServeRequest word (target.ts).
+export const PROTOCOL = 2;
 
 export type BlobRole = "spec" | "kernel" | "rootfs";
 
@@ -16,7 +17,8 @@ export interface Hello {
   store: string;
   /** bytes free for an unprivileged user on the store's filesystem, when known */
   free_bytes: number | null;
-  /** set when the store cannot be opened (the server ends after this hello) */
+  /** set when the store cannot be opened or the session cannot be served as asked (the server
+   * ends after this hello) */
   store_error?: string;
 }
 

@@ -16,15 +16,18 @@
 //   reported as an integrity failure (exit 3 on the client, as a local run): nothing runs, and
 //   the next dispatch sends it again.
 // - Run the committed machine with exactly `wmb run`'s checks and grant (the run hook is
-//   runResolvedMachine, given by the CLI layer), its stdio carried in frames; a "signal" message
-//   or the end of the session (the client or its connection went away) stops the guest.
+//   runResolvedMachine, given by the CLI layer, which also confines mounts: confine.ts), its
+//   stdio carried in frames; a "signal" message or the end of the session (the client or its
+//   connection went away) stops the guest.
+// - Read no more than the client may make it: a spec of more than MAX_SPEC_BYTES is refused
+//   before any of it is received or read, frames are capped (frames.ts).
 import { randomBytes } from "node:crypto";
 import { promises as fsp, readFileSync, rmSync, statfsSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { PassThrough, Writable, type Readable } from "node:stream";
 import { hashBytes, hashFile, type Digest } from "../../digest.ts";
 import { isWmbError, WmbError } from "../../errors.ts";
-import { checkSealedSpec, type SealedSpec } from "../../formats/machine-spec.ts";
+import { checkSealedSpec, MAX_SPEC_BYTES, type SealedSpec } from "../../formats/machine-spec.ts";
 import { isIdentity, registerMachine } from "../../machine.ts";
 import type { Store } from "../../../store/store.ts";
 import { FRAME, FrameReader, FrameWriter, MAGIC, parseJson, ProtocolError, TruncatedError } from "./frames.ts";
@@ -49,6 +52,8 @@ export interface ServeOptions {
   run: RunHook;
   /** Called once when a query says a run follows: start loading what running needs. */
   prepareRun?: () => void;
+  /** Why this session cannot be served as asked (sent in the hello, which ends it). */
+  refusal?: string;
 }
 
 /** Guest stdin the client may send ahead of the guest reading it. */
@@ -73,9 +78,9 @@ export async function serve(opts: ServeOptions): Promise<void> {
   opts.output.write(MAGIC);
 
   let store: Store | undefined;
-  let storeError: string | undefined;
+  let storeError = opts.refusal;
   try {
-    store = await opts.openStore(opts.storeDir);
+    if (!storeError) store = await opts.openStore(opts.storeDir);
   } catch (e) {
     if (!isWmbError(e)) throw e;
     storeError = e.message;
@@ -185,6 +190,7 @@ class Session {
         throw new ProtocolError("a malformed blob in the query");
       }
       roles.add(b.role);
+      if (b.role === "spec" && b.size > MAX_SPEC_BYTES) throw tooLarge(q.identity, b.size);
     }
     if (q.blobs.length !== 0 && roles.size !== 3) throw new ProtocolError("a query must name the spec, kernel and rootfs, or nothing");
     this.query = q;
@@ -201,7 +207,7 @@ class Session {
         );
       }
       if (health === "ok") {
-        if (b.role === "spec") this.checkSpec(await this.store.readBlob(digest), q);
+        if (b.role === "spec") this.checkSpec(await readSpec(this.store.blobPath(digest), q.identity), q);
         continue;
       }
       const blob = await this.storeIo(b.role, async () => this.stage(b.role, digest, b.size));
@@ -309,7 +315,7 @@ class Session {
     // Everything is verified before anything is admitted.
     const specRef = q.blobs.find((b) => b.role === "spec")!;
     const stagedSpec = this.lacking.get(specRef.digest as Digest);
-    const specBytes = stagedSpec ? await fsp.readFile(stagedSpec.path) : await this.store.readBlob(specRef.digest as Digest);
+    const specBytes = await readSpec(stagedSpec ? stagedSpec.path : this.store.blobPath(specRef.digest as Digest), q.identity);
     const specDigest = hashBytes(specBytes);
     if (specDigest !== specRef.digest) {
       if (stagedSpec) await this.drop(stagedSpec);
@@ -390,6 +396,24 @@ class Session {
       if (b.lock) rmSync(b.lock, { force: true });
       else await fsp.rm(b.path, { force: true }); // a private temp cannot be resumed
     }
+  }
+}
+
+function tooLarge(identity: string, size: number): WmbError {
+  return new WmbError("INTEGRITY", `the spec of ${identity} (sent to the remote) is ${size} bytes, more than the ${MAX_SPEC_BYTES} a sealed spec may have; nothing was admitted.`);
+}
+
+/** A spec's bytes, read only when the file is within MAX_SPEC_BYTES. */
+async function readSpec(path: string, identity: string): Promise<Buffer> {
+  const fh = await fsp.open(path, "r");
+  try {
+    const { size } = await fh.stat();
+    if (size > MAX_SPEC_BYTES) throw tooLarge(identity, size);
+    const bytes = Buffer.alloc(size);
+    const { bytesRead } = await fh.read(bytes, 0, size, 0);
+    return bytes.subarray(0, bytesRead);
+  } finally {
+    await fh.close();
   }
 }
 

@@ -1,6 +1,11 @@
 // ssh://[user@]host[:port] targets, the ssh command line that reaches them, and the remote
-// command line (POSIX-shell quoted: sshd hands it to the remote user's login shell).
+// command line. sshd hands that line to the remote user's login shell, whatever it is (sh, bash,
+// zsh, fish, csh...), and no quoting is right for all of them (fish reads \' inside single
+// quotes as a quote): so the line is the --remote-wmb prefix, fixed words, and at most one word
+// of base64 carrying everything else (the remote store, a terminal run's arguments and mounts).
 import { WmbError } from "../../errors.ts";
+import { isIdentity } from "../../machine.ts";
+import type { RunRequest } from "./protocol.ts";
 
 export interface SshTarget {
   /** As given, for messages. */
@@ -71,15 +76,47 @@ export function sshSpawn(args: string[], env: NodeJS.ProcessEnv = process.env): 
   return { file: "ssh", args, shown: "ssh" };
 }
 
-/** A word quoted for a POSIX shell (also read right by bash, zsh and fish). */
-export function shellQuote(word: string): string {
-  if (/^[A-Za-z0-9_@%+=:,./-]+$/.test(word)) return word;
-  return `'${word.replace(/'/g, `'\\''`)}'`;
+/** What the remote command line asks of `wmb remote serve`, as its one --request word. */
+export interface ServeRequest {
+  /** the remote store (--remote-store) */
+  store?: string;
+  /** run this machine in the session's terminal (ssh -t) instead of speaking the protocol */
+  tty?: Omit<RunRequest, "t">;
 }
 
+/** base64 only: no shell gives any of its characters a meaning. */
+const REQUEST_WORD = /^[A-Za-z0-9+/]+={0,2}$/;
+
 /** The remote command line: `remoteWmb` is a command prefix given by the user (e.g. "wmb",
- * "/opt/wmb/bin/wmb.mjs" or "node /srv/wmb/bin/wmb.mjs") and is used as written; every other
- * word is quoted. */
-export function remoteCommand(remoteWmb: string, words: string[]): string {
-  return [remoteWmb.trim(), ...words.map(shellQuote)].join(" ");
+ * "/opt/wmb/bin/wmb.mjs" or "node /srv/wmb/bin/wmb.mjs") and is used as written. */
+export function remoteCommand(remoteWmb: string, request: ServeRequest = {}): string {
+  const words = [remoteWmb.trim(), "remote", "serve"];
+  if (Object.keys(request).length) words.push("--request", Buffer.from(JSON.stringify(request), "utf8").toString("base64"));
+  return words.join(" ");
+}
+
+/** A --request word, checked; a USAGE error for anything a wmb client would not send. */
+export function decodeRequest(word: string): ServeRequest {
+  const bad = () => new WmbError("USAGE", "The --request of wmb remote serve is not one a wmb client sends; install the same wmb version on both hosts.");
+  if (!REQUEST_WORD.test(word)) throw bad();
+  let v: unknown;
+  try {
+    v = JSON.parse(Buffer.from(word, "base64").toString("utf8"));
+  } catch {
+    throw bad();
+  }
+  const strings = (x: unknown) => Array.isArray(x) && x.every((s) => typeof s === "string");
+  const r = v as ServeRequest;
+  if (!v || typeof v !== "object" || (r.store !== undefined && typeof r.store !== "string")) throw bad();
+  const t = r.tty;
+  if (t !== undefined && (!t || typeof t !== "object" || typeof t.identity !== "string" || !isIdentity(t.identity) || !strings(t.args) || !strings(t.mounts) || (t.db !== undefined && typeof t.db !== "string"))) throw bad();
+  return { ...(r.store !== undefined ? { store: r.store } : {}), ...(t ? { tty: { identity: t.identity, args: t.args, mounts: t.mounts, ...(t.db !== undefined ? { db: t.db } : {}) } } : {}) };
+}
+
+/** The --request word of the command line a client asked for, when a forced command (sshd's
+ * `command=` in authorized_keys) ran instead of it: sshd keeps that line in SSH_ORIGINAL_COMMAND. */
+export function requestOfOriginalCommand(line: string): ServeRequest {
+  const words = line.trim().split(/\s+/);
+  const at = words.lastIndexOf("--request");
+  return at >= 0 && at === words.length - 2 ? decodeRequest(words[at + 1]!) : {};
 }
