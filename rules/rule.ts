@@ -91,6 +91,9 @@ export interface RuleDef<A extends CommonAttrs = CommonAttrs> {
    * registers it by identity (so `wmb run blake3:…` finds it). Machines are known by the rule
    * that made them, never by sniffing output contents. */
   machineOutput?(attrs: A): string;
+  /** The `name` that sealed spec has (the rule refuses a spec with another): a result for the
+   * target from a remote cache whose spec names another machine is not used. */
+  machineName?(attrs: A): string;
   /** True when the rule may use the network (fetch): the engine never verifies it by re-running offline. */
   readonly network?: boolean;
   run(ctx: ActionContext<A>): Promise<void>;

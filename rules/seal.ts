@@ -46,6 +46,7 @@ export const seal = defineRule<SealAttrs>({
   },
   outputs: (a) => (a.bundle === false ? [sealedOutput(a)] : [sealedOutput(a), kernelFile(a), rootfsFile(a)]),
   machineOutput: sealedOutput,
+  machineName: (a) => a.machine,
   async run(ctx) {
     const a = ctx.attrs;
     const fail = (why: string): never => {

@@ -101,8 +101,8 @@ export async function loadMachine(store: Store, ref: string, remote: ClientOptio
   // Shape and seal first (this also holds the root component's integer digest to the kernel's):
   // a spec that is not what it claims is refused before any artifact is read.
   const spec = checkSealedSpec(value, {}, origin);
-  const kernel = await artifactBytes(store, spec.kernel_ref, specDir, `the kernel of ${origin}`, remote);
-  const rootfs = await artifactBytes(store, spec.rootfs_ref, specDir, `the rootfs of ${origin}`, remote);
+  const kernel = await artifactBytes(store, spec.kernel_ref, "kernel", specDir, `the kernel of ${origin}`, remote);
+  const rootfs = await artifactBytes(store, spec.rootfs_ref, "rootfs", specDir, `the rootfs of ${origin}`, remote);
   checkArtifact(spec.kernel_ref, kernel, `the kernel of ${origin}`);
   checkArtifact(spec.rootfs_ref, rootfs, `the rootfs of ${origin}`);
   const kernelDigest = hexOf(spec.kernel_ref.digest);
@@ -112,7 +112,7 @@ export async function loadMachine(store: Store, ref: string, remote: ClientOptio
 
 /** An artifact's bytes: from the store by digest when whole there, else from the spec's local
  * sources, else from its `oci` and `https` sources (verified, then admitted to the store). */
-async function artifactBytes(store: Store, ref: ArtifactRef, specDir: string | undefined, what: string, remote: ClientOptions): Promise<Buffer> {
+async function artifactBytes(store: Store, ref: ArtifactRef, role: "kernel" | "rootfs", specDir: string | undefined, what: string, remote: ClientOptions): Promise<Buffer> {
   const hex = hexOf(ref.digest);
   if ((await store.checkBlob(hex)) === "ok") return store.readBlob(hex);
   for (const s of ref.sources) {
@@ -125,11 +125,7 @@ async function artifactBytes(store: Store, ref: ArtifactRef, specDir: string | u
   }
   if (ref.sources.some((s) => typeof s.oci === "string" || typeof s.https === "string")) {
     const { fetchFromSources } = await import("./remote/oci-machine.ts");
-    const bytes = await fetchFromSources(ref, what, remote);
-    if (bytes) {
-      await store.putBytes(bytes);
-      return Buffer.from(bytes);
-    }
+    if (await fetchFromSources(store, ref, role, what, remote)) return store.readBlob(hex);
   }
   throw new WmbError("INTEGRITY", `${what} (${ref.digest}) is neither in the store nor next to the spec, and the spec names no registry to fetch it from; rebuild the machine, pull it, or import its bundle.`);
 }

@@ -24,7 +24,9 @@ export class RemoteOutputs {
 
   /** The remote's result for a planned action, as a result whose outputs may not be local yet. */
   async lookup(plan: PlannedAction): Promise<ActionResult | undefined> {
-    const result = await this.cache.lookup(plan.key, plan.target.label, plan.target.outputs);
+    const { rule, attrs } = plan.target;
+    const machine = rule.machineOutput && rule.machineName ? { output: rule.machineOutput(attrs), name: rule.machineName(attrs) } : undefined;
+    const result = await this.cache.lookup(plan.key, plan.target.label, plan.target.outputs, machine);
     if (!result) return undefined;
     this.hits.set(plan.target.label, { plan, result });
     const outputs = outputMap(result);

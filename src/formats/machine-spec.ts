@@ -10,9 +10,13 @@
 import { hashBytes } from "../digest.ts";
 import { WmbError } from "../errors.ts";
 import { canonicalBytes } from "./jcs.ts";
+import { isOciSource } from "../remote/oci/reference.ts";
 import { memoryMaximumBytes, type ComponentInfo } from "./wasm.ts";
 
 export const SCHEMA_VERSION = 2;
+/** The largest spec wmb reads from a peer (sqlite-cli's is 3 kB): a spec is parsed in memory. */
+export const MAX_SPEC_BYTES = 4 << 20;
+
 /** The versions wmb reads: 1 differs only in that its identity covers `sources`. */
 const READABLE_SCHEMA_VERSIONS = [1, 2];
 export const SEAL_ALGORITHM = "blake3";
@@ -197,6 +201,15 @@ export function checkSealedSpec(value: unknown, artifacts: SealCheckArtifacts = 
   return spec as SealedSpec;
 }
 
+function isHttpsUrl(s: string): boolean {
+  try {
+    const url = new URL(s);
+    return url.protocol === "https:" && url.hostname !== "" && !url.username && !url.password;
+  } catch {
+    return false;
+  }
+}
+
 /** Throws WmbError("INTEGRITY") when `bytes` are not what `ref` describes. */
 export function checkArtifact(ref: ArtifactRef, bytes: Uint8Array, what: string): void {
   if (bytes.length !== ref.size) throw integrity(`${what} is ${bytes.length} bytes but the spec says ${ref.size}.`, what);
@@ -292,10 +305,11 @@ export function validateMachineSpec(value: unknown, what = "the machine spec"): 
         const local = str(src.local, `${path}.sources[${i}].local`);
         if (local.startsWith("/") || local.split(/[\\/]/).includes("..")) fail(`${path}.sources[${i}].local`, "must be a relative path that stays next to the spec");
       }
-      if (src.oci !== undefined && !/^[^/@\s]+\/[^@\s]+@sha256:[0-9a-f]{64}$/.test(str(src.oci, `${path}.sources[${i}].oci`))) {
-        fail(`${path}.sources[${i}].oci`, 'must be "<registry>/<repository>@sha256:<64 hex>"');
+      // Sources are outside the seal, so anyone may have written them: each is held to its grammar.
+      if (src.oci !== undefined && !isOciSource(str(src.oci, `${path}.sources[${i}].oci`))) {
+        fail(`${path}.sources[${i}].oci`, 'must be "<registry>/<repository>@sha256:<64 hex>" in the OCI reference grammar');
       }
-      if (src.https !== undefined && !str(src.https, `${path}.sources[${i}].https`).startsWith("https://")) fail(`${path}.sources[${i}].https`, 'must be an "https://" URL');
+      if (src.https !== undefined && !isHttpsUrl(str(src.https, `${path}.sources[${i}].https`))) fail(`${path}.sources[${i}].https`, 'must be an "https://" URL');
     });
     return r as unknown as ArtifactRef;
   };

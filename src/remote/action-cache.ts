@@ -4,14 +4,18 @@
 // was made) and whose layers are the output blobs. Lookups are a HEAD of the tag, then the
 // manifest and config by digest; a hit is used without downloading its outputs, which are
 // fetched (and checked against their BLAKE3) only when a local action or wmb-out/ needs them.
-// Nothing is trusted beyond digests. A registry that fails (down, timeout, 5xx) is dropped for
-// the rest of the build with one warning; the build's result is what it would be without it.
-import { readFile, stat } from "node:fs/promises";
-import { hashBytes, type ActionKey, type Digest } from "../digest.ts";
+// Nothing is trusted beyond digests, and a result is used only as an honest client uploads it:
+// made in a sandbox, and for a target that seals a machine, a spec of that machine (else a miss
+// with one warning). A registry that fails (down, timeout, 5xx) is dropped for the rest of the
+// build with one warning; the build's result is what it would be without it.
+import { rm, stat } from "node:fs/promises";
+import type { ActionKey, Digest } from "../digest.ts";
 import { WmbError } from "../errors.ts";
 import type { OutputMap, Store } from "../../store/store.ts";
 import type { SandboxUse } from "../sandbox.ts";
-import { MEDIA_MANIFEST, RegistryClient, sha256Of, type ClientOptions } from "./oci/client.ts";
+import { MAX_SPEC_BYTES } from "../formats/machine-spec.ts";
+import { MEDIA_MANIFEST, RegistryClient, sha256Of, sha256OfFile, type ClientOptions } from "./oci/client.ts";
+import { storeTempDir } from "./oci/download.ts";
 import { parseOciReference } from "./oci/reference.ts";
 import { ANNOTATION } from "./machine-artifact.ts";
 
@@ -89,32 +93,58 @@ export class RemoteCache {
     return this.opts.upload === true;
   }
 
-  /** The result the remote holds for `key`, checked to fit the target; undefined on a miss. */
-  async lookup(key: ActionKey, label: string, outputs: readonly string[]): Promise<RemoteResult | undefined> {
+  /** The result the remote holds for `key`, checked to fit the target; undefined on a miss.
+   * `machine`: the target seals a machine, whose spec must be `output` and name `name`. */
+  async lookup(key: ActionKey, label: string, outputs: readonly string[], machine?: { output: string; name: string }): Promise<RemoteResult | undefined> {
     const remembered = this.store.remoteResult(key, this.source);
-    if (remembered) return this.accept(JSON.parse(remembered) as RemoteResult);
-    if (this.failed) return undefined;
-    this.stats.lookups++;
-    let result: RemoteResult | undefined;
+    let result = remembered ? (JSON.parse(remembered) as RemoteResult) : undefined;
+    if (!result && this.failed) return undefined;
+    if (!result) this.stats.lookups++;
+    let refused: string | undefined;
     try {
-      result = await this.fetchResult(key);
+      result ??= await this.fetchResult(key);
       if (!result) return undefined;
+      refused = await this.refusal(result, outputs, machine);
     } catch (e) {
       if (!(e instanceof WmbError)) throw e;
-      if (e.code === "INTEGRITY") {
-        this.opts.warn(`the remote result of ${label} is not usable (${e.message}); running it locally.`);
+      if (e.code !== "INTEGRITY") {
+        this.fail(e);
         return undefined;
       }
-      this.fail(e);
+      refused = `is not usable (${e.message})`;
+    }
+    if (refused !== undefined || !result) {
+      if (refused !== undefined) this.opts.warn(`the remote result of ${label} ${refused}; running it locally.`);
+      if (remembered) this.forget(key);
       return undefined;
     }
-    const declared = [...outputs].sort().join("\0");
-    if (Object.keys(result.outputs).sort().join("\0") !== declared) {
-      this.opts.warn(`the remote result of ${label} does not list the outputs the target declares; running it locally.`);
-      return undefined;
-    }
-    this.store.recordRemoteResult({ key, source: this.source, label, rule: result.rule, keyInputs: result.key_inputs, result: JSON.stringify(result) });
+    if (!remembered) this.store.recordRemoteResult({ key, source: this.source, label, rule: result.rule, keyInputs: result.key_inputs, result: JSON.stringify(result) });
     return this.accept(result);
+  }
+
+  /** Why a well-formed result is not used for the target, if it is not. Only what an honest
+   * client uploads is taken (a result made without a sandbox may depend on its host), and a
+   * sealed spec must be of the target's machine: a result's outputs are checked against their
+   * digests, which say nothing about which machine they are. */
+  private async refusal(result: RemoteResult, outputs: readonly string[], machine?: { output: string; name: string }): Promise<string | undefined> {
+    if (Object.keys(result.outputs).sort().join("\0") !== [...outputs].sort().join("\0")) return "does not list the outputs the target declares";
+    if (!UPLOADABLE.includes(result.sandbox)) {
+      const said = JSON.stringify(result.sandbox ?? null).slice(0, 40);
+      return result.sandbox === "none" ? `was made without a sandbox (sandbox: ${said}), so it may depend on the host that made it` : `names no sandbox results are shared from (sandbox: ${said})`;
+    }
+    if (!machine) return undefined;
+    const spec = result.outputs[machine.output]!;
+    if (spec.size > MAX_SPEC_BYTES) return `names a sealed spec of ${spec.size} bytes, more than the ${MAX_SPEC_BYTES} a spec may have`;
+    this.located.set(spec.blake3, spec);
+    await this.fetch(spec.blake3);
+    let name: unknown;
+    try {
+      name = (JSON.parse((await this.store.readBlob(spec.blake3)).toString("utf8")) as { name?: unknown }).name;
+    } catch {
+      return `names a sealed spec that is not JSON`;
+    }
+    if (name !== machine.name) return `is a sealed spec of the machine ${JSON.stringify(name ?? null).slice(0, 80)}, not of ${JSON.stringify(machine.name)}, the target's`;
+    return undefined;
   }
 
   /** What the remote holds for `key`, read afresh (no memo, no fallback): for lookups and for
@@ -151,7 +181,7 @@ export class RemoteCache {
     if (manifest.mediaType !== MEDIA_MANIFEST || config?.mediaType !== RESULT_MEDIA_TYPE || typeof config.digest !== "string" || typeof config.size !== "number") {
       throw bad("is not a wmb action result");
     }
-    const configBytes = await this.client.blob(this.repository, config.digest, config.size);
+    const configBytes = await this.client.documentBlob(this.repository, config.digest, config.size);
     let result: RemoteResult;
     try {
       result = JSON.parse(configBytes.toString("utf8")) as RemoteResult;
@@ -170,18 +200,22 @@ export class RemoteCache {
     return result;
   }
 
-  /** Bring a hit's output blob into the store, checked against its BLAKE3. Throws INTEGRITY or REMOTE. */
+  /** Bring a hit's output blob into the store, streamed to its temp directory and checked
+   * against its sha256 and BLAKE3 before it is admitted. Throws INTEGRITY or REMOTE. */
   async fetch(digest: Digest): Promise<void> {
     if ((await this.store.checkBlob(digest)) === "ok") return;
     const where = this.located.get(digest);
     if (!where) throw new WmbError("REMOTE", `no remote result names the blob ${digest}`);
-    const bytes = await this.client.blob(this.repository, where.sha256, where.size);
-    const actual = hashBytes(bytes);
-    if (actual !== digest) throw new WmbError("INTEGRITY", `the blob ${where.sha256} from ${this.url} hashes to blake3:${actual}, not the blake3:${digest} its result names`);
-    await this.store.putBytes(bytes);
-    this.store.recordSha256(digest, where.sha256);
+    const d = await this.client.downloadBlob(this.repository, where.sha256, where.size, storeTempDir(this.store));
+    try {
+      if (d.blake3 !== digest) throw new WmbError("INTEGRITY", `the blob ${where.sha256} from ${this.url} hashes to blake3:${d.blake3}, not the blake3:${digest} its result names`);
+      await this.store.moveFile(d.path);
+    } finally {
+      await rm(d.path, { force: true });
+    }
+    this.store.recordSha256(digest, d.sha256);
     this.stats.downloadedBlobs++;
-    this.stats.downloadedBytes += bytes.length;
+    this.stats.downloadedBytes += d.size;
   }
 
   /** Forget a remembered hit whose blobs could not be fetched, so the next build asks again. */
@@ -217,7 +251,7 @@ export class RemoteCache {
       const size = (await stat(file)).size;
       let sha = this.store.sha256Of(o.digest);
       if (!sha) {
-        sha = sha256Of(await readFile(file));
+        sha = await sha256OfFile(file);
         this.store.recordSha256(o.digest, sha);
       }
       outputs[path] = { blake3: o.digest, sha256: sha, size, executable: o.executable };

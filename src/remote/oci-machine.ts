@@ -2,14 +2,20 @@
 // layout). A pull verifies every byte twice, the registry's sha256 and the spec's BLAKE3, and
 // the seal, before anything enters the store; a pull of a machine the store already holds
 // makes no blob request (none at all by identity or index digest, one manifest for a tag).
-import { checkArtifact, checkSealedSpec, formatSpec, withSources, type ArtifactRef, type SealedSpec } from "../formats/machine-spec.ts";
+// Kernel and rootfs are streamed to the store's temp directory while hashed, never held whole,
+// and their sizes are checked before a byte is read (MAX_ARTIFACT_BYTES).
+import { rm } from "node:fs/promises";
+import { checkSealedSpec, formatSpec, withSources, type ArtifactRef, type SealedSpec } from "../formats/machine-spec.ts";
 import { readComponent } from "../formats/wasm.ts";
+import { ROOTFS_LIMITS } from "../run/rootfs-extract.ts";
 import { WmbError } from "../errors.ts";
 import type { Digest } from "../digest.ts";
 import { registerMachine, type LoadedMachine } from "../machine.ts";
 import type { Store } from "../../store/store.ts";
 import { RegistryClient, sha256Of, type ClientOptions } from "./oci/client.ts";
-import { formatOciReference, identityTag, type OciReference } from "./oci/reference.ts";
+import { download, storeTempDir, type Download } from "./oci/download.ts";
+import { fetchFollowing, unreachable } from "./oci/redirects.ts";
+import { formatOciReference, identityTag, parseOciSource, type OciReference } from "./oci/reference.ts";
 import {
   ANNOTATION,
   machineArtifact,
@@ -42,17 +48,40 @@ export interface PullReport {
   cached: boolean;
 }
 
+export type ArtifactRole = "kernel" | "rootfs";
+
+/** The largest kernel and rootfs fetched, checked before a byte is: V8 compiles no wasm module
+ * over 1 GiB, and the rootfs extractor reads no more than its limits (with room for a header, a
+ * pax header and padding per entry, and the archive's end). */
+export const MAX_ARTIFACT_BYTES: Record<ArtifactRole, number> = {
+  kernel: 1 << 30,
+  rootfs: ROOTFS_LIMITS.maxTotalBytes + ROOTFS_LIMITS.maxEntries * 2048 + 1024,
+};
+
 function hex(prefixed: string): Digest {
   return prefixed.replace(/^blake3:/, "") as Digest;
 }
 
-/** The sha256 of a store blob, hashed once and remembered. */
+/** The sha256 of a machine's blob, from the bytes it holds (never from the store's map, which an
+ * older wmb filled from descriptors it did not check), recorded so the map is right from now on. */
 function sha256For(store: Store, digest: Digest, bytes: Uint8Array): string {
-  const known = store.sha256Of(digest);
-  if (known) return known;
   const sha = sha256Of(bytes);
-  store.recordSha256(digest, sha);
+  if (store.sha256Of(digest) !== sha) store.recordSha256(digest, sha);
   return sha;
+}
+
+/** Refused before anything is fetched: an artifact larger than any wmb runs. */
+function checkClaimedSize(ref: ArtifactRef, role: ArtifactRole, what: string): void {
+  if (ref.size > MAX_ARTIFACT_BYTES[role]) {
+    throw new WmbError("INTEGRITY", `${what} is said to be ${ref.size} bytes, more than the ${MAX_ARTIFACT_BYTES[role]} a ${role} may be; it was not fetched, and nothing was admitted.`, { subject: what });
+  }
+}
+
+/** A downloaded artifact is the one `ref` names (its size was checked on the way). */
+async function checkDownloaded(ref: ArtifactRef, d: Download, what: string): Promise<void> {
+  if (`blake3:${d.blake3}` === ref.digest) return;
+  await rm(d.path, { force: true });
+  throw new WmbError("INTEGRITY", `${what} hashes to blake3:${d.blake3} but the spec says ${ref.digest}; nothing was admitted.`, { subject: what });
 }
 
 export async function pushMachine(store: Store, m: LoadedMachine, ref: OciReference, opts: ClientOptions = {}): Promise<PushReport> {
@@ -119,13 +148,9 @@ export async function pullMachine(store: Store, ref: OciReference, opts: ClientO
 
   let fetched = 0;
   let fetchedBytes = 0;
-  const getBlob = async (d: Descriptor) => {
-    const bytes = await client.blob(repo, d.digest, d.size);
-    fetched++;
-    fetchedBytes += bytes.length;
-    return bytes;
-  };
-  const specBytes = await getBlob(machine.config);
+  const specBytes = await client.documentBlob(repo, machine.config.digest, machine.config.size);
+  fetched++;
+  fetchedBytes += specBytes.length;
   let value: unknown;
   try {
     value = JSON.parse(specBytes.toString("utf8"));
@@ -137,24 +162,36 @@ export async function pullMachine(store: Store, ref: OciReference, opts: ClientO
     throw new WmbError("INTEGRITY", `The spec in ${reference} is sealed as ${spec.seal.digest} but the index says ${index.identity}; nothing was admitted.`, { subject: reference });
   }
   // Each layer must be the artifact the spec names: same BLAKE3 annotation and size, then the bytes.
-  const artifact = async (ref: ArtifactRef, layer: Descriptor, role: string): Promise<Uint8Array | undefined> => {
+  const layers: [ArtifactRef, Descriptor, ArtifactRole][] = [
+    [spec.kernel_ref, component.layer, "kernel"],
+    [spec.rootfs_ref, machine.layer, "rootfs"],
+  ];
+  for (const [r, layer, role] of layers) {
     const annotated = layer.annotations?.[ANNOTATION.blake3];
-    if (layer.size !== ref.size || (annotated !== undefined && `blake3:${annotated}` !== ref.digest)) {
-      throw new WmbError("INTEGRITY", `The ${role} layer of ${reference} (${layer.digest}) is not the ${role} its spec names (${ref.digest}); nothing was admitted.`, { subject: reference });
+    if (layer.size !== r.size || (annotated !== undefined && `blake3:${annotated}` !== r.digest)) {
+      throw new WmbError("INTEGRITY", `The ${role} layer of ${reference} (${layer.digest}) is not the ${role} its spec names (${r.digest}); nothing was admitted.`, { subject: reference });
     }
-    if ((await store.checkBlob(hex(ref.digest))) === "ok") return undefined;
-    const bytes = await getBlob(layer);
-    checkArtifact(ref, bytes, `the ${role} of ${reference}`);
-    return bytes;
-  };
-  const kernel = await artifact(spec.kernel_ref, component.layer, "kernel");
-  const rootfs = await artifact(spec.rootfs_ref, machine.layer, "rootfs");
-
-  // Everything checked: admit, and remember where the machine came from.
-  if (kernel) await store.putBytes(kernel);
-  if (rootfs) await store.putBytes(rootfs);
-  store.recordSha256(hex(spec.kernel_ref.digest), component.layer.digest);
-  store.recordSha256(hex(spec.rootfs_ref.digest), machine.layer.digest);
+    checkClaimedSize(r, role, `The ${role} of ${reference}`);
+  }
+  const downloads: { digest: Digest; download: Download }[] = [];
+  try {
+    for (const [r, layer, role] of layers) {
+      if ((await store.checkBlob(hex(r.digest))) === "ok") continue;
+      const d = await client.downloadBlob(repo, layer.digest, layer.size, storeTempDir(store));
+      downloads.push({ digest: hex(r.digest), download: d });
+      await checkDownloaded(r, d, `the ${role} of ${reference}`);
+      fetched++;
+      fetchedBytes += d.size;
+    }
+    // Everything checked: admit, and remember where the machine came from. A sha256 is recorded
+    // only for bytes hashed here: a blob the store had is not the registry's word for its sha256.
+    for (const { digest, download: d } of downloads) {
+      await store.moveFile(d.path);
+      store.recordSha256(digest, d.sha256);
+    }
+  } finally {
+    for (const { download: d } of downloads) await rm(d.path, { force: true });
+  }
   const where = `${ref.registry}/${repo}`;
   const located = withSources(spec, { kernel: [{ oci: `${where}@${component.layer.digest}` }], rootfs: [{ oci: `${where}@${machine.layer.digest}` }] });
   const stored = await store.putBytes(new TextEncoder().encode(formatSpec(located)));
@@ -163,31 +200,55 @@ export async function pullMachine(store: Store, ref: OciReference, opts: ClientO
   return { identity: spec.seal.digest, reference, index: indexManifest.digest, fetched, fetchedBytes, cached: false };
 }
 
-/** An artifact's bytes from one of its `oci` or `https` sources, in order, each verified against
- * the ref (and the registry's sha256). Undefined when it names none. */
-export async function fetchFromSources(ref: ArtifactRef, what: string, opts: ClientOptions = {}): Promise<Uint8Array | undefined> {
-  const errors: string[] = [];
+/** Bring an artifact into the store from one of its `oci` or `https` sources, in order, each
+ * streamed to the store's temp directory and verified against the ref (and the registry's
+ * sha256) before it is admitted. False when it names none. */
+export async function fetchFromSources(store: Store, ref: ArtifactRef, role: ArtifactRole, what: string, opts: ClientOptions = {}): Promise<boolean> {
+  checkClaimedSize(ref, role, what);
+  const errors: WmbError[] = [];
   for (const s of ref.sources) {
+    if (typeof s.oci !== "string" && typeof s.https !== "string") continue;
+    const from = `${what} from ${s.oci ?? s.https}`;
     try {
+      let d: Download;
       if (typeof s.oci === "string") {
-        const m = /^([^/]+)\/(.+)@(sha256:[0-9a-f]{64})$/.exec(s.oci)!;
-        const bytes = await new RegistryClient(m[1]!, opts).blob(m[2]!, m[3]!, ref.size);
-        checkArtifact(ref, bytes, `${what} from ${s.oci}`);
-        return bytes;
+        const source = parseOciSource(s.oci);
+        d = await new RegistryClient(source.registry, opts).downloadBlob(source.repository, source.digest, ref.size, storeTempDir(store));
+      } else {
+        d = await download(await httpsSource(s.https!, from), { dir: storeTempDir(store), size: ref.size, what: from });
       }
-      if (typeof s.https === "string") {
-        const res = await fetch(s.https, { signal: AbortSignal.timeout(300_000) });
-        if (!res.ok) throw new WmbError("REMOTE", `${s.https} answered HTTP ${res.status}.`);
-        const bytes = new Uint8Array(await res.arrayBuffer());
-        checkArtifact(ref, bytes, `${what} from ${s.https}`);
-        return bytes;
-      }
+      await checkDownloaded(ref, d, from);
+      await store.moveFile(d.path);
+      return true;
     } catch (e) {
       if (!(e instanceof WmbError)) throw e;
-      errors.push(e.message);
+      errors.push(e);
     }
   }
-  if (errors.length === 0) return undefined;
-  const integrity = errors.some((e) => /hashes to|bytes but|bytes, not/.test(e));
-  throw new WmbError(integrity ? "INTEGRITY" : "REMOTE", `${what} (${ref.digest}) could not be fetched from any of its sources: ${errors.join(" ")}`, { subject: what });
+  if (errors.length === 0) return false;
+  const code = errors.some((e) => e.code === "INTEGRITY") ? "INTEGRITY" : "REMOTE";
+  throw new WmbError(code, `${what} (${ref.digest}) could not be fetched from any of its sources: ${errors.map((e) => e.message).join(" ")}`, { subject: what });
+}
+
+/** The response of an `https` source: https only, a few redirects, never to plain http. */
+async function httpsSource(url: string, what: string): Promise<Response> {
+  let target: URL;
+  try {
+    target = new URL(url);
+  } catch {
+    throw new WmbError("USAGE", `${what}: "${url}" is not a URL.`, { subject: url });
+  }
+  if (target.protocol !== "https:") throw new WmbError("USAGE", `${what}: "${url}" is not an https URL.`, { subject: url });
+  let res: Response;
+  try {
+    res = await fetchFollowing(target, { signal: AbortSignal.timeout(300_000) }, { policy: "never", what });
+  } catch (e) {
+    if (e instanceof WmbError) throw e;
+    throw unreachable(target.host, e);
+  }
+  if (!res.ok) {
+    await res.body?.cancel().catch(() => {});
+    throw new WmbError("REMOTE", `${url} answered HTTP ${res.status}.`, { subject: url });
+  }
+  return res;
 }

@@ -2,19 +2,26 @@
 // every registry uses (anonymous, Basic, the Bearer token flow from WWW-Authenticate). No
 // client on npm is maintained well enough to depend on, and the protocol wmb needs is small.
 // Nothing a registry sends is trusted: every manifest and blob is checked against its sha256
-// (and its declared size) before it is returned. Secrets never reach a message.
+// (and its declared size) before it is returned, and no size it claims decides how much memory
+// wmb uses: documents are read with a bound (bounded-body.ts), blobs streamed to a file
+// (download.ts). Secrets never reach a message. The layers: reference.ts parses, redirects.ts
+// follows, auth.ts authenticates, this file retries, decodes registry errors and makes the calls.
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
+import { rm } from "node:fs/promises";
 import { Readable } from "node:stream";
 import { WmbError } from "../../errors.ts";
+import { basicAuth, bearerToken, parseChallenge, type Challenge } from "./auth.ts";
+import { discardBody, MAX_DOCUMENT_BYTES, readBounded, readErrorBody } from "./bounded-body.ts";
 import { credentialsFor, type Credentials } from "./credentials.ts";
+import { download, type Download } from "./download.ts";
+import { fetchFollowing, registryHttpPolicy, unreachable, type HttpPolicy } from "./redirects.ts";
 import { isLoopback } from "./reference.ts";
 
 export const MEDIA_INDEX = "application/vnd.oci.image.index.v1+json";
 export const MEDIA_MANIFEST = "application/vnd.oci.image.manifest.v1+json";
 /** Distribution 2.8 answers 404 for an OCI manifest unless the request accepts its type. */
 const MANIFEST_ACCEPT = [MEDIA_INDEX, MEDIA_MANIFEST, "application/vnd.docker.distribution.manifest.v2+json", "application/vnd.docker.distribution.manifest.list.v2+json"].join(", ");
-const MAX_MANIFEST_BYTES = 4 << 20;
 const SHA256 = /^sha256:[0-9a-f]{64}$/;
 
 export interface ClientOptions {
@@ -26,6 +33,8 @@ export interface ClientOptions {
   onRequest?: (method: string, path: string) => void;
   /** Timeout of one request without a blob body (a blob's is ten times longer). */
   timeoutMs?: number;
+  /** Where a warning goes (a token service on another host); default: stderr. */
+  warn?: (message: string) => void;
 }
 
 export interface Manifest {
@@ -34,17 +43,20 @@ export interface Manifest {
   mediaType: string;
 }
 
-interface Challenge {
-  scheme: string;
-  params: Record<string, string>;
-}
-
 export function sha256Of(bytes: Uint8Array): string {
   return `sha256:${createHash("sha256").update(bytes).digest("hex")}`;
 }
 
+/** A file's sha256, streamed (an output may be larger than what wmb holds in memory). */
+export async function sha256OfFile(path: string): Promise<string> {
+  const h = createHash("sha256");
+  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) h.update(chunk as Buffer);
+  return `sha256:${h.digest("hex")}`;
+}
+
 export class RegistryClient {
   readonly base: string;
+  private readonly policy: HttpPolicy;
   private credentials?: Promise<Credentials | undefined>;
   /** The Authorization value per scope (Bearer), or for every scope (Basic). */
   private readonly tokens = new Map<string, string>();
@@ -55,6 +67,7 @@ export class RegistryClient {
     private readonly opts: ClientOptions = {},
   ) {
     this.base = `${isLoopback(registry) || opts.plainHttp ? "http" : "https"}://${registry}`;
+    this.policy = registryHttpPolicy(registry, opts.plainHttp);
   }
 
   // ---- manifests -------------------------------------------------------------------------
@@ -64,7 +77,7 @@ export class RegistryClient {
     const path = `/v2/${repository}/manifests/${reference}`;
     const res = await this.request("GET", path, pullScope(repository), { headers: { accept: MANIFEST_ACCEPT } });
     if (!res.ok) throw await this.failure(res, `the manifest ${repository}:${reference}`);
-    const bytes = await readLimited(res, MAX_MANIFEST_BYTES, `the manifest ${repository}:${reference} on ${this.registry}`);
+    const bytes = await readBounded(res, `the manifest ${repository}:${reference} on ${this.registry}`);
     const digest = sha256Of(bytes);
     const expected = SHA256.test(reference) ? reference : res.headers.get("docker-content-digest");
     if (expected && expected !== digest) {
@@ -88,7 +101,7 @@ export class RegistryClient {
   async putManifest(repository: string, reference: string, bytes: Uint8Array, mediaType: string): Promise<string> {
     const res = await this.request("PUT", `/v2/${repository}/manifests/${reference}`, pushScope(repository), { headers: { "content-type": mediaType }, body: bytes });
     if (res.status !== 201 && res.status !== 200) throw await this.failure(res, `pushing the manifest ${repository}:${reference}`);
-    await res.arrayBuffer();
+    await discardBody(res);
     return sha256Of(bytes);
   }
 
@@ -101,16 +114,47 @@ export class RegistryClient {
     throw await this.failure(res, `the blob ${repository}@${sha256}`);
   }
 
-  /** A blob's bytes, refused past `size` and unless they hash to `sha256`. */
-  async blob(repository: string, sha256: string, size: number): Promise<Buffer> {
+  /** A small blob (a config, a spec) in memory: refused before it is requested when its
+   * descriptor claims more than a document may be, then unless it is `size` bytes of `sha256`. */
+  async documentBlob(repository: string, sha256: string, size: number): Promise<Buffer> {
+    const what = this.blobName(repository, sha256);
+    if (!Number.isSafeInteger(size) || size < 0 || size > MAX_DOCUMENT_BYTES) {
+      throw new WmbError("INTEGRITY", `${what} is said to be ${size} bytes, more than the ${MAX_DOCUMENT_BYTES} a document may be; it was not fetched, and nothing was admitted.`, { subject: sha256 });
+    }
+    const res = await this.blobResponse(repository, sha256);
+    const bytes = await readBounded(res, what, { limit: size });
+    if (bytes.length !== size) throw new WmbError("INTEGRITY", `${what} is ${bytes.length} bytes, not the ${size} its manifest says; nothing was admitted.`, { subject: sha256 });
+    this.checkSha256(what, sha256, sha256Of(bytes));
+    return bytes;
+  }
+
+  /** A blob streamed to a new file in `dir` (the caller admits or removes it), hashed on the way
+   * (sha256 and BLAKE3), refused unless it is `size` bytes of `sha256`; memory stays flat. */
+  async downloadBlob(repository: string, sha256: string, size: number, dir: string): Promise<Download> {
+    const what = this.blobName(repository, sha256);
+    if (!Number.isSafeInteger(size) || size < 0) throw new WmbError("INTEGRITY", `${what} is said to be ${size} bytes, which is no size; nothing was admitted.`, { subject: sha256 });
+    const d = await download(await this.blobResponse(repository, sha256), { dir, size, what });
+    try {
+      this.checkSha256(what, sha256, d.sha256);
+    } catch (e) {
+      await rm(d.path, { force: true });
+      throw e;
+    }
+    return d;
+  }
+
+  private blobName(repository: string, sha256: string): string {
+    return `the blob ${repository}@${sha256} on ${this.registry}`;
+  }
+
+  private async blobResponse(repository: string, sha256: string): Promise<Response> {
     const res = await this.request("GET", `/v2/${repository}/blobs/${sha256}`, pullScope(repository), { long: true });
     if (!res.ok) throw await this.failure(res, `the blob ${repository}@${sha256}`);
-    const what = `the blob ${repository}@${sha256} on ${this.registry}`;
-    const bytes = await readLimited(res, size, what);
-    if (bytes.length !== size) throw new WmbError("INTEGRITY", `${what} is ${bytes.length} bytes, not the ${size} its manifest says; nothing was admitted.`, { subject: sha256 });
-    const actual = sha256Of(bytes);
-    if (actual !== sha256) throw new WmbError("INTEGRITY", `${what} hashes to ${actual}; the registry's copy is corrupt or was replaced, and nothing was admitted.`, { subject: sha256 });
-    return bytes;
+    return res;
+  }
+
+  private checkSha256(what: string, expected: string, actual: string): void {
+    if (actual !== expected) throw new WmbError("INTEGRITY", `${what} hashes to ${actual}; the registry's copy is corrupt or was replaced, and nothing was admitted.`, { subject: expected });
   }
 
   /** Upload a blob (monolithic, streamed from `file` or sent from `bytes`) unless the registry has it.
@@ -119,7 +163,7 @@ export class RegistryClient {
     if (await this.hasBlob(repository, sha256)) return false;
     const start = await this.request("POST", `/v2/${repository}/blobs/uploads/`, pushScope(repository), { headers: { "content-length": "0" } });
     if (start.status !== 202) throw await this.failure(start, `starting an upload to ${repository}`);
-    await start.arrayBuffer();
+    await discardBody(start);
     const location = start.headers.get("location");
     if (!location) throw new WmbError("REMOTE", `The registry ${this.registry} started an upload to ${repository} without a Location; it does not follow the distribution spec.`, { subject: this.registry });
     const url = new URL(location, this.base);
@@ -132,7 +176,7 @@ export class RegistryClient {
       once: "file" in content,
     });
     if (res.status !== 201) throw await this.failure(res, `uploading ${sha256} to ${repository}`);
-    await res.arrayBuffer();
+    await discardBody(res);
     return true;
   }
 
@@ -153,15 +197,19 @@ export class RegistryClient {
       this.opts.onRequest?.(method, new URL(url).pathname);
       let res: Response;
       try {
-        res = await fetch(url, {
-          method,
-          headers,
-          body: o.body as RequestInit["body"],
-          redirect: "follow",
-          signal: AbortSignal.timeout((this.opts.timeoutMs ?? 30_000) * (o.long ? 10 : 1)),
-          ...(o.body instanceof ReadableStream ? { duplex: "half" } : {}),
-        } as RequestInit);
+        res = await fetchFollowing(
+          url,
+          {
+            method,
+            headers,
+            body: o.body as RequestInit["body"],
+            signal: AbortSignal.timeout((this.opts.timeoutMs ?? 30_000) * (o.long ? 10 : 1)),
+            ...(o.body instanceof ReadableStream ? { duplex: "half" } : {}),
+          } as Parameters<typeof fetchFollowing>[1],
+          { policy: this.policy, what: `${method} ${new URL(url).pathname} on ${this.registry}` },
+        );
       } catch (e) {
+        if (e instanceof WmbError) throw e;
         if (!o.once && attempt < 2) {
           await sleep(backoff(attempt));
           continue;
@@ -170,13 +218,13 @@ export class RegistryClient {
       }
       if (res.status === 401 && !authenticated && !o.once) {
         const challenge = parseChallenge(res.headers.get("www-authenticate") ?? "");
-        await res.arrayBuffer();
+        await discardBody(res);
         await this.authenticate(challenge, scope);
         authenticated = true;
         continue;
       }
       if ((res.status === 429 || res.status >= 500) && !o.once && attempt < 3) {
-        await res.arrayBuffer();
+        await discardBody(res);
         const after = Number(res.headers.get("retry-after"));
         await sleep(Number.isFinite(after) && after > 0 ? Math.min(after, 10) * 1000 : backoff(attempt));
         continue;
@@ -196,35 +244,20 @@ export class RegistryClient {
     if (challenge?.scheme !== "bearer" || !challenge.params.realm) {
       throw new WmbError("REMOTE", `The registry ${this.registry} refused the request without a usable WWW-Authenticate challenge; check the registry's auth configuration.`, { subject: this.registry });
     }
-    const realm = new URL(challenge.params.realm);
-    if (challenge.params.service) realm.searchParams.set("service", challenge.params.service);
-    realm.searchParams.set("scope", scope);
-    let res: Response;
-    try {
-      res = await fetch(realm, { headers: creds ? { authorization: basicAuth(creds) } : {}, signal: AbortSignal.timeout(this.opts.timeoutMs ?? 30_000) });
-    } catch (e) {
-      throw unreachable(`the token service of ${this.registry} (${realm.origin})`, e);
-    }
-    if (res.status === 401 || res.status === 403) {
-      await res.arrayBuffer();
-      throw new WmbError(
-        "REMOTE",
-        creds
-          ? `The token service of ${this.registry} refused the credentials from ${creds.origin} (HTTP ${res.status}, UNAUTHORIZED); log in again with \`docker login ${this.registry}\`.`
-          : `The token service of ${this.registry} refused anonymous access (HTTP ${res.status}, UNAUTHORIZED); log in with \`docker login ${this.registry}\`.`,
-        { subject: this.registry },
-      );
-    }
-    if (!res.ok) throw await this.failure(res, `a token from ${realm.origin}`);
-    const body = (await res.json().catch(() => ({}))) as { token?: string; access_token?: string };
-    const token = body.token ?? body.access_token;
-    if (!token) throw new WmbError("REMOTE", `The token service of ${this.registry} answered without a token; check its configuration.`, { subject: this.registry });
-    this.tokens.set(scope, `Bearer ${token}`);
+    const token = await bearerToken(challenge, {
+      registry: this.registry,
+      policy: this.policy,
+      scope,
+      credentials: creds,
+      timeoutMs: this.opts.timeoutMs ?? 30_000,
+      warn: this.opts.warn ?? ((m) => process.stderr.write(`warning: ${m}\n`)),
+    });
+    this.tokens.set(scope, token);
   }
 
   /** One sentence for a failed response, with the registry's own error code. */
   private async failure(res: Response, what: string): Promise<WmbError> {
-    const text = await res.text().catch(() => "");
+    const text = await readErrorBody(res);
     let code = "";
     let message = "";
     try {
@@ -256,37 +289,6 @@ function pullScope(repository: string): string {
 
 function pushScope(repository: string): string {
   return `repository:${repository}:pull,push`;
-}
-
-function basicAuth(c: Credentials): string {
-  return `Basic ${Buffer.from(`${c.username}:${c.password}`).toString("base64")}`;
-}
-
-/** `Bearer realm="…",service="…",scope="…"` or `Basic realm="…"`. */
-export function parseChallenge(header: string): Challenge | undefined {
-  const m = /^\s*(\w+)\s*(.*)$/s.exec(header);
-  if (!m) return undefined;
-  const params: Record<string, string> = {};
-  for (const p of m[2]!.matchAll(/(\w+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^,\s]*))/g)) params[p[1]!.toLowerCase()] = p[2] ?? p[3] ?? "";
-  return { scheme: m[1]!.toLowerCase(), params };
-}
-
-async function readLimited(res: Response, limit: number, what: string): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let total = 0;
-  if (!res.body) return Buffer.alloc(0);
-  for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
-    total += chunk.length;
-    if (total > limit) throw new WmbError("INTEGRITY", `${what} is larger than the ${limit} bytes it may be; nothing was admitted.`, { subject: what });
-    chunks.push(Buffer.from(chunk));
-  }
-  return Buffer.concat(chunks, total);
-}
-
-function unreachable(what: string, e: unknown): WmbError {
-  const cause = (e as { cause?: { code?: string; message?: string } }).cause;
-  const why = (e as Error).name === "TimeoutError" ? "timed out" : (cause?.code ?? cause?.message ?? (e as Error).message);
-  return new WmbError("REMOTE", `Cannot reach ${what} (${why}); check that it is running and the address is right.`, { subject: what });
 }
 
 function backoff(attempt: number): number {

@@ -71,3 +71,22 @@ export function isLoopback(registry: string): boolean {
   const host = registry.replace(/:[0-9]+$/, "").replace(/^\[|\]$/g, "");
   return host === "localhost" || host === "::1" || /^127\.[0-9]+\.[0-9]+\.[0-9]+$/.test(host);
 }
+
+/** An `oci` source of a spec's artifact, `<registry>/<repository>@sha256:<64 hex>`, by the same
+ * grammar as every reference (a spec's sources are outside its seal: anyone may have written them). */
+export function parseOciSource(source: string): OciReference & { digest: string } {
+  const ref = parseOciReference(`${SCHEME}${source}`);
+  if (ref.tag || !ref.digest?.startsWith("sha256:")) {
+    throw new WmbError("USAGE", `${source} is not an oci source: write <registry>/<repository>@sha256:<64 hex>.`, { subject: source });
+  }
+  return { ...ref, digest: ref.digest };
+}
+
+export function isOciSource(source: string): boolean {
+  try {
+    parseOciSource(source);
+    return true;
+  } catch {
+    return false;
+  }
+}
