@@ -74,8 +74,17 @@ export class RegistryClient {
 
   /** A manifest by tag or digest, checked against its digest (given, or the registry's header). */
   async manifest(repository: string, reference: string): Promise<Manifest> {
+    return (await this.manifestIfThere(repository, reference, false))!;
+  }
+
+  /** As manifest, but undefined for a tag or digest the registry does not have (404). */
+  async manifestIfThere(repository: string, reference: string, missingIsUndefined = true): Promise<Manifest | undefined> {
     const path = `/v2/${repository}/manifests/${reference}`;
     const res = await this.request("GET", path, pullScope(repository), { headers: { accept: MANIFEST_ACCEPT } });
+    if (res.status === 404 && missingIsUndefined) {
+      await discardBody(res);
+      return undefined;
+    }
     if (!res.ok) throw await this.failure(res, `the manifest ${repository}:${reference}`);
     const bytes = await readBounded(res, `the manifest ${repository}:${reference} on ${this.registry}`);
     const digest = sha256Of(bytes);
@@ -99,10 +108,31 @@ export class RegistryClient {
   }
 
   async putManifest(repository: string, reference: string, bytes: Uint8Array, mediaType: string): Promise<string> {
+    return (await this.putManifestAnswer(repository, reference, bytes, mediaType)).digest;
+  }
+
+  /** As putManifest, with the `OCI-Subject` the registry answers when it keeps referrers itself
+   * (the OCI 1.1 referrers API): then no referrers tag needs writing. */
+  async putManifestAnswer(repository: string, reference: string, bytes: Uint8Array, mediaType: string): Promise<{ digest: string; ociSubject?: string }> {
     const res = await this.request("PUT", `/v2/${repository}/manifests/${reference}`, pushScope(repository), { headers: { "content-type": mediaType }, body: bytes });
     if (res.status !== 201 && res.status !== 200) throw await this.failure(res, `pushing the manifest ${repository}:${reference}`);
     await discardBody(res);
-    return sha256Of(bytes);
+    const ociSubject = res.headers.get("oci-subject") ?? undefined;
+    return { digest: sha256Of(bytes), ...(ociSubject && { ociSubject }) };
+  }
+
+  /** The referrers of a manifest through the OCI 1.1 referrers API, as the image index's bytes
+   * (read with the document bound); undefined when the registry has no such API (404, as
+   * distribution 2.8 answers). */
+  async referrersIndex(repository: string, digest: string, artifactType?: string): Promise<Buffer | undefined> {
+    const query = artifactType ? `?artifactType=${encodeURIComponent(artifactType)}` : "";
+    const res = await this.request("GET", `/v2/${repository}/referrers/${digest}${query}`, pullScope(repository), { headers: { accept: MEDIA_INDEX } });
+    if (res.status === 404) {
+      await discardBody(res);
+      return undefined;
+    }
+    if (!res.ok) throw await this.failure(res, `the referrers of ${repository}@${digest}`);
+    return readBounded(res, `the referrers of ${repository}@${digest} on ${this.registry}`);
   }
 
   // ---- blobs -----------------------------------------------------------------------------
