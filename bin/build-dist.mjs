@@ -5,7 +5,7 @@
 // compiles it with a V8 code cache (docs/ARCHITECTURE.md, "Start-up").
 import { build } from "esbuild";
 import { execFileSync } from "node:child_process";
-import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -94,6 +94,11 @@ await build({
   define: { "import.meta.url": "__wmbBundleUrl" },
   banner: { js: 'const __wmbBundleUrl = require("node:url").pathToFileURL(__filename).href;' },
 });
+
+// The page `wmb serve` serves (bin/web-bundle.mjs), written to dist/web/.
+const { bundleWebApp } = await import("./web-bundle.mjs");
+mkdirSync(join(root, "dist", "web"), { recursive: true });
+for (const [name, bytes] of Object.entries(await bundleWebApp(root))) writeFileSync(join(root, "dist", "web", name), bytes);
 
 // `wmb --help`, rendered once here (plain and coloured), so bin/wmb.mjs prints it without
 // loading the command parser.

@@ -20,6 +20,7 @@ import { readWorkspaceConfig } from "./workspace-config.ts";
 import { ruleId, type Toolchain } from "../rules/rule.ts";
 import { hashStatCached, SourceHasher } from "./source-hash.ts";
 import { materializeOutputs, WmbOut } from "./wmb-out.ts";
+import { criticalPath, type TimedAction } from "./critical-path.ts";
 import { terminalText } from "./terminal-text.ts";
 
 export type ToolchainKind = "hermetic" | "system";
@@ -191,15 +192,17 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
   const remote = opts.remote && new RemoteOutputs(opts.remote, store, rebuilder, abort.signal, (m) => warn(opts.events, m));
 
   const lanes = new Set<number>();
+  /** Each action's place on the timeline, for the critical path the history keeps. */
+  const timed: TimedAction[] = [];
   const runOne = async (label: string) => {
     const t = graph.get(label);
     const t0 = performance.now();
-    // A trace lane per concurrently running action, so parallel actions show side by side.
+    // A lane per concurrently running action, so parallel actions show side by side (in the
+    // trace and in the timeline the history keeps).
     let lane = 0;
-    if (tracing()) {
-      while (lanes.has(lane)) lane++;
-      lanes.add(lane);
-    }
+    while (lanes.has(lane)) lane++;
+    lanes.add(lane);
+    const startMs = t0 - started;
     let plan: PlannedAction | undefined;
     try {
       plan = await planAction(t, sources, results, toolchains);
@@ -245,7 +248,8 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
         });
       }
       const durationMs = performance.now() - t0;
-      store.history.recordAction({ buildId, label, key: plan.key, resultId: status === "remote" ? undefined : result.id, outputs: result.outputs, status, durationMs });
+      timed.push({ label, startMs, durationMs, deps: t.deps });
+      store.history.recordAction({ buildId, label, key: plan.key, resultId: status === "remote" ? undefined : result.id, outputs: result.outputs, status, durationMs, startMs, lane });
       const report: ActionReport = {
         label,
         rule: plan.keyInputs.rule,
@@ -263,8 +267,9 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
     } catch (e) {
       const error = asWmbError(e, t);
       const durationMs = performance.now() - t0;
+      timed.push({ label, startMs, durationMs, deps: t.deps });
       if (plan && error.code !== "INTERRUPTED") {
-        store.history.recordAction({ buildId, label, key: plan.key, status: "failed", durationMs });
+        store.history.recordAction({ buildId, label, key: plan.key, status: "failed", durationMs, startMs, lane, error: error.message });
       }
       const report: ActionReport = { label, rule: ruleId(t.rule), key: plan?.key, status: "failed", durationMs, error };
       reports.set(label, report);
@@ -317,10 +322,10 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
     await opts.remote?.finish();
     gathered.stop();
   }
-  store.history.finish(buildId, interrupted ? "interrupted" : ok ? "ok" : "failed");
   const actions = closure.map((t) => reports.get(t.label)!).filter(Boolean);
   const counts: Record<ActionStatus, number> = { cached: 0, remote: 0, executed: 0, failed: 0, skipped: 0 };
   for (const a of actions) counts[a.status]++;
+  store.history.finish(buildId, interrupted ? "interrupted" : ok ? "ok" : "failed", { counts, criticalPath: criticalPath(timed) });
   return {
     buildId,
     targets: requested,

@@ -3,7 +3,7 @@
 // here is one branch. Timestamps are microseconds since the process started.
 import { writeFileSync } from "node:fs";
 
-interface TraceEvent {
+export interface TraceEvent {
   name: string;
   cat: string;
   ph: "X" | "i";
@@ -37,7 +37,18 @@ export function tracing(): boolean {
 
 /** A finished span: `startMs` from performance.now(). `tid` separates parallel actions. */
 export function span(name: string, cat: string, startMs: number, durMs: number, tid = 0, args?: Record<string, unknown>): void {
-  events?.push({ name, cat, ph: "X", ts: us(startMs), dur: us(durMs), pid: 1, tid, args });
+  events?.push(traceEvent(name, cat, startMs, durMs, tid, args));
+}
+
+/** A complete span as the trace holds it (also how `wmb serve` rebuilds a build's trace from
+ * its history: an action's lane N is tid N + 1, as here). */
+export function traceEvent(name: string, cat: string, startMs: number, durMs: number, tid = 0, args?: Record<string, unknown>): TraceEvent {
+  return { name, cat, ph: "X", ts: us(startMs), dur: us(durMs), pid: 1, tid, args };
+}
+
+/** The trace file's text. */
+export function traceText(list: TraceEvent[]): string {
+  return JSON.stringify({ traceEvents: list, displayTimeUnit: "ms" });
 }
 
 /** Time `fn` as a span when tracing. */
@@ -54,7 +65,7 @@ export async function traced<T>(name: string, cat: string, fn: () => Promise<T>)
 /** Write the trace (once, at exit). */
 export function writeTrace(): void {
   if (!events || !output) return;
-  writeFileSync(output, JSON.stringify({ traceEvents: events, displayTimeUnit: "ms" }));
+  writeFileSync(output, traceText(events));
   process.stderr.write(`wrote trace ${output} (${events.length} events; open it in Perfetto or chrome://tracing)\n`);
   events = undefined;
 }

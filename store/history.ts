@@ -23,6 +23,73 @@ export interface HistoryEntry {
   sandbox?: SandboxUse;
 }
 
+export type BuildCounts = Record<"executed" | "cached" | "remote" | "failed" | "skipped", number>;
+
+/** One build as the history shows it. */
+export interface BuildRecord {
+  id: number;
+  command: string;
+  targets: string[];
+  status: BuildStatus | "running";
+  startedAt: number;
+  finishedAt?: number;
+  workspace: string;
+  toolchain?: string;
+  /** Undefined for builds recorded before store version 7 (or still running). */
+  counts?: BuildCounts;
+  criticalPath?: string[];
+}
+
+/** An action a build recorded, with its place on the build's timeline (when known). */
+export interface RecordedAction {
+  label: string;
+  key: ActionKey;
+  status: BuildActionStatus;
+  durationMs: number;
+  startMs?: number;
+  lane?: number;
+  error?: string;
+  rule?: string;
+  outputs?: Record<string, Digest>;
+}
+
+interface BuildRow {
+  id: number;
+  command: string;
+  targets: string;
+  labels: string | null;
+  status: BuildRecord["status"];
+  started_at: number;
+  finished_at: number | null;
+  workspace: string;
+  toolchain: string | null;
+  executed: number | null;
+  cached: number | null;
+  remote: number | null;
+  failed: number | null;
+  skipped: number | null;
+  critical_path: string | null;
+}
+const BUILD_COLUMNS = `b.id, b.command, b.targets, ts.labels, b.status, b.started_at, b.finished_at, b.workspace, b.toolchain,
+  b.executed, b.cached, b.remote, b.failed, b.skipped, b.critical_path`;
+
+function buildRecord(r: BuildRow): BuildRecord {
+  // Before version 3 builds.targets held the JSON list itself.
+  const labels = r.labels ?? (r.targets.startsWith("[") ? r.targets : "[]");
+  return {
+    id: r.id,
+    command: r.command,
+    targets: JSON.parse(labels) as string[],
+    status: r.status,
+    startedAt: r.started_at,
+    finishedAt: r.finished_at ?? undefined,
+    workspace: r.workspace,
+    toolchain: r.toolchain ?? undefined,
+    counts: r.executed === null ? undefined : { executed: r.executed, cached: r.cached ?? 0, remote: r.remote ?? 0, failed: r.failed ?? 0, skipped: r.skipped ?? 0 },
+    criticalPath: r.critical_path === null ? undefined : (JSON.parse(r.critical_path) as string[]),
+  };
+}
+
 const SANDBOX_RANK: SandboxUse[] = ["none", "in-process", "bwrap"];
 
 /** Rows are buffered and written in batches of this many (one transaction each). */
@@ -62,6 +129,11 @@ export class BuildHistory {
     outputs?: OutputMap;
     status: BuildActionStatus;
     durationMs: number;
+    /** Where it sat on the build's timeline: ms after the build started, and its parallel slot. */
+    startMs?: number;
+    lane?: number;
+    /** A failed action's message. */
+    error?: string;
   }): void {
     const state = `${a.key} ${a.resultId ?? ""}`;
     if (a.status === "cached") {
@@ -70,7 +142,8 @@ export class BuildHistory {
     }
     this.latest?.set(a.label, state);
     const outputs = a.outputs ? JSON.stringify(Object.fromEntries(Object.entries(a.outputs).map(([p, o]) => [p, o.digest]))) : null;
-    this.pending.push([a.buildId, a.label, a.key, a.resultId ?? null, outputs, a.status, Math.round(a.durationMs)]);
+    const startMs = a.startMs === undefined ? null : Math.round(a.startMs);
+    this.pending.push([a.buildId, a.label, a.key, a.resultId ?? null, outputs, a.status, Math.round(a.durationMs), startMs, a.lane ?? null, a.error ?? null]);
     if (this.pending.length >= BATCH) this.flush();
   }
 
@@ -88,17 +161,82 @@ export class BuildHistory {
     const rows = this.pending;
     this.pending = [];
     const insert = this.sql.statement(
-      `INSERT OR REPLACE INTO build_actions (build_id, label, action_key, result_id, outputs, status, duration_ms)
-       VALUES (?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT OR REPLACE INTO build_actions (build_id, label, action_key, result_id, outputs, status, duration_ms, start_ms, lane, error)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     );
     this.sql.write(() => {
       for (const r of rows) insert.run(...r);
     });
   }
 
-  finish(id: number, status: BuildStatus): void {
+  /** `counts`: how many actions of the closure ended each way (cached ones mostly get no row);
+   * `criticalPath`: the chain of actions that decided the build's length, first to last. */
+  finish(id: number, status: BuildStatus, outcome?: { counts: BuildCounts; criticalPath: string[] }): void {
     this.flush();
-    this.sql.run(`UPDATE builds SET finished_at = ?, status = ? WHERE id = ?`, Date.now(), status, id);
+    const c = outcome?.counts;
+    this.sql.run(
+      `UPDATE builds SET finished_at = ?, status = ?, executed = ?, cached = ?, remote = ?, failed = ?, skipped = ?, critical_path = ? WHERE id = ?`,
+      Date.now(),
+      status,
+      c?.executed ?? null,
+      c?.cached ?? null,
+      c?.remote ?? null,
+      c?.failed ?? null,
+      c?.skipped ?? null,
+      outcome ? JSON.stringify(outcome.criticalPath) : null,
+      id,
+    );
+  }
+
+  /** Builds, newest first, `limit` at most, older than build `before` when given (the next page
+   * starts below the last id of this one). */
+  builds(page: { before?: number; limit: number }): BuildRecord[] {
+    const rows = this.sql.all<BuildRow>(
+      `SELECT ${BUILD_COLUMNS} FROM builds b LEFT JOIN target_sets ts ON ts.digest = b.targets
+       WHERE b.id < ? ORDER BY b.id DESC LIMIT ?`,
+      page.before ?? Number.MAX_SAFE_INTEGER,
+      page.limit,
+    );
+    return rows.map(buildRecord);
+  }
+
+  build(id: number): BuildRecord | undefined {
+    const row = this.sql.get<BuildRow>(`SELECT ${BUILD_COLUMNS} FROM builds b LEFT JOIN target_sets ts ON ts.digest = b.targets WHERE b.id = ?`, id);
+    return row && buildRecord(row);
+  }
+
+  /** The actions a build recorded (those that ran, failed, or were served something new), in
+   * the order they started; the rule comes from the result they were served or made. */
+  buildActions(id: number): RecordedAction[] {
+    this.flush();
+    const rows = this.sql.all<{ label: string; action_key: string; status: BuildActionStatus; duration_ms: number; start_ms: number | null; lane: number | null; error: string | null; rule: string | null; outputs: string | null }>(
+      `SELECT ba.label, ba.action_key, ba.status, ba.duration_ms, ba.start_ms, ba.lane, ba.error, ar.rule, ba.outputs
+       FROM build_actions ba LEFT JOIN action_results ar ON ar.id = ba.result_id
+       WHERE ba.build_id = ? ORDER BY coalesce(ba.start_ms, 0), ba.label`,
+      id,
+    );
+    return rows.map((r) => ({
+      label: r.label,
+      key: r.action_key as ActionKey,
+      status: r.status,
+      durationMs: r.duration_ms,
+      startMs: r.start_ms ?? undefined,
+      lane: r.lane ?? undefined,
+      error: r.error ?? undefined,
+      rule: r.rule ?? undefined,
+      outputs: r.outputs === null ? undefined : (JSON.parse(r.outputs) as Record<string, Digest>),
+    }));
+  }
+
+  /** Each label's outcome in the newest build that recorded it (a no-op records nothing, so
+   * this is the last time it ran, failed or changed). */
+  lastOutcomes(labels: string[]): Map<string, { status: BuildActionStatus; buildId: number }> {
+    this.flush();
+    const rows = this.sql.all<{ label: string; status: BuildActionStatus; build_id: number }>(
+      `SELECT label, status, max(build_id) AS build_id FROM build_actions WHERE label IN (SELECT value FROM json_each(?)) GROUP BY label`,
+      JSON.stringify(labels),
+    );
+    return new Map(rows.map((r) => [r.label, { status: r.status, buildId: r.build_id }]));
   }
 
   /** Every distinct output set a target has had, the most recent first; `builds` counts the

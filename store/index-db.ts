@@ -31,6 +31,7 @@ const MIGRATIONS: { version: number; sql: () => string }[] = [
   { version: 4, sql: () => sqlFile("./migration-4-sandboxed.sql") },
   { version: 5, sql: () => sqlFile("./migration-5-oci.sql") },
   { version: 6, sql: () => sqlFile("./migration-6-remote-results.sql") },
+  { version: 7, sql: () => sqlFile("./migration-7-build-timeline.sql") },
 ];
 function sqlFile(rel: string): string {
   return readFileSync(wmbFile(join("store", rel)), "utf8");

@@ -503,6 +503,13 @@ export class Store {
     this.sql.write(() => this.sql.run(`INSERT OR REPLACE INTO oci_indexes (sha256, identity) VALUES (?, ?)`, sha256, identity));
   }
 
+  /** Every machine the store knows by identity, the most recently registered first. */
+  machines(): { identity: string; specDigest: Digest; label?: string; createdAt: number }[] {
+    return this.sql
+      .all<{ identity: string; spec_digest: Digest; label: string | null; created_at: number }>(`SELECT identity, spec_digest, label, created_at FROM machines ORDER BY created_at DESC, identity`)
+      .map((r) => ({ identity: r.identity, specDigest: r.spec_digest, label: r.label ?? undefined, createdAt: r.created_at }));
+  }
+
   /** The blob holding the sealed spec of a machine known by identity. */
   machineSpecDigest(identity: string): Digest | undefined {
     return this.sql.get<{ spec_digest: Digest }>(`SELECT spec_digest FROM machines WHERE identity = ?`, identity)?.spec_digest;

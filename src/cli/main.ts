@@ -20,6 +20,7 @@ import { PullCommand, PushCommand } from "./remote-commands.ts";
 import { RemoteCheckCommand, RemoteServeCommand, StoreCopyCommand } from "./ssh-commands.ts";
 import { StoreFsckCommand, StoreGcCommand, StoreStatsCommand, StoreUnlockCommand } from "./store-commands.ts";
 import { KeyGenerateCommand, KeyPublicCommand } from "./key-commands.ts";
+import { ServeCommand } from "./serve-command.ts";
 import { wmbFile } from "../repo-root.ts";
 import { groupHelp, helpRequest, notACommand } from "./help.ts";
 import { colorEnabled } from "./color.ts";
@@ -50,6 +51,7 @@ const COMMANDS: CommandClass<BaseContext>[] = [
   RemoteServeCommand,
   KeyGenerateCommand,
   KeyPublicCommand,
+  ServeCommand,
 ];
 const PATHS = COMMANDS.flatMap((c) => c.paths ?? []);
 

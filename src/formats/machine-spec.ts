@@ -112,7 +112,8 @@ const PREFIXED = /^blake3:[0-9a-f]{64}$/;
 export function digestHexToInts(hex: string): number[] {
   const bare = hex.startsWith("blake3:") ? hex.slice(7) : hex;
   if (!HEX64.test(bare)) throw new Error(`"${hex}" is not a BLAKE3 digest (64 lowercase hex digits).`);
-  return Array.from(Buffer.from(bare, "hex"));
+  // Without Buffer: the page checks seals with this module too (src/web/page).
+  return Array.from({ length: 32 }, (_, i) => parseInt(bare.slice(2 * i, 2 * i + 2), 16));
 }
 
 /** 32 integers 0..255 -> 64 lowercase hex digits (no prefix). */
@@ -120,7 +121,7 @@ export function digestIntsToHex(ints: readonly number[]): string {
   if (ints.length !== 32 || !ints.every((n) => Number.isInteger(n) && n >= 0 && n <= 255)) {
     throw new Error(`a digest must be 32 integers from 0 to 255, got ${JSON.stringify(ints)}.`);
   }
-  return Buffer.from(ints).toString("hex");
+  return ints.map((n) => n.toString(16).padStart(2, "0")).join("");
 }
 
 /** The ArtifactRef of some bytes published next to the spec as `local`. */

@@ -36,32 +36,8 @@ declare global {
   var __wmbEarlyRunner: RunnerProcess | undefined;
 }
 
-/** The WASI interfaces (unversioned) guest-runner.mjs implements: a machine is granted those its
- * spec binds to the host, and a binding outside this list is refused before anything starts
- * (run-grant.ts). The runner refuses a granted name it does not implement, so the two cannot
- * drift apart silently. */
-export const RUNNER_INTERFACES: readonly string[] = [
-  "wasi:cli/environment",
-  "wasi:cli/exit",
-  "wasi:cli/stderr",
-  "wasi:cli/stdin",
-  "wasi:cli/stdout",
-  "wasi:cli/terminal-input",
-  "wasi:cli/terminal-output",
-  "wasi:cli/terminal-stderr",
-  "wasi:cli/terminal-stdin",
-  "wasi:cli/terminal-stdout",
-  "wasi:clocks/monotonic-clock",
-  "wasi:clocks/wall-clock",
-  "wasi:filesystem/preopens",
-  "wasi:filesystem/types",
-  "wasi:io/error",
-  "wasi:io/poll",
-  "wasi:io/streams",
-  "wasi:random/insecure",
-  "wasi:random/insecure-seed",
-  "wasi:random/random",
-];
+/** What the runner implements (kept in a module of its own: the tab's runner shares it). */
+export { RUNNER_INTERFACES } from "./runner-interfaces.ts";
 
 /** No dedicated code exists yet for "the machine could not be started"; the CLI may add one. */
 const RUN_ERROR: ErrorCode = "ACTION_FAILED";
