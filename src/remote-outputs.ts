@@ -1,8 +1,10 @@
 // A build's use of a remote cache: hits are taken without their bytes; an output of a hit is
 // fetched only when a local action reads it or it is a requested target's (wmb-out/). Fetched
-// outputs are checked against their BLAKE3 and then recorded as an ordinary result, so the
-// next build finds them locally. When a hit's outputs cannot be fetched whole (the registry
-// lost or corrupted a blob), the action runs here instead, with one warning naming it.
+// outputs are checked against their BLAKE3 and admitted as blobs, but a hit is never recorded
+// as a local result: it stays a remote one (remote_results), taken again only through the
+// remote cache and its checks (trusted keys), so `--no-remote-cache` or a key removed from the
+// trusted list never serves what the remote said. When a hit's outputs cannot be fetched whole
+// (the registry lost or corrupted a blob), the action runs here instead, with one warning.
 import type { ActionResult, OutputMap, Store } from "../store/store.ts";
 import { outputsDigestOf } from "../store/outputs-digest.ts";
 import type { Digest } from "./digest.ts";
@@ -16,7 +18,8 @@ export class RemoteOutputs {
 
   constructor(
     private readonly cache: RemoteCache,
-    private readonly store: Store,
+    // The store is not written here: a hit's blobs are admitted by the cache, its result stays remote.
+    _store: Store,
     private readonly rebuilder: Rebuilder,
     private readonly signal: AbortSignal,
     private readonly warn: (message: string) => void,
@@ -60,17 +63,7 @@ export class RemoteOutputs {
       this.cache.forget(plan.key);
       this.warn(`the remote result of ${plan.target.label} could not be fetched whole (${e.message.replace(/\.$/, "")}); running it locally.`);
       await this.runLocally(plan, outputsDigestOf(outputs));
-      return;
     }
-    this.store.recordResult({
-      key: plan.key,
-      label: plan.target.label,
-      rule: plan.keyInputs.rule,
-      keyInputs: plan.encodedKeyInputs,
-      outputs,
-      durationMs: 0,
-      sandbox: result.sandbox,
-    });
   }
 
   /** Run a hit's action here; its dependents were planned with the remote's digests, so it must

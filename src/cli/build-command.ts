@@ -8,6 +8,7 @@ import { fmtMs, progressReporter } from "../progress.ts";
 import { WmbCommand, errorText, type ManyLabels } from "./base.ts";
 import { readWorkspaceConfig } from "../workspace-config.ts";
 import { openRemoteCache } from "./remote-cache.ts";
+import { signingKeyOption, trustedKeyOption } from "./trust-options.ts";
 
 /** Targets whose output paths a build prints; the rest are counted (Bazel's --show_result). */
 const SHOWN_TARGETS = 5;
@@ -48,6 +49,8 @@ export class BuildCommand extends WmbCommand implements ManyLabels {
   noRemoteCache = Option.Boolean("--no-remote-cache", false, { description: "Use no remote cache, whatever is configured" });
   remoteUpload = Option.Boolean("--remote-upload", false, { description: "Also upload this build's sandboxed results to the remote cache" });
   plainHttp = Option.Boolean("--plain-http", false, { description: "Plain HTTP to a remote cache not on this host" });
+  signingKey = signingKeyOption();
+  trustedKeys = trustedKeyOption();
   asJson = Option.Boolean("--json", false, { description: "Print a JSON summary on stdout" });
   verbose = Option.Boolean("-v,--verbose", false, { description: "Also list cached actions and rule logs" });
 
@@ -69,7 +72,7 @@ export class BuildCommand extends WmbCommand implements ManyLabels {
     const store = await this.store();
     const reporter = progressReporter(this.context.stderr as NodeJS.WriteStream, { verbose: this.verbose });
     const config = readWorkspaceConfig(workspace);
-    const remote = await openRemoteCache(store, this, config, (m) => reporter.warning!(m));
+    const remote = await openRemoteCache(store, this, config, (m) => reporter.warning!(m), workspace);
     const abort = new AbortController();
     const onSigint = () => abort.abort();
     process.on("SIGINT", onSigint);
@@ -103,7 +106,7 @@ export class BuildCommand extends WmbCommand implements ManyLabels {
     const failures = summary.actions.filter((a) => a.status === "failed" && a.error?.code !== "INTERRUPTED");
     for (const f of failures) if (f.error) this.context.stderr.write(errorText(f.error));
     const c = summary.counts;
-    const fromRemote = remote ? `, ${c.remote} from the remote cache (${fmtBytes(remote.stats.downloadedBytes)} downloaded${remote.uploading ? `, ${remote.stats.uploaded} uploaded` : ""})` : "";
+    const fromRemote = remote ? `, ${c.remote} from the remote cache (${fmtBytes(remote.stats.downloadedBytes)} downloaded${remote.uploading ? `, ${remote.stats.uploaded} uploaded${remote.stats.signed ? `, ${remote.stats.signed} signed` : ""}` : ""})` : "";
     const line = `${summary.ok ? "Build OK" : summary.interrupted ? "Build interrupted" : "Build FAILED"}: ${c.executed} executed, ${c.cached} cached${fromRemote}${c.failed ? `, ${c.failed} failed` : ""}${c.skipped ? `, ${c.skipped} skipped` : ""} in ${fmtMs(summary.durationMs)}`;
     this.context.stderr.write(line + "\n");
     if (this.asJson) {
@@ -123,6 +126,9 @@ export class BuildCommand extends WmbCommand implements ManyLabels {
           downloaded_bytes: remote.stats.downloadedBytes,
           uploaded: remote.stats.uploaded,
           not_uploaded_unsandboxed: remote.stats.unsandboxed,
+          signed: remote.stats.signed,
+          ignored_unsigned_or_untrusted: remote.stats.ignored,
+          authenticated: remote.checksSignatures,
         },
         actions: summary.actions.map((a) => ({
           label: a.label,

@@ -8,6 +8,12 @@
 // made in a sandbox, and for a target that seals a machine, a spec of that machine (else a miss
 // with one warning). A registry that fails (down, timeout, 5xx) is dropped for the rest of the
 // build with one warning; the build's result is what it would be without it.
+//
+// Signatures (result-signatures.ts): with a signing key, each uploaded result gets a DSSE
+// envelope over its fingerprint as an OCI referrer of its manifest. With trusted keys, a result
+// is a hit only when one of them signed exactly it; every other one is a miss, counted in one
+// line at the build's end. A remembered hit is checked again against today's keys, so a key
+// removed from the trusted list stops serving what it signed.
 import { rm, stat } from "node:fs/promises";
 import type { ActionKey, Digest } from "../digest.ts";
 import { WmbError } from "../errors.ts";
@@ -18,6 +24,10 @@ import { MEDIA_MANIFEST, RegistryClient, sha256Of, sha256OfFile, type ClientOpti
 import { storeTempDir } from "./oci/download.ts";
 import { parseOciReference } from "./oci/reference.ts";
 import { ANNOTATION } from "./machine-artifact.ts";
+import { attachEnvelope, referrerEnvelopes } from "./oci/referrers.ts";
+import { IgnoredResults, judgeResult, RESULT_SIGNATURE_ARTIFACT_TYPE, signResult } from "./result-signatures.ts";
+import type { Trust } from "../trust/trust-config.ts";
+import { decodeBase64, encodeBase64 } from "../trust/base64.ts";
 
 export const RESULT_ARTIFACT_TYPE = "application/vnd.wmb.action.result.v1";
 export const RESULT_MEDIA_TYPE = "application/vnd.wmb.action.result.v1+json";
@@ -47,6 +57,12 @@ export interface RemoteResult {
   outputs: Record<string, RemoteOutput>;
 }
 
+/** A hit as the store remembers it (remote_results.result): the result, and the envelopes that
+ * vouched for it when it was found (base64 of their bytes), checked again on every use. */
+interface RememberedResult extends RemoteResult {
+  signatures?: string[];
+}
+
 export interface CacheStats {
   lookups: number;
   hits: number;
@@ -55,6 +71,10 @@ export interface CacheStats {
   uploaded: number;
   /** Results not uploaded because a host command made them unsandboxed. */
   unsandboxed: number;
+  /** Results uploaded (or found there, the same) and signed with the signing key. */
+  signed: number;
+  /** Remote results ignored for want of a trusted signature. */
+  ignored: number;
 }
 
 export interface RemoteCacheOptions extends ClientOptions {
@@ -62,11 +82,14 @@ export interface RemoteCacheOptions extends ClientOptions {
   url: string;
   upload?: boolean;
   warn: (message: string) => void;
+  /** The keys: with `trust.trustedFrom` set, only results a trusted key signed are hits; with
+   * `trust.signer`, uploads are signed. */
+  trust?: Trust;
 }
 
 export class RemoteCache {
   readonly source: string;
-  readonly stats: CacheStats = { lookups: 0, hits: 0, downloadedBlobs: 0, downloadedBytes: 0, uploaded: 0, unsandboxed: 0 };
+  readonly stats: CacheStats = { lookups: 0, hits: 0, downloadedBlobs: 0, downloadedBytes: 0, uploaded: 0, unsandboxed: 0, signed: 0, ignored: 0 };
   private readonly client: RegistryClient;
   private readonly repository: string;
   private failed?: string;
@@ -74,6 +97,9 @@ export class RemoteCache {
   private readonly located = new Map<Digest, RemoteOutput>();
   private readonly uploads: Promise<void>[] = [];
   private readonly uploadErrors: string[] = [];
+  private readonly ignored = new IgnoredResults();
+  /** Results whose tag held another result than this build's, so they were not signed. */
+  private readonly notSigned: string[] = [];
 
   constructor(
     private readonly store: Store,
@@ -93,17 +119,39 @@ export class RemoteCache {
     return this.opts.upload === true;
   }
 
+  /** Whether only results signed by a trusted key are taken (trusted keys are configured). */
+  get checksSignatures(): boolean {
+    return this.opts.trust?.trustedFrom !== undefined;
+  }
+
   /** The result the remote holds for `key`, checked to fit the target; undefined on a miss.
    * `machine`: the target seals a machine, whose spec must be `output` and name `name`. */
   async lookup(key: ActionKey, label: string, outputs: readonly string[], machine?: { output: string; name: string }): Promise<RemoteResult | undefined> {
     const remembered = this.store.remoteResult(key, this.source);
-    let result = remembered ? (JSON.parse(remembered) as RemoteResult) : undefined;
+    let { result, signatures } = remembered ? splitRemembered(remembered) : ({} as { result?: RemoteResult; signatures?: Uint8Array[] });
+    // A remembered hit is taken again only while a key trusted today signed it; else ask afresh.
+    if (result && this.checksSignatures && !judgeResult(signatures ?? [], this.opts.trust!.trusted, key, result).trusted) result = undefined;
     if (!result && this.failed) return undefined;
-    if (!result) this.stats.lookups++;
     let refused: string | undefined;
+    let fresh = false;
     try {
-      result ??= await this.fetchResult(key);
-      if (!result) return undefined;
+      if (!result) {
+        this.stats.lookups++;
+        const entry = await this.fetchEntry(key);
+        if (!entry) return this.forgotten(remembered, key);
+        result = entry.result;
+        if (this.checksSignatures) {
+          // Verified before any blob of the result is fetched or any of its outputs read.
+          signatures = (await referrerEnvelopes(this.client, this.repository, entry.manifest.digest, RESULT_SIGNATURE_ARTIFACT_TYPE)).envelopes.map((e) => e.envelope);
+          const verdict = judgeResult(signatures, this.opts.trust!.trusted, key, result);
+          if (!verdict.trusted) {
+            this.ignored.add(label, verdict);
+            this.stats.ignored++;
+            return this.forgotten(remembered, key);
+          }
+        }
+        fresh = true;
+      }
       refused = await this.refusal(result, outputs, machine);
     } catch (e) {
       if (!(e instanceof WmbError)) throw e;
@@ -115,11 +163,18 @@ export class RemoteCache {
     }
     if (refused !== undefined || !result) {
       if (refused !== undefined) this.opts.warn(`the remote result of ${label} ${refused}; running it locally.`);
-      if (remembered) this.forget(key);
-      return undefined;
+      return this.forgotten(remembered, key);
     }
-    if (!remembered) this.store.recordRemoteResult({ key, source: this.source, label, rule: result.rule, keyInputs: result.key_inputs, result: JSON.stringify(result) });
+    if (fresh) {
+      const stored: RememberedResult = { ...result, ...(signatures?.length && { signatures: signatures.map((b) => encodeBase64(b)) }) };
+      this.store.recordRemoteResult({ key, source: this.source, label, rule: result.rule, keyInputs: result.key_inputs, result: JSON.stringify(stored) });
+    }
     return this.accept(result);
+  }
+
+  private forgotten(remembered: string | undefined, key: ActionKey): undefined {
+    if (remembered) this.forget(key);
+    return undefined;
   }
 
   /** Why a well-formed result is not used for the target, if it is not. Only what an honest
@@ -150,10 +205,15 @@ export class RemoteCache {
   /** What the remote holds for `key`, read afresh (no memo, no fallback): for lookups and for
    * `verify --against`. Throws INTEGRITY for an entry that is not a well-formed result. */
   async fetchResult(key: ActionKey): Promise<RemoteResult | undefined> {
+    return (await this.fetchEntry(key))?.result;
+  }
+
+  /** The result of `key` and its manifest (the subject its signatures refer to). */
+  private async fetchEntry(key: ActionKey): Promise<{ result: RemoteResult; manifest: { digest: string; size: number } } | undefined> {
     const digest = await this.client.manifestDigest(this.repository, actionTag(key));
     if (!digest) return undefined;
     const manifest = await this.client.manifest(this.repository, digest);
-    return this.readResult(manifest.bytes, key);
+    return { result: await this.readResult(manifest.bytes, key), manifest: { digest: manifest.digest, size: manifest.bytes.length } };
   }
 
   private accept(result: RemoteResult): RemoteResult {
@@ -189,6 +249,8 @@ export class RemoteCache {
       throw bad("names a config that is not JSON");
     }
     if (result.action_key !== key || typeof result.outputs !== "object" || result.outputs === null) throw bad(`names a result for another key`);
+    // What the store keeps beside a remembered result is never taken from the registry.
+    delete (result as RememberedResult).signatures;
     // Every output must be one of the manifest's layers, with the same BLAKE3 and size.
     const layers = new Map((manifest.layers ?? []).map((l) => [l.digest, l]));
     for (const [path, o] of Object.entries(result.outputs)) {
@@ -242,8 +304,12 @@ export class RemoteCache {
 
   private async publish(r: { key: ActionKey; label: string; rule: string; keyInputs: string; sandbox?: SandboxUse; outputs: OutputMap }): Promise<void> {
     const tag = actionTag(r.key);
-    // Never overwrite: the first result published for a key stays.
-    if (await this.client.manifestDigest(this.repository, tag)) return;
+    // Never overwrite: the first result published for a key stays. A signing build signs it
+    // when it is the result this build made (the same fingerprint), and says so when not.
+    if (await this.client.manifestDigest(this.repository, tag)) {
+      if (this.opts.trust?.signer) await this.signExisting(r);
+      return;
+    }
     const outputs: Record<string, RemoteOutput> = {};
     const layers = new Map<string, { mediaType: string; digest: string; size: number; annotations: Record<string, string> }>();
     for (const [path, o] of Object.entries(r.outputs)) {
@@ -260,8 +326,33 @@ export class RemoteCache {
         layers.set(sha, { mediaType: OUTPUT_MEDIA_TYPE, digest: sha, size, annotations: { [ANNOTATION.blake3]: o.digest } });
       }
     }
-    await publishResult(this.client, this.repository, { action_key: r.key, label: r.label, rule: r.rule, key_inputs: r.keyInputs, sandbox: r.sandbox, outputs }, [...layers.values()]);
+    const result: RemoteResult = { action_key: r.key, label: r.label, rule: r.rule, key_inputs: r.keyInputs, sandbox: r.sandbox, outputs };
+    const manifest = await publishResult(this.client, this.repository, result, [...layers.values()]);
     this.stats.uploaded++;
+    if (this.opts.trust?.signer) await this.sign(r.key, result, manifest);
+  }
+
+  private async sign(key: ActionKey, result: RemoteResult, manifest: { digest: string; size: number }): Promise<void> {
+    const signer = this.opts.trust!.signer!;
+    await attachEnvelope(this.client, this.repository, { mediaType: MEDIA_MANIFEST, ...manifest }, RESULT_SIGNATURE_ARTIFACT_TYPE, signResult(signer, key, result), {
+      annotations: { "dev.wmb.signer": signer.name },
+    });
+    this.stats.signed++;
+  }
+
+  /** A result already in the registry: signed when it is this build's (and not yet by this key). */
+  private async signExisting(r: { key: ActionKey; label: string; outputs: OutputMap }): Promise<void> {
+    const entry = await this.fetchEntry(r.key);
+    if (!entry) return;
+    const same = Object.keys(entry.result.outputs).length === Object.keys(r.outputs).length && Object.entries(r.outputs).every(([p, o]) => entry.result.outputs[p]?.blake3 === o.digest && entry.result.outputs[p]?.executable === o.executable);
+    if (!same) {
+      this.notSigned.push(r.label);
+      return;
+    }
+    const signer = this.opts.trust!.signer!;
+    const { envelopes } = await referrerEnvelopes(this.client, this.repository, entry.manifest.digest, RESULT_SIGNATURE_ARTIFACT_TYPE);
+    if (judgeResult(envelopes.map((e) => e.envelope), [signer.publicKey], r.key, entry.result).trusted) return;
+    await this.sign(r.key, entry.result, entry.manifest);
   }
 
   /** Wait for queued uploads; one warning for whatever failed. */
@@ -273,11 +364,25 @@ export class RemoteCache {
     if (this.stats.unsandboxed) {
       this.opts.warn(`${this.stats.unsandboxed} result${this.stats.unsandboxed === 1 ? " was" : "s were"} not uploaded: made by host commands without the bwrap sandbox, they may depend on this host.`);
     }
+    if (this.notSigned.length) {
+      const n = this.notSigned.length;
+      this.opts.warn(`${n} result${n === 1 ? " was" : "s were"} not signed: ${this.url} already holds another result for ${n === 1 ? "its key" : "their keys"} (first: ${this.notSigned[0]}), which wmb never replaces; check ${n === 1 ? "it" : "them"} with \`wmb verify --against\`.`);
+    }
+    const ignored = this.ignored.line(this.opts.trust?.trustedFrom ?? "");
+    if (ignored) this.opts.warn(ignored);
+    if (!this.checksSignatures && this.stats.hits > 0) {
+      this.opts.warn(`the ${this.stats.hits} result${this.stats.hits === 1 ? "" : "s"} taken from ${this.url} ${this.stats.hits === 1 ? "is" : "are"} unauthenticated: no trusted keys are configured, so anyone who can push there decides them (set trusted_keys in wmb.json or WMB_TRUSTED_KEYS; see docs/TRUST.md).`);
+    }
   }
 }
 
 /** Write a result's config and manifest and tag it (its output blobs already pushed). */
-export async function publishResult(client: RegistryClient, repository: string, result: RemoteResult, layers: { mediaType: string; digest: string; size: number; annotations: Record<string, string> }[]): Promise<void> {
+export async function publishResult(
+  client: RegistryClient,
+  repository: string,
+  result: RemoteResult,
+  layers: { mediaType: string; digest: string; size: number; annotations: Record<string, string> }[],
+): Promise<{ digest: string; size: number }> {
   const config = new TextEncoder().encode(JSON.stringify(result));
   const configDigest = sha256Of(config);
   await client.pushBlob(repository, configDigest, config.length, { bytes: config });
@@ -291,5 +396,11 @@ export async function publishResult(client: RegistryClient, repository: string, 
       annotations: { "dev.wmb.action_key": result.action_key, "org.opencontainers.image.title": result.label },
     }),
   );
-  await client.putManifest(repository, actionTag(result.action_key), manifest, MEDIA_MANIFEST);
+  return { digest: await client.putManifest(repository, actionTag(result.action_key), manifest, MEDIA_MANIFEST), size: manifest.length };
+}
+
+/** A remote_results row: the result and the signatures remembered with it. */
+function splitRemembered(text: string): { result: RemoteResult; signatures: Uint8Array[] } {
+  const { signatures, ...result } = JSON.parse(text) as RememberedResult;
+  return { result, signatures: (signatures ?? []).map((s) => decodeBase64(s, "standard")).filter((b): b is Buffer => b !== undefined) };
 }
