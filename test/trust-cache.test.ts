@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { makeWorkspace, wmb, type CliResult } from "./helpers/cli.ts";
 import { copyWorkspace, sqliteFixture, type SqliteFixture } from "./helpers/sqlite-fixture.ts";
+import { testKey } from "./helpers/test-keys.ts";
 import { registryInstalled, startRegistry, type TestRegistry } from "./helpers/registry.ts";
 import { probeBwrap } from "../src/sandbox-bwrap.ts";
 import { hashBytes, type ActionKey } from "../src/digest.ts";
@@ -18,7 +19,7 @@ import { actionTag, publishResult, type RemoteResult } from "../src/remote/actio
 import { MEDIA_MANIFEST, RegistryClient, sha256Of } from "../src/remote/oci/client.ts";
 import { attachEnvelope, referrerEnvelopes } from "../src/remote/oci/referrers.ts";
 import { RESULT_SIGNATURE_ARTIFACT_TYPE, signResult } from "../src/remote/result-signatures.ts";
-import { generateSecretKeyFile, readSigningKey } from "../src/trust/keys.ts";
+import { readSigningKey } from "../src/trust/keys.ts";
 import { encodeEnvelope, parseEnvelope } from "../src/trust/dsse.ts";
 
 const bwrapWorks = (await probeBwrap()).ok;
@@ -38,12 +39,6 @@ const warnings = (r: CliResult) => r.stderr.split("\n").filter((l) => l.startsWi
 const statuses = (b: BuildJson) => Object.fromEntries(b.actions.map((a) => [a.label, a.status]));
 const freshStore = () => join(mkdtempSync(join(tmpdir(), "wmb-trust-store-")), "store");
 
-/** A key pair in a temp dir: the secret file's path and the public key as wmb prints it. */
-function key(name: string): { file: string; pub: string } {
-  const file = join(mkdtempSync(join(tmpdir(), "wmb-trust-key-")), `${name}.secret`);
-  return { file, pub: generateSecretKeyFile(name, file).toString() };
-}
-
 const FILES = {
   "BUILD.ts": `export default (w) => {
   const p = w.package("p");
@@ -55,9 +50,9 @@ const FILES = {
 
 describe.skipIf(!registryInstalled)("signed results in a remote cache", () => {
   let reg: TestRegistry;
-  const ci = key("ci");
-  const other = key("other");
-  const rogue = key("rogue");
+  const ci = testKey("ci");
+  const other = testKey("other");
+  const rogue = testKey("rogue");
   const env = (repo: string, extra: Record<string, string> = {}) => ({ WMB_REMOTE_CACHE: `oci://${reg.host}/${repo}`, DOCKER_CONFIG: mkdtempSync(join(tmpdir(), "wmb-docker-")), ...extra });
 
   beforeAll(async () => {

@@ -11,9 +11,16 @@ import { progressReporter } from "../progress.ts";
 import type { Store } from "../../store/store.ts";
 import { isOciReference, parseOciReference } from "../remote/oci/reference.ts";
 import type { ClientOptions } from "../remote/oci/client.ts";
+import type { PullReport } from "../remote/oci-machine.ts";
+import type { MachinePolicy } from "../remote/machine-trust.ts";
+import type { BuildSummary } from "../build.ts";
 import { readWorkspaceConfig } from "../workspace-config.ts";
 import { openRemoteCache } from "./remote-cache.ts";
 import { traced } from "../trace.ts";
+
+/** A machine resolved from a reference, with how: pulled (and what its signatures said), or
+ * built here from a label (what push's provenance describes). */
+export type ResolvedMachine = LoadedMachine & { pulled?: PullReport; built?: { label: string; root: string; summary: BuildSummary; toolchain: "hermetic" | "system" } };
 
 export async function resolveMachine(
   ref: string,
@@ -21,12 +28,12 @@ export async function resolveMachine(
   workspace: () => string,
   stderr: NodeJS.WriteStream,
   toolchain: "hermetic" | "system" = "hermetic",
-  remote: ClientOptions = {},
-): Promise<LoadedMachine> {
+  remote: ClientOptions & { policy?: MachinePolicy } = {},
+): Promise<ResolvedMachine> {
   if (isOciReference(ref)) {
     const { pullMachine } = await import("../remote/oci-machine.ts");
     const pulled = await pullMachine(store, parseOciReference(ref), remote);
-    return loadMachine(store, pulled.identity, remote);
+    return { ...(await loadMachine(store, pulled.identity, remote)), pulled };
   }
   if (!isLabelRef(ref)) return loadMachine(store, ref, remote);
   // Refuse a target that seals no machine before building anything.
@@ -39,7 +46,7 @@ export async function resolveMachine(
   const reporter = progressReporter(stderr);
   const config = readWorkspaceConfig(root);
   // The remote cache the workspace is configured with (WMB_REMOTE_CACHE or wmb.json) serves here too.
-  const cache = await openRemoteCache(store, { plainHttp: remote.plainHttp }, config, (m) => reporter.warning!(m));
+  const cache = await openRemoteCache(store, { plainHttp: remote.plainHttp }, config, (m) => reporter.warning!(m), root);
   let summary;
   try {
     summary = await build({ workspace: root, loaded, store, targets: [label], jobs: availableParallelism(), toolchain, remote: cache, events: reporter });
@@ -48,5 +55,6 @@ export async function resolveMachine(
   }
   if (!summary.ok) throw buildFailure(summary);
   const [sealed] = await registerBuiltMachines(store, summary);
-  return traced("check the machine's digests", "run", () => loadMachine(store, sealed!.seal.digest));
+  const m = await traced("check the machine's digests", "run", () => loadMachine(store, sealed!.seal.digest));
+  return { ...m, built: { label, root, summary, toolchain } };
 }

@@ -11,6 +11,19 @@ import type { OutputSink, StartedRunner, StdinSource } from "../run/runtime.ts";
 import type { Store } from "../../store/store.ts";
 import { terminalText } from "../terminal-text.ts";
 import { WmbCommand } from "./base.ts";
+import { allowUnsignedOption, machinePolicyFor, requireRebuildsOption, trustedKeyOption } from "./trust-options.ts";
+import type { MachinePolicy } from "../remote/machine-trust.ts";
+
+/** The machine policy of a command given an oci:// machine (none for a label, file or identity). */
+async function policyFor(
+  cmd: WmbCommand & { machine: string; trustedKeys?: string[]; allowUnsigned?: boolean; requireRebuilds?: string },
+): Promise<MachinePolicy | undefined> {
+  if (!cmd.machine.startsWith("oci://")) {
+    if (cmd.requireRebuilds !== undefined || cmd.allowUnsigned) throw new WmbError("USAGE", `--require-rebuilds and --allow-unsigned apply to a machine from a registry (oci://…), not to ${cmd.machine}.`);
+    return undefined;
+  }
+  return machinePolicyFor(cmd, () => cmd.workspace(), (m) => cmd.context.stderr.write(`warning: ${terminalText(m)}\n`));
+}
 
 export class RunCommand extends WmbCommand {
   static paths = [["run"]];
@@ -64,6 +77,9 @@ export class RunCommand extends WmbCommand {
   target = Option.String("--target", { description: "ssh://[user@]host[:port]: run on that host, shipping only the blobs its store lacks" });
   remoteWmb = Option.String("--remote-wmb", { description: "With --target: the remote wmb command (default: wmb on the remote PATH), e.g. /opt/wmb/bin/wmb.mjs" });
   remoteStore = Option.String("--remote-store", { description: "With --target: the store directory on the remote host (default: the remote wmb's own)" });
+  trustedKeys = trustedKeyOption();
+  allowUnsigned = allowUnsignedOption();
+  requireRebuilds = requireRebuildsOption();
   args = Option.Rest({ name: "guest arguments" });
 
   async run(): Promise<number> {
@@ -81,7 +97,7 @@ export class RunCommand extends WmbCommand {
     const runner = startRunner();
     try {
       const store = await this.store();
-      const m = await resolveMachine(this.machine, store, () => this.workspace(), this.context.stderr as NodeJS.WriteStream, this.toolchain, { plainHttp: this.plainHttp });
+      const m = await resolveMachine(this.machine, store, () => this.workspace(), this.context.stderr as NodeJS.WriteStream, this.toolchain, { plainHttp: this.plainHttp, policy: await policyFor(this) });
       const r = await runResolvedMachine(store, m, requested, this.args, { runner });
       if (this.timings) {
         this.context.stderr.write(
@@ -111,7 +127,7 @@ export class RunCommand extends WmbCommand {
       m =
         isIdentity(this.machine) && store.machineSpecDigest(this.machine) === undefined
           ? { identity: this.machine }
-          : await (await import("./machine-ref.ts")).resolveMachine(this.machine, store, () => this.workspace(), this.context.stderr as NodeJS.WriteStream, this.toolchain, { plainHttp: this.plainHttp });
+          : await (await import("./machine-ref.ts")).resolveMachine(this.machine, store, () => this.workspace(), this.context.stderr as NodeJS.WriteStream, this.toolchain, { plainHttp: this.plainHttp, policy: await policyFor(this) });
       store.close(); // the guest may run for long; do not hold the index open
     } catch (e) {
       await session.then((s) => s.close(), () => {});
@@ -206,12 +222,28 @@ export class InspectCommand extends WmbCommand {
   });
   machine = Option.String({ name: "machine" });
   plainHttp = Option.Boolean("--plain-http", false, { description: "Plain HTTP to a registry not on this host, for oci:// machines and sources" });
+  trustedKeys = trustedKeyOption();
+  allowUnsigned = allowUnsignedOption();
+  requireRebuilds = requireRebuildsOption();
   asJson = Option.Boolean("--json", false, { description: "JSON output" });
 
   async run(): Promise<number> {
     const { resolveMachine } = await import("./machine-ref.ts");
     const store = await this.store();
-    const m = await resolveMachine(this.machine, store, () => this.workspace(), this.context.stderr as NodeJS.WriteStream, "hermetic", { plainHttp: this.plainHttp });
+    const policy = await policyFor(this);
+    const m = await resolveMachine(this.machine, store, () => this.workspace(), this.context.stderr as NodeJS.WriteStream, "hermetic", { plainHttp: this.plainHttp, policy });
+    // Who signed it, its provenance and its rebuilds: checked against the trusted keys, or shown
+    // as unverified claims when none are configured.
+    let attested: import("../remote/machine-trust.ts").MachineTrust | undefined = m.pulled?.trust;
+    if (!attested && m.pulled) {
+      const { machineTrust } = await import("../remote/machine-trust.ts");
+      const { RegistryClient } = await import("../remote/oci/client.ts");
+      const { identityTag, parseOciReference } = await import("../remote/oci/reference.ts");
+      const ref = parseOciReference(this.machine);
+      const client = new RegistryClient(ref.registry, { plainHttp: this.plainHttp });
+      const index = await client.manifest(ref.repository, m.pulled.index ?? identityTag(m.identity));
+      attested = await machineTrust({ client, repository: ref.repository, digest: index.digest, size: index.bytes.length }, m.identity, policy?.trusted ?? []);
+    }
     const { readComponent } = await import("../formats/wasm.ts");
     const { machineDataDir, machineGrant } = await import("../run/run-grant.ts");
     const imports = readComponent(m.kernel).imports.map((i) => i.name).sort();
@@ -228,6 +260,20 @@ export class InspectCommand extends WmbCommand {
       // What `run` would grant (the default directories; --mount/--db replace them).
       grant: { argv0: grant.argv0, writable: grant.mounts, interfaces: grant.interfaces, threads: grant.threads },
       checks: "kernel, rootfs, components, seal and policy verified",
+      ...(attested && {
+        trusted_keys_from: policy?.trustedFrom ?? null,
+        signed_by: attested.signers,
+        rebuilt_by: attested.rebuilders,
+        attestations: attested.attestations.map((a) => ({
+          kind: a.kind,
+          referrer: a.referrer,
+          claimed_signers: a.claimedSigners,
+          valid_signers: a.validSigners,
+          verified: a.verified,
+          problem: a.problem,
+          statement: a.statement,
+        })),
+      }),
     };
     if (this.asJson) {
       this.json(info);
@@ -245,6 +291,31 @@ export class InspectCommand extends WmbCommand {
     out.write(`grants    ${grant.interfaces.join(", ")}\n`);
     out.write(`imports   ${imports.length}\n${imports.map((i) => `  ${i}`).join("\n")}\n`);
     out.write(`verified  ${info.checks}\n`);
+    if (attested) out.write(attestationLines(attested, policy?.trustedFrom));
     return 0;
   }
+}
+
+/** inspect's lines for a machine's signatures, provenance and rebuilds. */
+function attestationLines(t: import("../remote/machine-trust.ts").MachineTrust, trustedFrom: string | undefined): string {
+  const lines: string[] = [];
+  lines.push(`trust      ${trustedFrom ? `keys from ${trustedFrom}: signed by ${t.signers.join(", ") || "no trusted key"}, ${t.rebuilders.length} independent rebuild${t.rebuilders.length === 1 ? "" : "s"}${t.rebuilders.length ? ` (${t.rebuilders.join(", ")})` : ""}` : "no trusted keys configured: what follows is unverified"}`);
+  for (const kind of ["signature", "provenance", "rebuild"] as const) {
+    const of = t.attestations.filter((a) => a.kind === kind);
+    if (of.length === 0) {
+      lines.push(`${kind.padEnd(10)} (none)`);
+      continue;
+    }
+    for (const a of of) {
+      const who = a.validSigners.length ? `by ${a.validSigners.join(", ")}, verified` : `claims ${a.claimedSigners.join(", ") || "no key"}: ${a.problem ?? "not verified"}`;
+      let what = "";
+      const p = a.statement?.predicate as Record<string, any> | undefined;
+      if (kind === "provenance" && p) {
+        const def = p.buildDefinition;
+        what = ` — ${def.externalParameters.label}, ${def.resolvedDependencies.length} inputs, wmb ${def.internalParameters.wmbVersion}${def.internalParameters.toolchain ? `, toolchain ${def.internalParameters.toolchain.kind}` : ""}, ${p.runDetails.byproducts?.length ?? 0} actions`;
+      } else if (kind === "rebuild" && p) what = ` — rebuilt ${p.identity} from ${p.label}${p.rebuiltOn ? ` on ${p.rebuiltOn}` : ""}`;
+      lines.push(`${kind.padEnd(10)} ${terminalText(who + what)}  (${a.referrer})`);
+    }
+  }
+  return lines.join("\n") + "\n";
 }

@@ -13,6 +13,9 @@ import type { Digest } from "../digest.ts";
 import { registerMachine, type LoadedMachine } from "../machine.ts";
 import type { Store } from "../../store/store.ts";
 import { RegistryClient, sha256Of, type ClientOptions } from "./oci/client.ts";
+import { enforceMachinePolicy, signMachine, attachStatement, PROVENANCE_ARTIFACT_TYPE, type MachinePolicy, type MachineTrust } from "./machine-trust.ts";
+import type { SigningKey } from "../trust/keys.ts";
+import type { Statement } from "../trust/statements.ts";
 import { download, storeTempDir, type Download } from "./oci/download.ts";
 import { fetchFollowing, unreachable } from "./oci/redirects.ts";
 import { formatOciReference, identityTag, parseOciSource, type OciReference } from "./oci/reference.ts";
@@ -36,6 +39,16 @@ export interface PushReport {
   blobs: number;
   uploaded: number;
   uploadedBytes: number;
+  /** The referrers attached: the machine's signature and its provenance. */
+  signature?: string;
+  provenance?: string;
+}
+
+export interface PushOptions extends ClientOptions {
+  /** Sign the machine (identity + index digest) with this key. */
+  signer?: SigningKey;
+  /** The SLSA provenance statement to sign and attach, given the wasm and machine manifests. */
+  provenance?: (subjects: { name: string; sha256: string }[]) => Promise<Statement<unknown>>;
 }
 
 export interface PullReport {
@@ -46,6 +59,8 @@ export interface PullReport {
   fetched: number;
   fetchedBytes: number;
   cached: boolean;
+  /** What the policy found, when it asked (trusted keys configured). */
+  trust?: MachineTrust;
 }
 
 export type ArtifactRole = "kernel" | "rootfs";
@@ -84,7 +99,7 @@ async function checkDownloaded(ref: ArtifactRef, d: Download, what: string): Pro
   throw new WmbError("INTEGRITY", `${what} hashes to blake3:${d.blake3} but the spec says ${ref.digest}; nothing was admitted.`, { subject: what });
 }
 
-export async function pushMachine(store: Store, m: LoadedMachine, ref: OciReference, opts: ClientOptions = {}): Promise<PushReport> {
+export async function pushMachine(store: Store, m: LoadedMachine, ref: OciReference, opts: PushOptions = {}): Promise<PushReport> {
   if (!ref.tag || ref.digest) {
     throw new WmbError("USAGE", `Push to a tag (oci://<registry>/<repository>:<tag>), not to ${formatOciReference(ref)}; wmb adds the identity's tag itself.`, { subject: formatOciReference(ref) });
   }
@@ -107,7 +122,16 @@ export async function pushMachine(store: Store, m: LoadedMachine, ref: OciRefere
   const tags = [ref.tag, identityTag(artifact.identity)];
   for (const tag of tags) await client.putManifest(ref.repository, tag, artifact.index.bytes, "application/vnd.oci.image.index.v1+json");
   store.recordOciIndex(artifact.index.digest, artifact.identity);
-  return { identity: artifact.identity, reference: formatOciReference(ref), index: artifact.index.digest, tags, blobs: artifact.blobs.length, uploaded, uploadedBytes };
+  const report: PushReport = { identity: artifact.identity, reference: formatOciReference(ref), index: artifact.index.digest, tags, blobs: artifact.blobs.length, uploaded, uploadedBytes };
+  if (opts.signer) {
+    const at = { client, repository: ref.repository, digest: artifact.index.digest, size: artifact.index.bytes.length };
+    report.signature = await signMachine(at, { name: m.spec.name, identity: artifact.identity }, opts.signer);
+    if (opts.provenance) {
+      const subjects = artifact.manifests.map((mf, i) => ({ name: i === 0 ? `${m.spec.name}.wasm` : m.spec.name, sha256: mf.digest.replace(/^sha256:/, "") }));
+      report.provenance = await attachStatement(at, PROVENANCE_ARTIFACT_TYPE, await opts.provenance(subjects), opts.signer);
+    }
+  }
+  return report;
 }
 
 /** Whether the store holds a whole registered machine. */
@@ -119,11 +143,16 @@ async function holds(store: Store, identity: string): Promise<boolean> {
   return true;
 }
 
-export async function pullMachine(store: Store, ref: OciReference, opts: ClientOptions = {}): Promise<PullReport> {
+/** `policy`: with trusted keys configured, the machine's signatures (and rebuilds) are checked
+ * before anything is fetched or admitted, also for a machine the store holds already. */
+export async function pullMachine(store: Store, ref: OciReference, opts: ClientOptions & { policy?: MachinePolicy } = {}): Promise<PullReport> {
   const reference = formatOciReference(ref);
-  const cached = (identity: string, index?: string): PullReport => ({ identity, reference, index, fetched: 0, fetchedBytes: 0, cached: true });
-  if (ref.digest?.startsWith("blake3:") && (await holds(store, ref.digest))) return cached(ref.digest);
-  if (ref.digest?.startsWith("sha256:")) {
+  const asks = opts.policy !== undefined && (opts.policy.trustedFrom !== undefined || (opts.policy.requireRebuilds ?? 0) > 0);
+  let trust: MachineTrust | undefined;
+  const cached = (identity: string, index?: string): PullReport => ({ identity, reference, index, fetched: 0, fetchedBytes: 0, cached: true, ...(trust && { trust }) });
+  // Without a policy a machine the store holds needs no request; with one, its signatures do.
+  if (!asks && ref.digest?.startsWith("blake3:") && (await holds(store, ref.digest))) return cached(ref.digest);
+  if (!asks && ref.digest?.startsWith("sha256:")) {
     const known = store.ociIndexIdentity(ref.digest);
     if (known && (await holds(store, known))) return cached(known, ref.digest);
   }
@@ -131,13 +160,16 @@ export async function pullMachine(store: Store, ref: OciReference, opts: ClientO
   const repo = ref.repository;
   const wanted = ref.digest?.startsWith("blake3:") ? identityTag(ref.digest) : (ref.digest ?? ref.tag!);
   const indexManifest = await client.manifest(repo, wanted);
-  const known = store.ociIndexIdentity(indexManifest.digest);
-  if (known && (!ref.digest?.startsWith("blake3:") || known === ref.digest) && (await holds(store, known))) return cached(known, indexManifest.digest);
-
   const index = readMachineIndex(indexManifest.bytes, reference);
   if (ref.digest?.startsWith("blake3:") && index.identity !== ref.digest) {
     throw new WmbError("INTEGRITY", `${reference} resolves to the machine ${index.identity}, not the identity asked for; nothing was admitted.`, { subject: reference });
   }
+  // Who vouches for it, before any of its blobs is fetched (the spec's seal is checked against
+  // this identity below, so the signed identity is the machine admitted).
+  trust = await enforceMachinePolicy({ client, repository: repo, digest: indexManifest.digest, size: indexManifest.bytes.length }, index.identity, reference, opts.policy);
+  const known = store.ociIndexIdentity(indexManifest.digest);
+  if (known && known === index.identity && (await holds(store, known))) return cached(known, indexManifest.digest);
+
   const fetchManifest = async (d: Descriptor, role: string) => {
     const m = await client.manifest(repo, d.digest);
     if (m.bytes.length !== d.size) throw new WmbError("INTEGRITY", `The ${role} manifest of ${reference} is ${m.bytes.length} bytes, not the ${d.size} the index says; nothing was admitted.`, { subject: reference });
@@ -197,7 +229,7 @@ export async function pullMachine(store: Store, ref: OciReference, opts: ClientO
   const stored = await store.putBytes(new TextEncoder().encode(formatSpec(located)));
   registerMachine(store, located, stored.digest);
   store.recordOciIndex(indexManifest.digest, spec.seal.digest);
-  return { identity: spec.seal.digest, reference, index: indexManifest.digest, fetched, fetchedBytes, cached: false };
+  return { identity: spec.seal.digest, reference, index: indexManifest.digest, fetched, fetchedBytes, cached: false, ...(trust && { trust }) };
 }
 
 /** Bring an artifact into the store from one of its `oci` or `https` sources, in order, each
