@@ -4,7 +4,8 @@
 // 100+ MB, against ~0.3 ms for a shell of 1 MB (#16). A lane reads one command per line on
 // stdin, runs it in a subshell with exactly the environment it is given, its output in files,
 // and answers with the exit status; each lane runs one command at a time, so a build uses as
-// many lanes as it runs commands at once.
+// many lanes as it runs commands at once. A sandboxed lane (sandbox-lane.ts) is a LanePool of
+// another kind: one bwrap each, whose agent gives every command a view of its own.
 //
 // Whatever a command starts dies with it (#23): a process it left running would go on writing
 // its outputs after they were admitted, or into the next command's files. An unsandboxed command
@@ -165,7 +166,7 @@ export function laneLine(l: Launch, files: LaneFiles, stdinFile: string | undefi
   return `${run}; s=$?; read -r p <${pidFile} && kill -9 -$p 2>/dev/null; : >${pidFile}; echo $s\n`;
 }
 
-interface LaneFiles {
+export interface LaneFiles {
   stdout: string;
   stderr: string;
   stdin: string;
@@ -184,13 +185,14 @@ class Lane {
   constructor(
     private readonly dir: string,
     readonly files: LaneFiles,
-    shell: readonly string[],
+    argv: readonly string[],
+    preamble: string | undefined,
   ) {
     // Its own process group, so an abort can kill the lane and whatever runs in that group at
     // once. Its files go with it when it ends; when wmb was killed, the next build's sweep
     // removes them (sandbox-base.ts).
-    this.child = spawn(shell[0]!, shell.slice(1), { stdio: ["pipe", "pipe", "ignore"], env: {}, detached: true });
-    this.child.stdin!.write(`trap ${shellQuote(`rm -rf ${shellQuote(dir)}`)} EXIT\n`);
+    this.child = spawn(argv[0]!, argv.slice(1), { stdio: ["pipe", "pipe", "ignore"], env: {}, detached: true });
+    if (preamble) this.child.stdin!.write(preamble);
     this.child.stdout!.setEncoding("utf8");
     this.child.stdout!.on("data", (chunk: string) => {
       this.buffered += chunk;
@@ -258,27 +260,26 @@ class Lane {
   }
 }
 
-class LanePool {
+/** What a pool's lanes are: how one starts, and the request that runs a command in it. */
+export interface LaneKind {
+  /** Who started the command, for the message when it dies with one running. */
+  what: string;
+  /** The lane's argv; `dir` holds its files. It is killed when wmb's thread that started it
+   * (the main one) ends, also by SIGKILL; without setpriv it ends once its stdin does, after
+   * the command it runs. */
+  argv(dir: string): string[];
+  /** Written to a new lane before anything else. */
+  preamble?(dir: string): string;
+  request(l: Launch, files: LaneFiles, stdinFile: string | undefined): string;
+}
+
+const setpriv = systemTool("setpriv");
+
+/** Idle lanes of one kind, each running one command at a time. */
+export class LanePool {
   private readonly idleLanes: Lane[] = [];
-  /** Whether this host's /bin/sh passes exactly the environment it is told (dash does; bash
-   * adds SHLVL and _), asked once by running `env` through a lane. */
-  readonly exact: Promise<boolean>;
-  private readonly setsid = systemTool("setsid");
-  /** A lane is killed when wmb's thread that started it (the main one) ends, also by SIGKILL;
-   * without setpriv it ends once its stdin does, after the command it runs. */
-  private readonly shell = ((setpriv) => (setpriv ? [setpriv, "--pdeathsig", "KILL", "/bin/sh"] : ["/bin/sh"]))(systemTool("setpriv"));
 
-  constructor() {
-    const env = { PATH: "/usr/bin:/bin" };
-    this.exact = this.run({ argv: ["env"], cwd: "/", env, signal: new AbortController().signal })
-      .then((r) => r.code === 0 && r.stdout === "PATH=/usr/bin:/bin\n")
-      .catch(() => false);
-  }
-
-  /** A command without a PID namespace of its own needs setsid here, else it is spawned directly. */
-  canRun(l: Launch): boolean {
-    return l.ownPidNamespace === true || this.setsid !== undefined;
-  }
+  constructor(private readonly kind: LaneKind) {}
 
   async run(l: Launch): Promise<Launched> {
     let lane = this.idleLanes.pop();
@@ -297,14 +298,14 @@ class LanePool {
         writeFileSync(lane.files.stdin, l.stdin);
         stdinFile = lane.files.stdin;
       }
-      const answer = await lane.ask(laneLine(l, lane.files, stdinFile, l.ownPidNamespace ? undefined : this.setsid));
+      const answer = await lane.ask(this.kind.request(l, lane.files, stdinFile));
       if (l.signal.aborted) return { code: null, stdout: "", stderr: "", aborted: true };
       if (over) return { ...over, overLimit: true };
       if (answer === undefined) {
         lane.killCommand();
         const r = readOutput(lane.files, null, false);
         lane.remove();
-        return { ...r, stderr: `${r.stderr}wmb: the shell that started the command was killed while it ran (did the command kill its parent?)\n` };
+        return { ...r, stderr: `${r.stderr}wmb: ${this.kind.what} was killed while it ran (did the command kill its parent?)\n` };
       }
       return readOutput(lane.files, Number(answer), false);
     } finally {
@@ -316,15 +317,47 @@ class LanePool {
 
   private newLane(): Lane {
     const dir = mkdtempSync(join(processSandboxDir(), "lane-"));
-    return new Lane(dir, { stdout: join(dir, "stdout"), stderr: join(dir, "stderr"), stdin: join(dir, "stdin"), pid: join(dir, "pid") }, this.shell);
+    const argv = this.kind.argv(dir);
+    return new Lane(dir, { stdout: join(dir, "stdout"), stderr: join(dir, "stderr"), stdin: join(dir, "stdin"), pid: join(dir, "pid") }, setpriv ? [setpriv, "--pdeathsig", "KILL", ...argv] : argv, this.kind.preamble?.(dir));
   }
 }
 
-let pool: LanePool | null | undefined;
+/** Lanes that are /bin/sh: each command runs in a subshell (laneLine). */
+class ShellLanes {
+  private readonly pool: LanePool;
+  /** Whether this host's /bin/sh passes exactly the environment it is told (dash does; bash
+   * adds SHLVL and _), asked once by running `env` through a lane. */
+  readonly exact: Promise<boolean>;
+  private readonly setsid = systemTool("setsid");
 
-/** The process's lanes, or null where /bin/sh cannot be used (not POSIX). */
-function lanePool(): LanePool | null {
-  if (pool === undefined) pool = process.platform === "win32" ? null : new LanePool();
+  constructor() {
+    this.pool = new LanePool({
+      what: "the shell that started the command",
+      argv: () => ["/bin/sh"],
+      preamble: (dir) => `trap ${shellQuote(`rm -rf ${shellQuote(dir)}`)} EXIT\n`,
+      request: (l, files, stdinFile) => laneLine(l, files, stdinFile, l.ownPidNamespace ? undefined : this.setsid),
+    });
+    const env = { PATH: "/usr/bin:/bin" };
+    this.exact = this.run({ argv: ["env"], cwd: "/", env, signal: new AbortController().signal })
+      .then((r) => r.code === 0 && r.stdout === "PATH=/usr/bin:/bin\n")
+      .catch(() => false);
+  }
+
+  /** A command without a PID namespace of its own needs setsid here, else it is spawned directly. */
+  canRun(l: Launch): boolean {
+    return l.ownPidNamespace === true || this.setsid !== undefined;
+  }
+
+  run(l: Launch): Promise<Launched> {
+    return this.pool.run(l);
+  }
+}
+
+let pool: ShellLanes | null | undefined;
+
+/** The process's shell lanes, or null where /bin/sh cannot be used (not POSIX). */
+function lanePool(): ShellLanes | null {
+  if (pool === undefined) pool = process.platform === "win32" ? null : new ShellLanes();
   return pool;
 }
 

@@ -43,6 +43,24 @@ export function bwrapArgs(hostDir: string, buildDir: string, cwd: string | undef
   return [...baseArgs(), "--bind", hostDir, buildDir, "--chdir", inside, "--", ...argv];
 }
 
+/** Inside a sandboxed lane (sandbox-lane.ts): the lane's own files, and the actions root (every
+ * action directory of the process), both under one directory each command finds covered. */
+export const LANE_HIDDEN_DIR = "/.wmb-lane";
+export const LANE_FILES_DIR = `${LANE_HIDDEN_DIR}/lane`;
+export const LANE_ACTIONS_DIR = `${LANE_HIDDEN_DIR}/actions`;
+
+/** bwrap's arguments for a sandboxed lane, whose files are in `laneDir` and whose commands' action
+ * directories are under `actionsRoot`, each appearing at `buildDir` in turn. Its agent keeps
+ * CAP_SYS_ADMIN in the lane's user namespace to make each command's view (its commands lose it);
+ * the root and /dev are read-only, so what one command could write there no later one sees. */
+export function laneBwrapArgs(laneDir: string, actionsRoot: string, buildDir: string): string[] {
+  return [
+    ...baseArgs(),
+    ...["--cap-add", "CAP_SYS_ADMIN", "--bind", laneDir, LANE_FILES_DIR, "--bind", actionsRoot, LANE_ACTIONS_DIR, "--dir", buildDir],
+    ...["--remount-ro", "/", "--remount-ro", "/dev", "--chdir", "/"],
+  ];
+}
+
 /** The first executable `name` on `path` (a PATH value), as spawn would find it. */
 function onPath(name: string, path: string): string | undefined {
   for (const dir of path.split(":")) {

@@ -6,7 +6,8 @@ import { dirname, join } from "node:path";
 import { WmbError } from "./errors.ts";
 import { CommandError, tailLines, type ExecOptions, type ExecResult, type Toolchain } from "../rules/rule.ts";
 import { bwrapArgs, probeBwrap, SANDBOX_BUILD_DIR } from "./sandbox-bwrap.ts";
-import { launch, OUTPUT_LIMIT_BYTES } from "./launcher.ts";
+import { launch, OUTPUT_LIMIT_BYTES, type Launched } from "./launcher.ts";
+import { sandboxLanes } from "./sandbox-lane.ts";
 import { processSandboxDir, sandboxBase } from "./sandbox-base.ts";
 import { unlinkIfThere } from "./unlink-if-there.ts";
 
@@ -156,10 +157,17 @@ export async function execInSandbox(
   if (argv.length === 0) throw new Error("empty command");
   const buildDir = opts.buildDir ?? SANDBOX_BUILD_DIR;
   const bwrap = opts.runner?.kind === "bwrap" ? opts.runner.bwrap : undefined;
-  // Under bwrap the command's working directory is set inside the sandbox (bwrapArgs).
-  const command = bwrap ? [bwrap, ...bwrapArgs(dir, buildDir, opts.cwd, argv)] : argv;
-  const cwd = opts.cwd && !bwrap ? join(dir, opts.cwd) : dir;
-  const r = await launch({ argv: command, cwd, env: { ...env, ...(opts.env ?? {}) }, umask: opts.umask, stdin: opts.stdin, signal, ownPidNamespace: bwrap !== undefined });
+  const fullEnv = { ...env, ...(opts.env ?? {}) };
+  const lanes = bwrap ? await sandboxLanes(bwrap, dir, buildDir) : undefined;
+  let r: Launched;
+  if (lanes) {
+    r = await lanes.run({ argv, cwd: dir, inside: opts.cwd, env: fullEnv, umask: opts.umask, stdin: opts.stdin, signal });
+  } else {
+    // A bwrap of its own: the command's working directory is set inside the sandbox (bwrapArgs).
+    const command = bwrap ? [bwrap, ...bwrapArgs(dir, buildDir, opts.cwd, argv)] : argv;
+    const cwd = opts.cwd && !bwrap ? join(dir, opts.cwd) : dir;
+    r = await launch({ argv: command, cwd, env: fullEnv, umask: opts.umask, stdin: opts.stdin, signal, ownPidNamespace: bwrap !== undefined });
+  }
   if (r.aborted) throw new WmbError("INTERRUPTED", "Interrupted.");
   if (r.code === 0) return { stdout: r.stdout, stderr: r.stderr };
   const tail = tailLines(r.stderr || r.stdout);
