@@ -122,7 +122,7 @@ export function BuildsPage({ params }: { params: URLSearchParams }) {
 function BuildsPlot({ builds }: { builds: Build[] }) {
   const W = 1100;
   const H = 190;
-  const pad = { l: 56, r: 44, t: 12, b: 24 };
+  const pad = { l: 78, r: 44, t: 12, b: 24 };
   const maxMs = Math.max(1, ...builds.map((b) => duration(b) ?? 0));
   const step = (W - pad.l - pad.r) / builds.length;
   const y = (ms: number) => H - pad.b - (ms / maxMs) * (H - pad.t - pad.b);

@@ -133,6 +133,7 @@ export function RunPage({ identity, params }: { identity: string; params: URLSea
   const [exit, setExit] = useState<{ code: number; trapped?: string; ms: number }>();
   const [machine, setMachine] = useState<{ name: string; version: string; writable: string[] }>();
   const [cleared, setCleared] = useState(false);
+  const [running, setRunning] = useState(false);
   const started = useRef(false);
   useEffect(() => {
     if (started.current) return;
@@ -142,9 +143,10 @@ export function RunPage({ identity, params }: { identity: string; params: URLSea
         ? { manifest: config.machine!.manifest, blob: (d: string) => `${config.machine!.blobs}${d}` }
         : { manifest: `/api/machines/${identity}/run.json`, blob: (d: string) => `/machines/${identity}/blobs/${d}` };
     const step = (s: Step) => setSteps((all) => [...all.filter((x) => x.what !== s.what), s]);
-    verifyMachine(identity, src, step).then(
+    const known = (spec: { name: string; version: string; capability_profile: { filesystem: { writable: string[] } } }) =>
+      setMachine({ name: spec.name, version: spec.version, writable: spec.capability_profile.filesystem.writable });
+    verifyMachine(identity, src, step, known).then(
       (m) => {
-        setMachine({ name: m.spec.name, version: m.spec.version, writable: m.spec.capability_profile.filesystem.writable });
         const t0 = performance.now();
         const worker = new Worker(new URL(`${config.assets}run-worker.js`, location.href), { type: "module", name: "wmb-run" });
         const chunks: Out[] = [];
@@ -180,6 +182,7 @@ export function RunPage({ identity, params }: { identity: string; params: URLSea
           transpiled: m.transpiled,
         };
         worker.postMessage(request);
+        setRunning(true);
       },
       (e: unknown) => setRefusal(e instanceof Refusal ? e.message : `The machine could not be checked: ${(e as Error)?.message ?? e}`),
     );
@@ -211,14 +214,14 @@ export function RunPage({ identity, params }: { identity: string; params: URLSea
         ))}
       </ul>
       {refusal && <p class="refusal" data-refusal>{refusal}</p>}
-      {!refusal && (
+      {!refusal && running && (
         <>
           <h2>Output</h2>
           <pre class="console" data-console>
             {output.map((o, i) => (
               <span key={i} class={o.out}>{o.text}</span>
             ))}
-            {!exit && machine && <span class="muted">running…</span>}
+            {!exit && <span class="muted">running…</span>}
           </pre>
           {exit && (
             <p class="exit" data-exit={exit.code}>

@@ -37,6 +37,7 @@ export async function verifyMachine(
   identity: string,
   src: { manifest: string; blob: (digest: string) => string },
   step: (s: Step) => void,
+  onSpec?: (spec: SealedSpec) => void,
 ): Promise<VerifiedMachine> {
   const fetchBytes = async (url: string, what: string): Promise<Uint8Array> => {
     const res = await fetch(url, { cache: "no-store" });
@@ -71,6 +72,7 @@ export async function verifyMachine(
     },
     (s) => s.seal.digest,
   );
+  onSpec?.(spec);
   const name = `${spec.name} ${spec.version}`;
   const kernel = await check(
     `the kernel of ${name}`,

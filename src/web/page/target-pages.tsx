@@ -151,7 +151,8 @@ function GraphPicture({ nodes }: { nodes: Node[] }) {
       </div>
     );
   }
-  // Columns by depth (a target sits right of everything it depends on), rows in label order.
+  // Rows by depth (a target sits below everything it depends on, as a build proceeds), each
+  // row's nodes side by side in label order.
   const byLabel = new Map(nodes.map((n) => [n.label, n]));
   const depth = new Map<string, number>();
   const depthOf = (l: string, seen = new Set<string>()): number => {
@@ -164,16 +165,20 @@ function GraphPicture({ nodes }: { nodes: Node[] }) {
     depth.set(l, d);
     return d;
   };
-  const columns: Node[][] = [];
-  for (const n of [...nodes].sort((a, b) => (a.label < b.label ? -1 : 1))) (columns[depthOf(n.label)] ??= []).push(n);
-  const NW = 210;
-  const NH = 40;
-  const GX = 70;
-  const GY = 16;
+  const rows: Node[][] = [];
+  for (const n of [...nodes].sort((a, b) => (a.label < b.label ? -1 : 1))) (rows[depthOf(n.label)] ??= []).push(n);
+  const NW = 230;
+  const NH = 42;
+  const GX = 24;
+  const GY = 44;
+  const widest = Math.max(...rows.map((r) => r.length));
+  const W = 40 + widest * (NW + GX) - GX;
   const pos = new Map<string, { x: number; y: number }>();
-  columns.forEach((col, ci) => col.forEach((n, ri) => pos.set(n.label, { x: 20 + ci * (NW + GX), y: 20 + ri * (NH + GY) })));
-  const W = 40 + columns.length * (NW + GX) - GX;
-  const H = 40 + Math.max(...columns.map((c) => c.length)) * (NH + GY) - GY;
+  rows.forEach((row, ri) => {
+    const offset = (W - (row.length * (NW + GX) - GX)) / 2;
+    row.forEach((n, ci) => pos.set(n.label, { x: offset + ci * (NW + GX), y: 20 + ri * (NH + GY) }));
+  });
+  const H = 40 + rows.length * (NH + GY) - GY;
   return (
     <>
       <div class="graph-wrap">
@@ -189,12 +194,12 @@ function GraphPicture({ nodes }: { nodes: Node[] }) {
               .map((d) => {
                 const from = pos.get(d)!;
                 const to = pos.get(n.label)!;
-                const x1 = from.x + NW;
-                const y1 = from.y + NH / 2;
-                const x2 = to.x;
-                const y2 = to.y + NH / 2;
-                const mx = (x1 + x2) / 2;
-                return <path key={`${d}->${n.label}`} d={`M${x1},${y1} C${mx},${y1} ${mx},${y2} ${x2},${y2}`} fill="none" stroke="#b9c0cc" stroke-width="1.3" marker-end="url(#arrow)" />;
+                const x1 = from.x + NW / 2;
+                const y1 = from.y + NH;
+                const x2 = to.x + NW / 2;
+                const y2 = to.y;
+                const my = (y1 + y2) / 2;
+                return <path key={`${d}->${n.label}`} d={`M${x1},${y1} C${x1},${my} ${x2},${my} ${x2},${y2}`} fill="none" stroke="#b9c0cc" stroke-width="1.3" marker-end="url(#arrow)" />;
               }),
           )}
           {nodes.map((n) => {
@@ -203,8 +208,8 @@ function GraphPicture({ nodes }: { nodes: Node[] }) {
             return (
               <a key={n.label} href={`/targets/${labelPath(n.label)}`}>
                 <rect x={p.x} y={p.y} width={NW} height={NH} rx="7" fill={FILL[o] ?? "#fff"} stroke={STROKE[o] ?? "#ccd"} stroke-width="1.5" data-node={n.label} data-outcome={o} />
-                <text x={p.x + 10} y={p.y + 17} fill="#1d2330" font-weight="600">{n.label.length > 30 ? "…" + n.label.slice(-29) : n.label}</text>
-                <text x={p.x + 10} y={p.y + 32} fill="#5d6677">{`${n.rule}${o ? ` · ${o === "executed" ? "ran" : o}${n.build ? ` in #${n.build}` : ""}` : " · never built"}`}</text>
+                <text x={p.x + 10} y={p.y + 17} fill="#1d2330" font-weight="600">{n.label.length > 32 ? "…" + n.label.slice(-31) : n.label}</text>
+                <text x={p.x + 10} y={p.y + 33} fill="#5d6677">{`${n.rule}${o ? ` · ${o === "executed" ? "ran" : o}${n.build ? ` in #${n.build}` : ""}` : " · never built"}`}</text>
               </a>
             );
           })}
