@@ -132,9 +132,10 @@ export class QueryTargetsCommand extends WmbCommand implements ManyLabels {
     const ws = await this.loadWorkspace();
     const graph = this.patterns.length ? new Graph(ws.targets) : undefined;
     const targets = graph ? expandTargetPatterns(this.patterns, ws.targets).map((l) => graph.get(l)) : ws.targets.values();
-    const list = [...targets].map((t) => ({ label: t.label, rule: t.rule.name, outputs: t.outputs, declared_at: t.declaredAt }));
-    if (this.asJson) this.json(list);
-    else for (const t of list) this.context.stdout.write(`${t.label}  (${t.rule})\n`);
+    // Only --json says where each was declared: finding that runs BUILD.ts once more with a stack
+    // captured per declaration, over half of listing 20,000 targets (#27).
+    if (this.asJson) this.json([...targets].map((t) => ({ label: t.label, rule: t.rule.name, outputs: t.outputs, declared_at: t.declaredAt })));
+    else for (const t of targets) this.context.stdout.write(`${t.label}  (${t.rule.name})\n`);
     return 0;
   }
 }
