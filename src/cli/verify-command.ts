@@ -5,6 +5,7 @@ import type { VerifyReport } from "../verify.ts";
 import { progressReporter, fmtMs } from "../progress.ts";
 import type { ExplainedDifference } from "../explain-diff.ts";
 import { WmbCommand, type ManyLabels } from "./base.ts";
+import { signingKeyOption, trustedKeyOption } from "./trust-options.ts";
 
 export class VerifyCommand extends WmbCommand implements ManyLabels {
   static paths = [["verify"]];
@@ -20,12 +21,18 @@ export class VerifyCommand extends WmbCommand implements ManyLabels {
       With --against oci://<registry>/<repository>, every action of the closure is rebuilt here
       (no cache) and its outputs compared with the remote cache's result for the same key; each
       differing action is listed (a poisoned or non-reproducible entry).
+      With oci://REF in place of a label, the machine is pulled and rebuilt here from its label
+      (--label, else the one its provenance names) with every action run here and nothing
+      served from any cache; with --attest and an identical identity, a rebuild attestation
+      signed with your key (--signing-key, WMB_SIGNING_KEY, wmb.json signing_key) is attached
+      to it, which \`run\`/\`pull --require-rebuilds N\` count.
       Exit codes: 0 identical, 1 not reproducible (or a remote result differs), 2 usage, other codes for build errors.
     `,
     examples: [
       ["Verify the sealed machine", "$0 verify //sqlite-cli:sealed"],
       ["Two rounds, varying only the path and the time zone", "$0 verify //sqlite-cli:sealed --rounds 2 --vary path,tz"],
       ["Check a remote cache's results against a local rebuild", "$0 verify //sqlite-cli:sealed --against oci://127.0.0.1:5000/acme/wmb-cache"],
+      ["Rebuild a pushed machine and attest it", "$0 verify oci://127.0.0.1:5000/acme/sqlite-cli:3.52.0 --attest --signing-key ~/.config/wmb/keys/me.secret"],
     ],
   });
   targets = Option.Rest({ required: 1, name: "labels" });
@@ -40,10 +47,27 @@ export class VerifyCommand extends WmbCommand implements ManyLabels {
   sandbox = Option.String("--sandbox", { description: "Confine command actions: auto (bwrap when it works; the default unless WMB_SANDBOX or wmb.json says otherwise), bwrap (required), none", validator: t.isEnum(["auto", "bwrap", "none"] as const) });
   against = Option.String("--against", { description: "Instead of varied rounds, compare every action rebuilt here with this remote cache's result (oci://registry/repo)" });
   plainHttp = Option.Boolean("--plain-http", false, { description: "Plain HTTP to a remote cache not on this host" });
+  attest = Option.Boolean("--attest", false, { description: "With oci://REF: sign and attach a rebuild attestation when the rebuilt identity is the pulled one" });
+  label = Option.String("--label", { description: "With oci://REF: the target to rebuild (default: the label its provenance names)" });
+  signingKey = signingKeyOption();
+  trustedKeys = trustedKeyOption();
   asJson = Option.Boolean("--json", false, { description: "JSON report on stdout" });
 
   async run(): Promise<number> {
     if (this.against) return this.challenge(this.against);
+    if (this.targets[0]?.startsWith("oci://")) {
+      const { WmbError } = await import("../errors.ts");
+      if (this.targets.length !== 1) throw new WmbError("USAGE", "verify takes one oci:// machine at a time.");
+      const { verifyOci } = await import("./verify-oci.ts");
+      const { code, report } = await verifyOci(
+        { reference: this.targets[0], label: this.label, attest: this.attest, signingKey: this.signingKey, trustedKeys: this.trustedKeys, plainHttp: this.plainHttp, jobs: this.jobs, toolchain: this.toolchain, json: this.asJson },
+        await this.store(),
+        this.workspace(),
+        { stdout: this.context.stdout, stderr: this.context.stderr as NodeJS.WriteStream },
+      );
+      if (this.asJson) this.json(report);
+      return code;
+    }
     const { parseVariations, verify } = await import("../verify.ts");
     const { describeDifference } = await import("../explain-diff.ts");
     const workspace = this.workspace();

@@ -43,6 +43,9 @@ export interface AttachOptions {
   settleMs?: () => number;
 }
 
+/** Clients whose registry answered the referrers API with 404. */
+const withoutApi = new WeakSet<RegistryClient>();
+
 /** The referrers tag of a subject: `sha256-<64 hex>` (distribution-spec 1.1, "Referrers Tag Schema"). */
 export function referrersTag(subjectDigest: string): string {
   if (!/^sha256:[0-9a-f]{64}$/.test(subjectDigest)) throw new Error(`internal: ${subjectDigest} is not a sha256 digest`);
@@ -126,7 +129,9 @@ function indexEntries(bytes: Uint8Array, what: string): (Referrer & Record<strin
  * digest once, in the order the registry lists them.
  */
 export async function listReferrers(client: RegistryClient, repository: string, subjectDigest: string, artifactType?: string): Promise<Referrer[]> {
-  const viaApi = await client.referrersIndex(repository, subjectDigest, artifactType);
+  // A registry that answered 404 once has no referrers API: not asked again by this client.
+  const viaApi = withoutApi.has(client) ? undefined : await client.referrersIndex(repository, subjectDigest, artifactType);
+  if (!viaApi) withoutApi.add(client);
   const entries = viaApi ? indexEntries(viaApi, `the referrers of ${repository}@${subjectDigest} on ${client.registry}`) : await tagIndex(client, repository, referrersTag(subjectDigest));
   const seen = new Set<string>();
   const out: Referrer[] = [];
