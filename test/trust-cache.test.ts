@@ -62,9 +62,9 @@ describe.skipIf(!registryInstalled)("signed results in a remote cache", () => {
 
   describe.skipIf(!bwrapWorks)("with a small graph", () => {
     /** CI builds and uploads, signing with `signer`; returns its summary. */
-    async function ciUpload(repo: string, signer?: string): Promise<BuildJson> {
+    async function ciUpload(repo: string, signer?: string, extra: Record<string, string> = {}): Promise<BuildJson> {
       const ws = makeWorkspace(FILES);
-      return parse(await wmb(ws, ["build", "--json", "--remote-upload", ...(signer ? ["--signing-key", signer] : []), "//p:c"], { env: env(repo) }));
+      return parse(await wmb(ws, ["build", "--json", "--remote-upload", ...(signer ? ["--signing-key", signer] : []), "//p:c"], { env: env(repo, extra) }));
     }
 
     it("a clone trusting CI's key takes CI's signed results; one trusting only another key runs them all and says why once", async () => {
@@ -92,6 +92,11 @@ describe.skipIf(!registryInstalled)("signed results in a remote cache", () => {
       const open = await wmb(makeWorkspace(FILES), ["build", "--json", "//p:c"], { env: env("t/unsigned") });
       expect(parse(open).counts).toMatchObject({ remote: 3 });
       expect(warnings(open).filter((w) => w.includes("unauthenticated"))).toHaveLength(1);
+      // CI, trusting its own key, builds them again and signs the results already there (they
+      // are the ones it made); it never signs a hit it took.
+      const signing = await ciUpload("t/unsigned", ci.file, { WMB_TRUSTED_KEYS: ci.pub });
+      expect(signing.remote).toMatchObject({ uploaded: 0, signed: 3 });
+      expect(parse(await wmb(makeWorkspace(FILES), ["build", "--json", "//p:c"], { env: env("t/unsigned", { WMB_TRUSTED_KEYS: ci.pub }) })).counts).toMatchObject({ remote: 3, executed: 0 });
     });
 
     it("a registry writer rewriting //p:c's result: unsigned, self-signed, a signature copied from //p:b, CI's signature over other bytes: each a miss, built here", async () => {
