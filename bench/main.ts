@@ -1,5 +1,5 @@
 // `npm run bench`: prints figures; it asserts nothing. Sections (all by default, or name
-// them): startup, engine, scale, sqlite, system, run, sandbox, oci, ssh, remote, serve.
+// them): startup, engine, scale, sqlite, system, run, sandbox, oci, ssh, remote, trust, serve.
 import { availableParallelism } from "node:os";
 import { engineBench } from "./engine-bench.ts";
 import { runBench } from "./run-bench.ts";
@@ -20,6 +20,7 @@ export async function main(args: string[]): Promise<number> {
   if (want("oci")) await (await import("./oci-bench.ts")).ociBench();
   if (want("ssh")) await (await import("./ssh-bench.ts")).sshBench();
   if (want("remote")) await (await import("./remote-cache-bench.ts")).remoteCacheBench();
+  if (want("trust")) await (await import("./trust-bench.ts")).trustBench();
   if (want("serve")) await (await import("./serve-bench.ts")).serveBench();
   return 0;
 }
