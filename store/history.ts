@@ -200,6 +200,11 @@ export class BuildHistory {
     return rows.map(buildRecord);
   }
 
+  /** How many builds the history holds. */
+  count(): number {
+    return this.sql.count(`SELECT count(*) AS n FROM builds`);
+  }
+
   build(id: number): BuildRecord | undefined {
     const row = this.sql.get<BuildRow>(`SELECT ${BUILD_COLUMNS} FROM builds b LEFT JOIN target_sets ts ON ts.digest = b.targets WHERE b.id = ?`, id);
     return row && buildRecord(row);

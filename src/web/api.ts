@@ -48,7 +48,7 @@ export class WebApi {
     const builds = this.store.history.builds({ before, limit: limit + 1 });
     const more = builds.length > limit;
     if (more) builds.pop();
-    return { builds, next: more ? builds[builds.length - 1]!.id : undefined, total: this.store.stats().builds };
+    return { builds, next: more ? builds[builds.length - 1]!.id : undefined, total: this.store.history.count() };
   }
 
   build(id: number): { build: BuildRecord; actions: RecordedAction[] } {

@@ -208,7 +208,7 @@ function GraphPicture({ nodes }: { nodes: Node[] }) {
             return (
               <a key={n.label} href={`/targets/${labelPath(n.label)}`}>
                 <rect x={p.x} y={p.y} width={NW} height={NH} rx="7" fill={FILL[o] ?? "#fff"} stroke={STROKE[o] ?? "#ccd"} stroke-width="1.5" data-node={n.label} data-outcome={o} />
-                <text x={p.x + 10} y={p.y + 17} fill="#1d2330" font-weight="600">{n.label.length > 32 ? "…" + n.label.slice(-31) : n.label}</text>
+                <text x={p.x + 10} y={p.y + 17} fill="#1d2330" font-weight="600">{n.label.length > 30 ? "…" + n.label.slice(-29) : n.label}</text>
                 <text x={p.x + 10} y={p.y + 33} fill="#5d6677">{`${n.rule}${o ? ` · ${o === "executed" ? "ran" : o}${n.build ? ` in #${n.build}` : ""}` : " · never built"}`}</text>
               </a>
             );
