@@ -124,6 +124,17 @@ describe("wmb serve: the server", () => {
     expect((await rawGet(served.url, `/machines/${identity}/blobs/${"0".repeat(64)}`)).status).toBe(404);
   });
 
+  it("keeps a failed action's message in the build's history", async () => {
+    const failing = makeWorkspace({ "BUILD.ts": `export default (w) => { w.package("bad").run({ name: "boom", outs: ["x"], cmd: "echo no disk here >&2; exit 3" }); };` });
+    const r = await wmb(failing, ["build", "--store", store, "//bad:boom"]);
+    expect(r.code).toBe(1);
+    const { builds } = (await (await fetch(`${served.url}/api/builds?limit=1`)).json()) as { builds: { id: number; status: string; counts: { failed: number } }[] };
+    expect(builds[0]!.status).toBe("failed");
+    expect(builds[0]!.counts.failed).toBe(1);
+    const { actions } = (await (await fetch(`${served.url}/api/builds/${builds[0]!.id}`)).json()) as { actions: { label: string; status: string; error?: string }[] };
+    expect(actions).toEqual([expect.objectContaining({ label: "//bad:boom", status: "failed", error: expect.stringContaining("no disk here") })]);
+  });
+
   it("pages the builds: `next` is the cursor of the older page", async () => {
     buildJson(small, ["--store", store, "//examples:shout"]);
     buildJson(small, ["--store", store, "//examples:shout"]);
@@ -218,6 +229,8 @@ describe.skipIf(!browser)("wmb serve: the pages in Chromium", () => {
     await screenshot(page, shots, "run-query");
     const repeated = await runPage(`arg=:memory:&arg=${encodeURIComponent("select 'x' || (40+2);")}`);
     expect(repeated.output).toContain("x42");
+    const piped = await runPage(`args=${encodeURIComponent("-list :memory:")}&stdin=${encodeURIComponent("select 'in' || (40+2);\n")}`);
+    expect(piped.output).toContain("in42");
   });
 
   it("keeps /db in the origin-private file system across reloads, until cleared", async () => {
