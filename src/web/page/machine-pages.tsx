@@ -86,7 +86,7 @@ export function MachinePage({ identity }: { identity: string }) {
           <button class="primary" type="submit">Run</button>
         </form>
       </div>
-      <h2>What `run` grants</h2>
+      <h2>What <code>run</code> grants</h2>
       <div class="panel">
         <dl class="kv">
           <dt>argv[0]</dt><dd><code>{grant.argv0}</code></dd>
@@ -96,7 +96,7 @@ export function MachinePage({ identity }: { identity: string }) {
           <dt>network</dt><dd>{spec.capability_profile.network}</dd>
           <dt>threads</dt><dd>{grant.threads} ({spec.capability_profile.cpus} cpu allowed)</dd>
           <dt>memory</dt><dd>{fmtBytes(spec.capability_profile.memory_bytes)} at most (in the sealed bits)</dd>
-          <dt>interfaces</dt><dd>{grant.interfaces.map((i) => <code key={i} style="margin-right:10px">{i}</code>)}</dd>
+          <dt>interfaces</dt><dd>{grant.interfaces.map((i) => <code key={i} class="chip">{i}</code>)}</dd>
         </dl>
       </div>
       <h2>Spec</h2>
