@@ -237,6 +237,9 @@ describe.skipIf(!browser)("wmb serve: the pages in Chromium", () => {
     const sql = `args=${encodeURIComponent(`/db/t.db "create table if not exists t(x); insert into t values(1); select 'rows=' || count(*) from t;"`)}`;
     expect((await runPage(sql)).output).toContain("rows=1");
     expect((await runPage(sql)).output).toContain("rows=2");
+    // Everything but the declared writable path is the read-only rootfs.
+    const outside = await runPage(`args=${encodeURIComponent(`:memory: ".output /escape.txt" "select 1;"`)}`);
+    expect(outside.output).toMatch(/cannot open|read-only/i);
     await page.click("[data-clear]");
     await page.waitForSelector("text=Cleared");
     expect((await runPage(sql)).output).toContain("rows=1");
