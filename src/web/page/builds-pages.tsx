@@ -287,7 +287,9 @@ function Timeline({ actions, critical }: { actions: Action[]; critical: Set<stri
     return by.map((l) => l ?? []);
   }, [timed]);
   const end = Math.max(1, ...timed.map((a) => a.startMs! + a.durationMs));
-  const width = 1130;
+  // Zoomed, the canvas grows wider than the page and scrolls (a canvas stays under 32,000 px).
+  const [zoom, setZoom] = useState(1);
+  const width = Math.min(32_000, 1130 * zoom);
   const left = 8;
   const scale = (width - left * 2) / end;
   const height = lanes.length * LANE_H + 26;
@@ -304,12 +306,11 @@ function Timeline({ actions, critical }: { actions: Action[]; critical: Set<stri
     // time axis
     g.fillStyle = "#5d6677";
     g.font = "11px system-ui, sans-serif";
-    for (let i = 0; i <= 8; i++) {
-      const x = left + ((width - left * 2) * i) / 8;
-      g.fillRect(x, 0, 1, height - 20);
-      g.globalAlpha = 1;
-      g.fillText(fmtMs((end * i) / 8), Math.min(x + 2, width - 50), height - 6);
-    }
+    const ticks = Math.round(width / 140);
+    g.fillStyle = "#e2e5eb";
+    for (let i = 0; i <= ticks; i++) g.fillRect(left + ((width - left * 2) * i) / ticks, 0, 1, height - 20);
+    g.fillStyle = "#5d6677";
+    for (let i = 0; i <= ticks; i++) g.fillText(fmtMs((end * i) / ticks), Math.min(left + ((width - left * 2) * i) / ticks + 2, width - 50), height - 6);
     g.fillStyle = "#fff";
     lanes.forEach((lane, li) => {
       const y = li * LANE_H + 2;
@@ -329,7 +330,7 @@ function Timeline({ actions, critical }: { actions: Action[]; critical: Set<stri
         }
       }
     });
-  }, [lanes, critical, end, height]);
+  }, [lanes, critical, end, height, width]);
   const onMove = (e: MouseEvent) => {
     const rect = (e.target as HTMLCanvasElement).getBoundingClientRect();
     const x = e.clientX - rect.left;
@@ -366,6 +367,9 @@ function Timeline({ actions, critical }: { actions: Action[]; critical: Set<stri
         <span><i style="background:#c2352b" />failed</span>
         <span><i style="background:#fff;border:2px solid #e8a317" />critical path</span>
         <span>{lanes.length} lane{lanes.length === 1 ? "" : "s"}, {timed.length} actions</span>
+        <span>
+          zoom <button onClick={() => setZoom(Math.max(1, zoom / 2))} disabled={zoom === 1}>−</button> {zoom}× <button onClick={() => setZoom(Math.min(64, zoom * 2))} disabled={width >= 32_000}>+</button>
+        </span>
       </div>
     </>
   );
