@@ -12,6 +12,7 @@ import { Script } from "node:vm";
 import { importModule } from "./import-module.ts";
 import { lineMapOf, originalLine, type LineMap } from "./source-lines.ts";
 import { WmbError } from "./errors.ts";
+import { quotedValue } from "./terminal-text.ts";
 import { canonicalLabel, formatLabel, isLabelRef, isValidPackageName, isValidTargetName } from "./label.ts";
 import { expandGlobs } from "./glob.ts";
 import type { CommonAttrs, RuleDef } from "../rules/rule.ts";
@@ -76,7 +77,12 @@ export async function loadWorkspace(root: string, cacheDir: string): Promise<Loa
   if (typeof mod.default !== "function") {
     throw new WmbError("BUILD_FILE", `${buildFile} must export default a function (w: Workspace) => void that declares targets.`, { subject: buildFile });
   }
-  const declareAll = mod.default as BuildFile;
+  return { root, buildFile, targets: await declareTargets(root, buildFile, mod.default as BuildFile) };
+}
+
+/** The targets BUILD.ts's function declares (what loadWorkspace does once the file is loaded;
+ * also the fuzz target of declared attributes). Throws BUILD_FILE errors naming the site. */
+export async function declareTargets(root: string, buildFile: string, declareAll: BuildFile): Promise<Map<string, Target>> {
   // Where each target was declared is found only when asked (an error, `query targets`): a
   // stack captured per declaration was a sixth of loading 20,000 of them, and kept alive (#16).
   let sites: Map<string, Target> | undefined;
@@ -90,7 +96,7 @@ export async function loadWorkspace(root: string, cacheDir: string): Promise<Loa
     if (e instanceof WmbError) throw e;
     throw buildFileError(buildFile, e);
   }
-  return { root, buildFile, targets };
+  return targets;
 }
 
 /** BUILD.ts's function run once more, each declaration's site captured: what a target's
@@ -293,7 +299,7 @@ function checkAttrs(rule: RuleDef<any>, raw: unknown, site: Site, pkg: string): 
   const attrs = { ...(raw as Record<string, unknown>) } as CommonAttrs & Record<string, unknown>;
   for (const key in attrs) if (attrs[key] === undefined) delete attrs[key];
   if (typeof attrs.name !== "string" || !isValidTargetName(attrs.name)) {
-    throw fail(`"name" must be a target name (letters, digits, _ - . +), got ${JSON.stringify(attrs.name)}`);
+    throw fail(`"name" must be a target name (letters, digits, _ - . +, up to 255 characters), got ${quotedValue(attrs.name)}`);
   }
   if (attrs.srcs !== undefined && (!Array.isArray(attrs.srcs) || attrs.srcs.some((s) => typeof s !== "string"))) {
     throw fail(`//${pkg}:${attrs.name}: "srcs" must be an array of strings`);
@@ -308,7 +314,7 @@ function checkAttrs(rule: RuleDef<any>, raw: unknown, site: Site, pkg: string): 
       base === "string[]" ? Array.isArray(v) && v.every((x) => typeof x === "string")
       : base === "object" ? typeof v === "object" && v !== null
       : typeof v === base;
-    if (!ok) throw fail(`//${pkg}:${attrs.name}: attribute "${key}" must be ${base}, got ${JSON.stringify(v)}`);
+    if (!ok) throw fail(`//${pkg}:${attrs.name}: attribute "${key}" must be ${base}, got ${quotedValue(v)}`);
   }
   return attrs;
 }

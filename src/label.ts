@@ -1,8 +1,9 @@
 // Labels: `//pkg:name`, or `:name` relative to the current package.
 import { WmbError } from "./errors.ts";
 
-const PKG = /^[a-z0-9_][a-z0-9_.-]*(\/[a-z0-9_][a-z0-9_.-]*)*$/i;
-const NAME = /^[a-z0-9_][a-z0-9_.+=,@~-]*$/i;
+// A name is at most 255 characters (one path component: outputs live under it), a package 1024.
+const PKG = /^(?=.{1,1024}$)[a-z0-9_][a-z0-9_.-]{0,254}(\/[a-z0-9_][a-z0-9_.-]{0,254})*$/is;
+const NAME = /^[a-z0-9_][a-z0-9_.+=,@~-]{0,254}$/i;
 
 export interface Label {
   pkg: string;

@@ -9,6 +9,9 @@
 //
 // Only the sections that hold this information are decoded; everything else is skipped by size.
 
+/** Names are UTF-8 (the spec): a name that is not is a malformed binary, found by fuzzing. */
+const UTF8 = new TextDecoder("utf-8", { fatal: true });
+
 export class WasmFormatError extends Error {
   constructor(message: string) {
     super(message);
@@ -273,7 +276,12 @@ class Reader {
   name(): string {
     const len = this.u32();
     if (this.pos + len > this.end) throw new WasmFormatError(`name runs past the end at offset ${this.pos}.`);
-    const s = new TextDecoder("utf-8", { fatal: true }).decode(this.bytes.subarray(this.pos, this.pos + len));
+    let s: string;
+    try {
+      s = UTF8.decode(this.bytes.subarray(this.pos, this.pos + len));
+    } catch {
+      throw new WasmFormatError(`name at offset ${this.pos} is not UTF-8.`);
+    }
     this.pos += len;
     return s;
   }

@@ -13,6 +13,7 @@ import { withSources, formatSpec } from "../formats/machine-spec.ts";
 import type { ComponentInfo } from "../formats/wasm.ts";
 import { MEDIA_INDEX, MEDIA_MANIFEST, sha256Of } from "./oci/client.ts";
 import { WmbError } from "../errors.ts";
+import { quotedValue } from "../terminal-text.ts";
 
 export const ARTIFACT_TYPE = "application/vnd.wmb.machine.v1";
 export const SPEC_MEDIA_TYPE = "application/vnd.wmb.machine.spec.v2+json";
@@ -163,8 +164,8 @@ function descriptor(v: unknown, what: string): Descriptor {
 
 export function readMachineIndex(bytes: Uint8Array, what: string): PulledIndex {
   const index = parse(bytes, what);
-  if (index.mediaType !== MEDIA_INDEX) throw invalid(what, `its media type is ${JSON.stringify(index.mediaType)}, not an OCI image index`);
-  if (index.artifactType !== ARTIFACT_TYPE) throw invalid(what, `its artifactType is ${JSON.stringify(index.artifactType)}, not ${ARTIFACT_TYPE}`);
+  if (index.mediaType !== MEDIA_INDEX) throw invalid(what, `its media type is ${quotedValue(index.mediaType)}, not an OCI image index`);
+  if (index.artifactType !== ARTIFACT_TYPE) throw invalid(what, `its artifactType is ${quotedValue(index.artifactType)}, not ${ARTIFACT_TYPE}`);
   const identity = (index.annotations as Record<string, string> | undefined)?.[ANNOTATION.identity];
   if (typeof identity !== "string" || !/^blake3:[0-9a-f]{64}$/.test(identity)) throw invalid(what, `it has no ${ANNOTATION.identity} annotation`);
   const manifests = Array.isArray(index.manifests) ? index.manifests.map((m) => descriptor(m, what)) : [];
@@ -179,9 +180,9 @@ export function readMachineIndex(bytes: Uint8Array, what: string): PulledIndex {
 /** A manifest with one config of `configType` and exactly one layer of `layerType`. */
 export function readManifest(bytes: Uint8Array, configType: string, layerType: string, what: string): PulledManifest {
   const m = parse(bytes, what);
-  if (m.mediaType !== MEDIA_MANIFEST) throw invalid(what, `its media type is ${JSON.stringify(m.mediaType)}`);
+  if (m.mediaType !== MEDIA_MANIFEST) throw invalid(what, `its media type is ${quotedValue(m.mediaType)}`);
   const config = descriptor(m.config, what);
-  if (config.mediaType !== configType) throw invalid(what, `its config is ${config.mediaType}, not ${configType}`);
+  if (config.mediaType !== configType) throw invalid(what, `its config is ${quotedValue(config.mediaType)}, not ${configType}`);
   const layers = Array.isArray(m.layers) ? m.layers.map((l) => descriptor(l, what)) : [];
   if (layers.length !== 1 || layers[0]!.mediaType !== layerType) throw invalid(what, `it must have exactly one ${layerType} layer`);
   return { config, layer: layers[0]! };

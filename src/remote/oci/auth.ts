@@ -83,17 +83,24 @@ export async function bearerToken(challenge: Challenge, r: TokenRequest): Promis
     await readErrorBody(res);
     throw new WmbError("REMOTE", `${capitalized(what)} answered HTTP ${res.status}; try again, or check the registry's auth configuration.`, { subject: r.registry });
   }
-  let body: { token?: unknown; access_token?: unknown } = {};
+  return `Bearer ${tokenOfAnswer(await readBounded(res, `the answer of ${what}`, { code: "REMOTE" }), r.registry)}`;
+}
+
+/** The token in a token service's answer (`token`, else `access_token`: printable ASCII, as an
+ * Authorization header can carry it); a REMOTE error for anything else. */
+export function tokenOfAnswer(answer: Uint8Array, registry: string): string {
+  let body: unknown;
   try {
-    body = JSON.parse((await readBounded(res, `the answer of ${what}`, { code: "REMOTE" })).toString("utf8")) as typeof body;
-  } catch (e) {
-    if (e instanceof WmbError) throw e;
+    body = JSON.parse(Buffer.from(answer).toString("utf8"));
+  } catch {
+    // not JSON: no token
   }
-  const token = body?.token ?? body?.access_token;
+  const b = body !== null && typeof body === "object" ? (body as { token?: unknown; access_token?: unknown }) : {};
+  const token = b.token ?? b.access_token;
   if (typeof token !== "string" || !/^[\x21-\x7e]+$/.test(token)) {
-    throw new WmbError("REMOTE", `The token service of ${r.registry} answered without a usable token; check its configuration.`, { subject: r.registry });
+    throw new WmbError("REMOTE", `The token service of ${registry} answered without a usable token; check its configuration.`, { subject: registry });
   }
-  return `Bearer ${token}`;
+  return token;
 }
 
 function capitalized(s: string): string {

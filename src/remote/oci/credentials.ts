@@ -8,6 +8,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { WmbError } from "../../errors.ts";
+import { quotedValue } from "../../terminal-text.ts";
 
 export interface Credentials {
   username: string;
@@ -30,12 +31,13 @@ export function dockerConfigPath(env: NodeJS.ProcessEnv = process.env): string {
 export async function credentialsFor(registry: string, env: NodeJS.ProcessEnv = process.env): Promise<Credentials | undefined> {
   const file = dockerConfigPath(env);
   if (!existsSync(file)) return undefined;
-  let config: DockerConfig;
+  let parsed: unknown;
   try {
-    config = JSON.parse(readFileSync(file, "utf8")) as DockerConfig;
+    parsed = JSON.parse(readFileSync(file, "utf8"));
   } catch (e) {
-    throw new WmbError("USAGE", `${file} is not valid JSON (${(e as Error).message}); fix it or point DOCKER_CONFIG elsewhere.`, { subject: file });
+    throw new WmbError("USAGE", `${file} is not valid JSON (${(e as Error).message.slice(0, 200)}); fix it or point DOCKER_CONFIG elsewhere.`, { subject: file });
   }
+  const config = checkedConfig(parsed, file);
   const helper = config.credHelpers?.[registry] ?? config.credsStore;
   const entry = Object.entries(config.auths ?? {}).find(([k]) => k === registry || k.replace(/^https?:\/\//, "").replace(/\/.*$/, "") === registry)?.[1];
   if (entry) {
@@ -49,6 +51,27 @@ export async function credentialsFor(registry: string, env: NodeJS.ProcessEnv = 
   }
   if (helper) return fromHelper(helper, registry, env);
   return undefined;
+}
+
+/** The config's shape, as docker writes it (fuzzing found that `null`, or an `auth` that is a
+ * number, reached Buffer.from): whatever it holds beyond these keys is not read. */
+function checkedConfig(v: unknown, file: string): DockerConfig {
+  const bad = (what: string) => new WmbError("USAGE", `${file}: ${what}; fix it (docker login writes it) or point DOCKER_CONFIG elsewhere.`, { subject: file });
+  const isObject = (x: unknown): x is Record<string, unknown> => x !== null && typeof x === "object" && !Array.isArray(x);
+  if (!isObject(v)) throw bad("it is not a JSON object");
+  // A helper name is a word: one with a slash would run `docker-credential-../x` from the cwd.
+  const helperName = (s: unknown) => typeof s === "string" && /^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(s);
+  const strings = (x: unknown) => isObject(x) && Object.values(x).every(helperName);
+  if (v.auths !== undefined) {
+    if (!isObject(v.auths)) throw bad(`"auths" is not an object`);
+    for (const [host, e] of Object.entries(v.auths)) {
+      const fields = isObject(e) ? ["auth", "username", "password", "identitytoken"].map((k) => e[k]) : [0];
+      if (!fields.every((f) => f === undefined || typeof f === "string")) throw bad(`auths[${quotedValue(host, 60)}] must be an object of strings (auth, username, password)`);
+    }
+  }
+  if (v.credHelpers !== undefined && !strings(v.credHelpers)) throw bad(`"credHelpers" must map registries to helper names (letters, digits, . _ -)`);
+  if (v.credsStore !== undefined && !helperName(v.credsStore)) throw bad(`"credsStore" must be a helper name (letters, digits, . _ -)`);
+  return v as DockerConfig;
 }
 
 function fromHelper(name: string, registry: string, env: NodeJS.ProcessEnv): Promise<Credentials | undefined> {
