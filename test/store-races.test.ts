@@ -36,6 +36,25 @@ function index(ws: string): Database.Database {
 
 /** A workspace whose one action was built, then its result forgotten: the next build must run
  * it (and so take its lock, where a test plants one first). */
+/** Resolves once some process holds the store lock of `storeDir` shared (a build's lease). */
+async function untilLeased(storeDir: string): Promise<void> {
+  for (let i = 0; i < 600; i++) {
+    if (existsSync(join(storeDir, "store.lock"))) {
+      const db = new Database(join(storeDir, "store.lock"), { timeout: 0 });
+      try {
+        db.exec("BEGIN EXCLUSIVE");
+        db.exec("ROLLBACK");
+      } catch {
+        return; // busy: held
+      } finally {
+        db.close();
+      }
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`no build took the lock of ${storeDir} within 30 s`);
+}
+
 function builtThenForgotten(): { ws: string; key: string } {
   const ws = makeWorkspace({
     "BUILD.ts": `export default (w) => { w.package("p").write({ name: "w", out: "w.txt", content: "w\\n" }); };\n`,
@@ -74,13 +93,14 @@ describe("store under gc, other builds and stale locks", () => {
   it("gc waits for a running build and says so; a build starting meanwhile waits for gc", async () => {
     const ws = makeWorkspace({
       "BUILD.ts": `export default (w) => {
-  w.package("p").run({ name: "slow", outs: ["slow.txt"], cmd: "sleep 2; echo slow > slow.txt" });
+  w.package("p").run({ name: "slow", outs: ["slow.txt"], cmd: "sleep 6; echo slow > slow.txt" });
 };\n`,
     });
     const t0 = Date.now();
     const build = wmb(ws, ["build", "//p:slow"]);
     // The build holds the store lock from its start: gc (started while it runs) waits for it.
-    await new Promise((r) => setTimeout(r, 1000));
+    // Waited for by looking at the lock, not by sleeping: a loaded machine starts wmb late.
+    await untilLeased(join(ws, ".wmb"));
     const gc = await wmb(ws, ["store", "gc", "--grace", "0", "--keep-builds", "0"]);
     const b = await build;
     expect(b.code).toBe(0);
@@ -90,17 +110,33 @@ describe("store under gc, other builds and stale locks", () => {
     // The build's result was kept: it was served last for its label.
     expect(buildJson(ws, ["//p:slow"]).counts.executed).toBe(0);
     // While gc sweeps (the exclusive lock held here, as gc holds it), a build waits and says so.
+    // The lock is given up only once the build says it waits (not after a sleep: a loaded
+    // machine may start wmb after any fixed time), and the build must not end before that.
     const sweep = new StoreLock(join(ws, ".wmb"));
     sweep.exclusive();
-    let finished = false;
-    const waiting = wmb(ws, ["build", "//p:slow"]).finally(() => (finished = true));
-    await new Promise((r) => setTimeout(r, 1500));
-    expect(finished).toBe(false);
+    const child = spawn(process.execPath, [WMB, "build", "//p:slow"], { cwd: ws, stdio: ["ignore", "ignore", "pipe"] });
+    let stderr = "";
+    let endedWhileHeld = false;
+    const exited = new Promise<number | null>((r) => child.on("exit", (code) => r(code)));
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`the build never said it waits for gc: ${stderr}`)), 45_000);
+      child.stderr!.on("data", (b) => {
+        stderr += b;
+        if (stderr.includes("waiting for `wmb store gc`")) {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+      void exited.then(() => {
+        endedWhileHeld = true;
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+    expect(endedWhileHeld, stderr).toBe(false);
     sweep.close();
-    const w = await waiting;
-    expect(w.code).toBe(0);
-    expect(w.stderr).toContain("waiting for `wmb store gc`");
-  }, 60_000);
+    expect(await exited).toBe(0);
+  }, 90_000);
 
   it("re-admitting a blob refreshes its age, so gc's grace spares it", async () => {
     const dir = mkdtempSync(join(tmpdir(), "wmb-readmit-"));
