@@ -9,7 +9,7 @@ import type { FuzzTarget } from "./targets.ts";
 import { Violation } from "./targets.ts";
 
 export const FUZZ_DIR = new URL(".", import.meta.url).pathname;
-export const SLOW_MS = 2000;
+export const SLOW_MS = 5000;
 
 export function corpusDir(target: string): string {
   return join(FUZZ_DIR, "corpus", target);

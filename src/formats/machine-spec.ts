@@ -9,7 +9,7 @@
 // trailing newline) for people to read; its whitespace never matters, the identity is over JCS.
 import { hashBytes } from "../digest.ts";
 import { WmbError } from "../errors.ts";
-import { canonicalBytes } from "./jcs.ts";
+import { canonicalBytes, CanonicalizationError } from "./jcs.ts";
 import { isOciSource } from "../remote/oci/reference.ts";
 import { memoryMaximumBytes, type ComponentInfo } from "./wasm.ts";
 
@@ -193,7 +193,14 @@ export interface SealCheckArtifacts {
 export function checkSealedSpec(value: unknown, artifacts: SealCheckArtifacts = {}, what = "the machine spec"): SealedSpec {
   const spec = validateMachineSpec(value, what);
   if (!spec.seal) throw integrity(`${what} is not sealed (it has no "seal" member); build its sealed target.`, what);
-  const identity = sealIdentity(spec);
+  let identity: string;
+  try {
+    identity = sealIdentity(spec);
+  } catch (e) {
+    // JCS refuses what is not I-JSON (a lone surrogate, found by fuzzing): no identity, no seal.
+    if (!(e instanceof CanonicalizationError)) throw e;
+    throw integrity(`${what} has no canonical form, so no seal can match it: ${e.message.slice(0, 300)}`, what);
+  }
   if (identity !== spec.seal.digest) {
     throw integrity(`${what} does not match its seal: its content hashes to ${identity} but the seal says ${spec.seal.digest}.`, what);
   }
@@ -272,8 +279,11 @@ export function wasiBindings(consumerId: string, component: ComponentInfo): Bind
 
 /** Check the shape and internal consistency of a spec (sealed or not). Throws WmbError("INTEGRITY"). */
 export function validateMachineSpec(value: unknown, what = "the machine spec"): MachineSpec {
+  // A reason quotes what the spec holds, which anyone may have written: cut to a sentence's
+  // length (fuzzing found 70 kB messages).
   const fail = (path: string, why: string): never => {
-    throw integrity(`${what} is invalid: ${path} ${why}.`, what);
+    const short = (t: string, n: number) => (t.length > n ? `${t.slice(0, n - 3)}...` : t);
+    throw integrity(`${what} is invalid: ${short(path, 200)} ${short(why, 400)}.`, what);
   };
   const obj = (v: unknown, path: string): Record<string, unknown> => {
     if (v === null || typeof v !== "object" || Array.isArray(v)) fail(path, "must be an object");
