@@ -32,6 +32,7 @@ const MIGRATIONS: { version: number; sql: () => string }[] = [
   { version: 5, sql: () => sqlFile("./migration-5-oci.sql") },
   { version: 6, sql: () => sqlFile("./migration-6-remote-results.sql") },
   { version: 7, sql: () => sqlFile("./migration-7-build-timeline.sql") },
+  { version: 8, sql: () => sqlFile("./migration-8-machine-signers.sql") },
 ];
 function sqlFile(rel: string): string {
   return readFileSync(wmbFile(join("store", rel)), "utf8");

@@ -38,6 +38,18 @@ export interface ActionResult {
 
 export type BlobHealth = "ok" | "missing" | "corrupt";
 
+/** A key whose signature of a machine verified (store version 8). */
+export interface MachineSigner {
+  keyName: string;
+  /** "NAME:BASE64". */
+  publicKey: string;
+  /** The OCI index ("sha256:<hex>") the signature is over. */
+  index: string;
+  /** "pull": checked against the trusted keys at a pull; "push": signed with the pusher's key. */
+  how: "pull" | "push";
+  verifiedAt: number;
+}
+
 /** Who recorded a result: a build (served) or a verify round (kept as evidence, never served). */
 export type ProducedBy = "build" | "verify";
 
@@ -508,6 +520,30 @@ export class Store {
     return this.sql
       .all<{ identity: string; spec_digest: Digest; label: string | null; created_at: number }>(`SELECT identity, spec_digest, label, created_at FROM machines ORDER BY created_at DESC, identity`)
       .map((r) => ({ identity: r.identity, specDigest: r.spec_digest, label: r.label ?? undefined, createdAt: r.created_at }));
+  }
+
+  /** Remember keys whose signature of a machine (this identity at this OCI index) verified:
+   * at a pull against the trusted keys, or at a push with the pusher's own key. */
+  recordMachineSigners(identity: string, index: string, how: MachineSigner["how"], keys: readonly { name: string; toString(): string }[]): void {
+    if (keys.length === 0) return;
+    const ins = this.sql.statement(
+      `INSERT INTO machine_signers (identity, key_name, public_key, index_sha256, how, verified_at) VALUES (?, ?, ?, ?, ?, ?)
+       ON CONFLICT (identity, public_key, index_sha256, how) DO UPDATE SET verified_at = excluded.verified_at`,
+    );
+    const now = Date.now();
+    this.sql.write(() => {
+      for (const k of keys) ins.run(identity, k.name, k.toString(), index, how, now);
+    });
+  }
+
+  /** The verified signers of a machine by identity, latest first. */
+  machineSigners(identity: string): MachineSigner[] {
+    return this.sql
+      .all<{ key_name: string; public_key: string; index_sha256: string; how: MachineSigner["how"]; verified_at: number }>(
+        `SELECT key_name, public_key, index_sha256, how, verified_at FROM machine_signers WHERE identity = ? ORDER BY verified_at DESC, key_name, how`,
+        identity,
+      )
+      .map((r) => ({ keyName: r.key_name, publicKey: r.public_key, index: r.index_sha256, how: r.how, verifiedAt: r.verified_at }));
   }
 
   /** The blob holding the sealed spec of a machine known by identity. */

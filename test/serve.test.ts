@@ -12,6 +12,9 @@ import { buildJson, makeWorkspace, WMB, wmb } from "./helpers/cli.ts";
 import { copyFixtureStore, copyWorkspace, sqliteFixture, type SqliteFixture } from "./helpers/sqlite-fixture.ts";
 import { artifactDir, screenshot, startChromium } from "./helpers/browser.ts";
 import { staticServer } from "./helpers/static-server.ts";
+import { testKey } from "./helpers/test-keys.ts";
+import { parsePublicKey } from "../src/trust/keys.ts";
+import { Store } from "../store/store.ts";
 
 interface Served {
   url: string;
@@ -71,6 +74,10 @@ beforeAll(async () => {
   fixture = await sqliteFixture();
   store = join(mkdtempSync(join(tmpdir(), "wmb-serve-store-")), "store");
   copyFixtureStore(fixture.store, store);
+  // A signer the store verified at a pull (what /machines shows under "signed by").
+  const s = await Store.open(store);
+  for (const m of s.machines()) s.recordMachineSigners(m.identity, `sha256:${"5".repeat(64)}`, "pull", [parsePublicKey(testKey("ci-2026").pub, "the test key")]);
+  s.close();
   small = makeWorkspace({ "BUILD.ts": SMALL_BUILD("hello\n") });
   workspace = copyWorkspace();
   served = await startServe(store, workspace);
@@ -212,10 +219,12 @@ describe.skipIf(!browser)("wmb serve: the pages in Chromium", () => {
   it("lists the machines and shows one's spec and grant", async () => {
     await page.goto(`${served.url}/machines`);
     await page.waitForSelector(`tr[data-machine="${identity}"]`);
+    expect(await page.textContent(`tr[data-machine="${identity}"] td.signed-by`)).toMatch(/^ci-2026 verified at pull \d{4}-\d\d-\d\d /);
     await screenshot(page, shots, "machines");
     await page.goto(`${served.url}/machines/${identity}`);
     await page.waitForSelector("dl.kv");
     expect(await page.textContent("main")).toContain("wasi:filesystem/preopens");
+    expect(await page.textContent("div.signed-by")).toMatch(/^ci-2026verified at pull \d{4}-\d\d-\d\d .* · index sha256:5{5}… · ci-2026:/);
     await screenshot(page, shots, "machine");
   });
 

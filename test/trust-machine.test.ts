@@ -17,8 +17,18 @@ import { MEDIA_INDEX, RegistryClient } from "../src/remote/oci/client.ts";
 import { attachEnvelope, referrerEnvelopes } from "../src/remote/oci/referrers.ts";
 import { MACHINE_SIGNATURE_ARTIFACT_TYPE } from "../src/remote/machine-trust.ts";
 import type { SealedSpec } from "../src/formats/machine-spec.ts";
+import { Store } from "../store/store.ts";
 
 const freshStore = () => join(mkdtempSync(join(tmpdir(), "wmb-trust-machine-")), "store");
+/** The signers a store recorded for a machine (store version 8), as [key, public key, how, index]. */
+async function signersIn(dir: string, identity: string): Promise<string[][]> {
+  const store = await Store.open(dir);
+  try {
+    return store.machineSigners(identity).map((s) => [s.keyName, s.publicKey, s.how, s.index]);
+  } finally {
+    store.close();
+  }
+}
 const blobs = (store: string) => (existsSync(join(store, "cas")) ? readdirSync(join(store, "cas"), { recursive: true }).map(String).filter((p) => /^[0-9a-f]{2}\/[0-9a-f]+$/.test(p)) : []);
 
 
@@ -60,6 +70,30 @@ describe.skipIf(!registryInstalled)("signed machines in an OCI registry", () => 
     const loud = await wmb(fx.workspace, ["pull", "--store", store, "--allow-unsigned", tagRef], { env: env({ WMB_TRUSTED_KEYS: other.pub }) });
     expect(loud.code, loud.stderr).toBe(0);
     expect(loud.stderr).toMatch(/^warning: !!! .* is not signed by a key trusted by WMB_TRUSTED_KEYS: signed by ci \(not trusted here\); taking it anyway because of --allow-unsigned/);
+  });
+
+  it("the store records the signers whose signature verified at a pull (never an untrusted one), and the pusher's own key", async () => {
+    const repo = "acme/cosigned";
+    const ref = `oci://${reg.host}/${repo}:3`;
+    const push = await wmb(fx.workspace, ["push", "--json", "--store", fx.store, "--signing-key", ci.file, "//sqlite-cli:sealed", ref], { env: env() });
+    expect(push.code, push.stderr).toBe(0);
+    const { index } = JSON.parse(push.stdout) as { index: string };
+    expect(await signersIn(fx.store, pushed.identity)).toContainEqual(["ci", ci.pub, "push", index]);
+    // rogue signs the same machine too; the puller trusts ci and other (which signed nothing).
+    const client = new RegistryClient(reg.host);
+    const manifest = await client.manifest(repo, index);
+    const { signMachine } = await import("../src/remote/machine-trust.ts");
+    const { readSigningKey } = await import("../src/trust/keys.ts");
+    await signMachine({ client, repository: repo, digest: index, size: manifest.bytes.length }, { name: "sqlite-cli", identity: pushed.identity }, readSigningKey(rogue.file));
+    const store = freshStore();
+    const pulled = await wmb(fx.workspace, ["pull", "--store", store, "--trusted-key", ci.pub, "--trusted-key", other.pub, ref], { env: env() });
+    expect(pulled.code, pulled.stderr).toBe(0);
+    expect(await signersIn(store, pushed.identity)).toEqual([["ci", ci.pub, "pull", index]]);
+    // A pull that takes it unsigned (--allow-unsigned), or one without trusted keys, records nobody.
+    const loose = freshStore();
+    expect((await wmb(fx.workspace, ["pull", "--store", loose, "--trusted-key", other.pub, "--allow-unsigned", ref], { env: env() })).code).toBe(0);
+    expect((await wmb(fx.workspace, ["pull", "--store", loose, ref], { env: env() })).code).toBe(0);
+    expect(await signersIn(loose, pushed.identity)).toEqual([]);
   });
 
   it("run and inspect of an oci:// machine refuse it before anything runs; inspect lists its signature and provenance", async () => {

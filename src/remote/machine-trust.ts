@@ -59,6 +59,8 @@ export interface Attestation {
   claimedSigners: string[];
   /** Trusted keys whose signature is valid and whose statement is about this machine. */
   validSigners: string[];
+  /** The trusted keys behind validSigners. */
+  validKeys?: PublicKey[];
   /** Why it does not count, when it does not (untrusted key, bad signature, another machine…). */
   problem?: string;
   /** What it says; parsed only when a trusted key signed it, or (shown as unverified) when no keys are configured. */
@@ -70,6 +72,8 @@ export interface MachineTrust {
   attestations: Attestation[];
   /** Trusted keys that signed this identity at this index. */
   signers: string[];
+  /** The same signers as keys (what the store records). */
+  signerKeys: PublicKey[];
   /** Distinct trusted keys, other than the signers, attesting an identical rebuild. */
   rebuilders: string[];
   /** Referrers listed but not read (about another manifest, not an envelope). */
@@ -95,8 +99,10 @@ export async function machineTrust(at: IndexAt, identity: string, trusted: reado
       if (kind === "rebuild" && a.verified && a.statement) rebuilds.push({ statement: a.statement as Statement<RebuildPredicate>, validSigners: a.validSigners });
     }
   }
-  const signers = [...new Set(attestations.filter((a) => a.kind === "signature").flatMap((a) => a.validSigners))].sort();
-  return { attestations, signers, rebuilders: independentRebuilders(rebuilds, identity, signers), skipped };
+  const signed = attestations.filter((a) => a.kind === "signature");
+  const signers = [...new Set(signed.flatMap((a) => a.validSigners))].sort();
+  const signerKeys = [...new Set(signed.flatMap((a) => a.validKeys ?? []))];
+  return { attestations, signers, signerKeys, rebuilders: independentRebuilders(rebuilds, identity, signers), skipped };
 }
 
 function judge(kind: Attestation["kind"], r: ReferrerEnvelope, identity: string, index: string, trusted: readonly PublicKey[]): Attestation {
@@ -125,7 +131,7 @@ function judge(kind: Attestation["kind"], r: ReferrerEnvelope, identity: string,
     if (kind === "signature") {
       const s = parseMachineStatement(payload, source);
       const mismatch = machineStatementMismatch(s, { identity, index });
-      return { ...base, validSigners: mismatch ? [] : verdict.validSigners, statement: s, verified: true, ...(mismatch && { problem: mismatch }) };
+      return { ...base, validSigners: mismatch ? [] : verdict.validSigners, validKeys: mismatch ? [] : verdict.validKeys, statement: s, verified: true, ...(mismatch && { problem: mismatch }) };
     }
     if (kind === "provenance") {
       const s = parseProvenance(payload, source);

@@ -126,6 +126,7 @@ export async function pushMachine(store: Store, m: LoadedMachine, ref: OciRefere
   if (opts.signer) {
     const at = { client, repository: ref.repository, digest: artifact.index.digest, size: artifact.index.bytes.length };
     report.signature = await signMachine(at, { name: m.spec.name, identity: artifact.identity }, opts.signer);
+    store.recordMachineSigners(artifact.identity, artifact.index.digest, "push", [opts.signer.publicKey]);
     if (opts.provenance) {
       const subjects = artifact.manifests.map((mf, i) => ({ name: i === 0 ? `${m.spec.name}.wasm` : m.spec.name, sha256: mf.digest.replace(/^sha256:/, "") }));
       report.provenance = await attachStatement(at, PROVENANCE_ARTIFACT_TYPE, await opts.provenance(subjects), opts.signer);
@@ -167,8 +168,15 @@ export async function pullMachine(store: Store, ref: OciReference, opts: ClientO
   // Who vouches for it, before any of its blobs is fetched (the spec's seal is checked against
   // this identity below, so the signed identity is the machine admitted).
   trust = await enforceMachinePolicy({ client, repository: repo, digest: indexManifest.digest, size: indexManifest.bytes.length }, index.identity, reference, opts.policy);
+  // Who signed it is remembered once the machine is in the store (here, or after the checks below).
+  const remember = (identity: string) => {
+    if (trust) store.recordMachineSigners(identity, indexManifest.digest, "pull", trust.signerKeys);
+  };
   const known = store.ociIndexIdentity(indexManifest.digest);
-  if (known && known === index.identity && (await holds(store, known))) return cached(known, indexManifest.digest);
+  if (known && known === index.identity && (await holds(store, known))) {
+    remember(known);
+    return cached(known, indexManifest.digest);
+  }
 
   const fetchManifest = async (d: Descriptor, role: string) => {
     const m = await client.manifest(repo, d.digest);
@@ -229,6 +237,7 @@ export async function pullMachine(store: Store, ref: OciReference, opts: ClientO
   const stored = await store.putBytes(new TextEncoder().encode(formatSpec(located)));
   registerMachine(store, located, stored.digest);
   store.recordOciIndex(indexManifest.digest, spec.seal.digest);
+  remember(spec.seal.digest);
   return { identity: spec.seal.digest, reference, index: indexManifest.digest, fetched, fetchedBytes, cached: false, ...(trust && { trust }) };
 }
 

@@ -94,6 +94,8 @@ export interface EnvelopeVerdict {
   payloadBytes?: Uint8Array;
   /** Names of the trusted keys whose signature is valid (each once). */
   validSigners: string[];
+  /** Those trusted keys themselves (each once). */
+  validKeys: PublicKey[];
   /** keyids of signatures no trusted key has (each once; "" for an absent keyid). */
   untrustedSigners: string[];
   /** keyids of signatures that name a trusted key but are not its signature of these bytes:
@@ -114,6 +116,7 @@ export function verifyEnvelope(envelope: DsseEnvelope, trusted: readonly PublicK
   if (!payload) throw new WmbError("INTEGRITY", `${source} is not a DSSE envelope: its "payload" is not base64.`, { subject: source });
   const signed = pae(envelope.payloadType, payload);
   const valid = new Set<string>();
+  const validKeys = new Set<PublicKey>();
   const untrusted = new Set<string>();
   const bad = new Set<string>();
   for (const s of envelope.signatures) {
@@ -121,12 +124,15 @@ export function verifyEnvelope(envelope: DsseEnvelope, trusted: readonly PublicK
     // The keyid narrows the keys to try (all of them when it is empty); it decides nothing.
     const candidates = s.keyid ? trusted.filter((k) => k.name === s.keyid) : trusted;
     const by = sig && candidates.find((k) => k.verify(signed, sig));
-    if (by) valid.add(by.name);
+    if (by) {
+      valid.add(by.name);
+      validKeys.add(by);
+    }
     else if (s.keyid && candidates.length === 0) untrusted.add(s.keyid);
     else if (!s.keyid && trusted.length === 0) untrusted.add("");
     else bad.add(s.keyid);
   }
-  const verdict: EnvelopeVerdict = { payloadType: envelope.payloadType, validSigners: [...valid], untrustedSigners: [...untrusted], badSignatures: [...bad] };
+  const verdict: EnvelopeVerdict = { payloadType: envelope.payloadType, validSigners: [...valid], validKeys: [...validKeys], untrustedSigners: [...untrusted], badSignatures: [...bad] };
   if (valid.size > 0) verdict.payloadBytes = payload;
   return verdict;
 }

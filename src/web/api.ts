@@ -26,6 +26,18 @@ export interface MachineSummary {
   rootfsBytes: number;
   profile: SealedSpec["capability_profile"];
   interfaces: string[];
+  /** Keys whose signature of this machine verified (store version 8), latest first. */
+  signers: SignerSummary[];
+}
+
+/** A key that signed a machine: "pull", checked against the trusted keys at a pull (or run or
+ * inspect of oci://); "push", the pusher's own key. */
+export interface SignerSummary {
+  keyName: string;
+  publicKey: string;
+  index: string;
+  how: "pull" | "push";
+  verifiedAt: number;
 }
 
 /** The files a tab needs to run a machine, each with its BLAKE3 (fetched from blobs/<digest>). */
@@ -128,13 +140,14 @@ export class WebApi {
         rootfsBytes: spec.rootfs_ref.size,
         profile: spec.capability_profile,
         interfaces: boundInterfaces(spec),
+        signers: this.store.machineSigners(m.identity),
       });
     }
     return out;
   }
 
   /** The machine's spec, checked as `wmb inspect` checks it, and what `run` would grant. */
-  async machine(identity: string): Promise<{ identity: string; specDigest: Digest; spec: SealedSpec; grant: { argv0: string; interfaces: string[]; writable: string[]; threads: number } }> {
+  async machine(identity: string): Promise<{ identity: string; specDigest: Digest; spec: SealedSpec; grant: { argv0: string; interfaces: string[]; writable: string[]; threads: number }; signers: SignerSummary[] }> {
     const { loadMachine } = await import("../machine.ts");
     const { machineGrant } = await import("../run/run-grant.ts");
     const m = await this.known(identity, () => loadMachine(this.store, identity));
@@ -144,6 +157,7 @@ export class WebApi {
       specDigest: m.specDigest!,
       spec: m.spec,
       grant: { argv0: grant.argv0, interfaces: grant.interfaces, writable: grant.mounts.map((g) => g.guest), threads: grant.threads },
+      signers: this.store.machineSigners(identity),
     };
   }
 

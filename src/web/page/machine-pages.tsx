@@ -1,15 +1,41 @@
 // /machines (the sealed machines in the store), /machines/<identity> (its spec and what `run`
 // would grant) and /machines/<identity>/run (the machine running in this tab, every digest and
 // the seal checked here first).
+import { Fragment } from "preact";
 import { useEffect, useRef, useState } from "preact/hooks";
 import { config, Failed, Loading, useJson } from "./app.tsx";
 import { fmtBytes, fmtWhen, labelPath, shortDigest, splitArgs } from "./format.ts";
 import { Refusal, verifyMachine, type Step } from "./run-checks.ts";
 import { opfsDirName } from "./run-shared.ts";
 import type { RunMessage, RunRequest } from "./run-worker.ts";
-import type { MachineSummary } from "../api.ts";
+import type { MachineSummary, SignerSummary } from "../api.ts";
 
 type Profile = MachineSummary["profile"];
+
+/** Who signed it, as far as this store checked: each key once (its latest check). */
+function latestPerKey(signers: SignerSummary[]): SignerSummary[] {
+  const seen = new Map<string, SignerSummary>();
+  for (const s of signers) if (!seen.has(s.publicKey) || seen.get(s.publicKey)!.verifiedAt < s.verifiedAt) seen.set(s.publicKey, s);
+  return [...seen.values()];
+}
+
+function howSigned(s: SignerSummary): string {
+  return `${s.how === "pull" ? "verified at pull" : "signed at push"} ${fmtWhen(s.verifiedAt)}`;
+}
+
+function SignedBy({ signers }: { signers: SignerSummary[] }) {
+  const keys = latestPerKey(signers);
+  if (keys.length === 0) return <span class="muted">no verified signature</span>;
+  return (
+    <>
+      {keys.map((s) => (
+        <div key={s.publicKey} data-signer={s.keyName}>
+          <code title={s.publicKey}>{s.keyName}</code> <span class="muted">{howSigned(s)}</span>
+        </div>
+      ))}
+    </>
+  );
+}
 
 function Capabilities({ p }: { p: Profile }) {
   return (
@@ -26,13 +52,13 @@ export function MachinesPage() {
   return (
     <>
       <h1>Machines</h1>
-      <p class="sub">Sealed machines this store holds, by identity. Signers are shown once signed machines land (#25).</p>
+      <p class="sub">Sealed machines this store holds, by identity, and the keys whose signature of each this store verified (at a pull with trusted keys, or its own push).</p>
       {data.length === 0 ? (
         <div class="panel">None yet: build a sealed target (<code>wmb build //sqlite-cli:sealed</code>) or pull one.</div>
       ) : (
         <table>
           <thead>
-            <tr><th>machine</th><th>identity</th><th>built by</th><th class="num">kernel</th><th class="num">rootfs</th><th>capabilities</th><th /></tr>
+            <tr><th>machine</th><th>identity</th><th>built by</th><th>signed by</th><th class="num">kernel</th><th class="num">rootfs</th><th>capabilities</th><th /></tr>
           </thead>
           <tbody>
             {data.map((m) => (
@@ -40,6 +66,7 @@ export function MachinesPage() {
                 <td><a href={`/machines/${m.identity}`}><strong>{m.name}</strong> {m.version}</a></td>
                 <td><code title={m.identity}>{shortDigest(m.identity)}</code></td>
                 <td>{m.label ? <a href={`/targets/${labelPath(m.label)}`}>{m.label}</a> : <span class="muted">imported</span>}<div class="muted">{fmtWhen(m.registeredAt)}</div></td>
+                <td class="signed-by"><SignedBy signers={m.signers} /></td>
                 <td class="num">{fmtBytes(m.kernelBytes)}</td>
                 <td class="num">{fmtBytes(m.rootfsBytes)}</td>
                 <td><Capabilities p={m.profile} /><div class="muted">{m.interfaces.length} WASI interfaces</div></td>
@@ -66,6 +93,7 @@ interface MachineDetail {
     composition: { root: string; components: { id: string }[]; bindings: { import_name: string; provider_id: string }[]; policy: { determinism?: string; capabilities?: string[] } };
   };
   grant: { argv0: string; interfaces: string[]; writable: string[]; threads: number };
+  signers: SignerSummary[];
 }
 
 export function MachinePage({ identity }: { identity: string }) {
@@ -85,6 +113,21 @@ export function MachinePage({ identity }: { identity: string }) {
           <input type="text" name="args" value={args} onInput={(e) => setArgs((e.target as HTMLInputElement).value)} placeholder=':memory: "select 6*7;"' />
           <button class="primary" type="submit">Run</button>
         </form>
+      </div>
+      <h2>Signed by</h2>
+      <div class="panel signed-by">
+        {data.signers.length === 0 ? (
+          <span class="muted">no verified signature</span>
+        ) : (
+          <dl class="kv">
+            {data.signers.map((s) => (
+              <Fragment key={`${s.publicKey} ${s.index} ${s.how}`}>
+                <dt data-signer={s.keyName}><code>{s.keyName}</code></dt>
+                <dd>{howSigned(s)} · index <code title={s.index}>{shortDigest(s.index)}</code> · <code class="muted">{s.publicKey}</code></dd>
+              </Fragment>
+            ))}
+          </dl>
+        )}
       </div>
       <h2>What <code>run</code> grants</h2>
       <div class="panel">
