@@ -6,7 +6,7 @@ import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { makeWorkspace, wmb, type CliResult } from "./helpers/cli.ts";
+import { CHAIN_WORKSPACE, makeWorkspace, wmb, type CliResult } from "./helpers/cli.ts";
 import { registryInstalled, startRegistry, type TestRegistry } from "./helpers/registry.ts";
 import { resealedMachine } from "./helpers/resealed-machine.ts";
 import { copyWorkspace, sqliteFixture, type SqliteFixture } from "./helpers/sqlite-fixture.ts";
@@ -57,14 +57,7 @@ describe.skipIf(!registryInstalled)("a remote cache holding results no honest cl
   afterAll(async () => reg?.stop());
 
   it.skipIf(!bwrapWorks)("a result made without a sandbox, or saying nothing of one, is a miss with one warning: built here", async () => {
-    const files = {
-      "BUILD.ts": `export default (w) => {
-  const p = w.package("p");
-  p.write({ name: "a", out: "a.txt", content: "alpha\\n" });
-  p.run({ name: "b", srcs: [":a"], outs: ["b.txt"], cmd: "cat a.txt a.txt > b.txt" });
-  p.run({ name: "c", srcs: [":b"], outs: ["c.txt"], cmd: "tr a-z A-Z < b.txt > c.txt" });
-};\n`,
-    };
+    const files = CHAIN_WORKSPACE;
     const repository = "team/unsandboxed";
     const cache = `oci://${reg.host}/${repository}`;
     const wsA = makeWorkspace(files);

@@ -9,7 +9,7 @@ import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { makeWorkspace, wmb, type CliResult } from "./helpers/cli.ts";
+import { CHAIN_WORKSPACE, makeWorkspace, wmb, type CliResult } from "./helpers/cli.ts";
 import { copyWorkspace, sqliteFixture, type SqliteFixture } from "./helpers/sqlite-fixture.ts";
 import { testKey } from "./helpers/test-keys.ts";
 import { registryInstalled, startRegistry, type TestRegistry } from "./helpers/registry.ts";
@@ -39,14 +39,7 @@ const warnings = (r: CliResult) => r.stderr.split("\n").filter((l) => l.startsWi
 const statuses = (b: BuildJson) => Object.fromEntries(b.actions.map((a) => [a.label, a.status]));
 const freshStore = () => join(mkdtempSync(join(tmpdir(), "wmb-trust-store-")), "store");
 
-const FILES = {
-  "BUILD.ts": `export default (w) => {
-  const p = w.package("p");
-  p.write({ name: "a", out: "a.txt", content: "alpha\\n" });
-  p.run({ name: "b", srcs: [":a"], outs: ["b.txt"], cmd: "cat a.txt a.txt > b.txt" });
-  p.run({ name: "c", srcs: [":b"], outs: ["c.txt"], cmd: "tr a-z A-Z < b.txt > c.txt" });
-};\n`,
-};
+const FILES = CHAIN_WORKSPACE;
 
 describe.skipIf(!registryInstalled)("signed results in a remote cache", () => {
   let reg: TestRegistry;

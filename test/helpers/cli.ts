@@ -67,3 +67,14 @@ export function buildJson(cwd: string, args: string[], env?: Record<string, stri
 export function executed(b: BuildJson): string[] {
   return b.actions.filter((a) => a.status === "executed").map((a) => a.label).sort();
 }
+
+/** A three-action chain (write a, run b from a, run c from b): the small graph the remote-cache
+ * attack tests poison and rebuild. */
+export const CHAIN_WORKSPACE = {
+  "BUILD.ts": `export default (w) => {
+  const p = w.package("p");
+  p.write({ name: "a", out: "a.txt", content: "alpha\\n" });
+  p.run({ name: "b", srcs: [":a"], outs: ["b.txt"], cmd: "cat a.txt a.txt > b.txt" });
+  p.run({ name: "c", srcs: [":b"], outs: ["c.txt"], cmd: "tr a-z A-Z < b.txt > c.txt" });
+};\n`,
+};
