@@ -147,7 +147,7 @@ describe("attacks on signatures", () => {
 
   it("a valid signature by a trusted key hands out the payload", () => {
     const v = verifyEnvelope(signEnvelope(RESULT_FINGERPRINT_TYPE, good(), [ci, ci2026]), trusted, RESULT_FINGERPRINT_TYPE);
-    expect(v).toEqual({ payloadType: RESULT_FINGERPRINT_TYPE, payloadBytes: Buffer.from(good()), validSigners: ["ci", "ci-2026"], untrustedSigners: [], badSignatures: [] });
+    expect(v).toEqual({ payloadType: RESULT_FINGERPRINT_TYPE, payloadBytes: Buffer.from(good()), validSigners: ["ci", "ci-2026"], validKeys: [ci.publicKey, ci2026.publicKey], untrustedSigners: [], badSignatures: [] });
     expect(untrustedReason(v)).toBeUndefined();
   });
 
