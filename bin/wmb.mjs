@@ -22,14 +22,23 @@ function newestSource(dir) {
   return newest;
 }
 
+const SOURCE_DIRS = ["src", "rules", "store"];
+
+/** Also names the code that runs, for what wmb keeps between runs that this code made (the
+ * no-op memo, src/noop-memo.ts): the bundle's size and mtime, or the newest source's mtime. */
 function bundleIsFresh() {
-  if (process.env.WMB_FROM_SOURCE === "1") return false;
   try {
-    const built = statSync(join(root, "dist/wmb.cjs")).mtimeMs;
-    return ["src", "rules", "store"].every((d) => newestSource(join(root, d)) <= built);
+    if (process.env.WMB_FROM_SOURCE === "1") throw new Error("from source");
+    const bundle = statSync(join(root, "dist/wmb.cjs"));
+    if (SOURCE_DIRS.every((d) => newestSource(join(root, d)) <= bundle.mtimeMs)) {
+      globalThis.__wmbCode = `bundle ${bundle.size} ${bundle.mtimeMs}`;
+      return true;
+    }
   } catch {
-    return false;
+    // no bundle
   }
+  globalThis.__wmbCode = `source ${Math.max(...SOURCE_DIRS.map((d) => newestSource(join(root, d))))}`;
+  return false;
 }
 
 // `wmb --version` is what scripts call most: answered before anything else is loaded.

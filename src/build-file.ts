@@ -43,6 +43,11 @@ export interface LoadedWorkspace {
   root: string;
   buildFile: string;
   targets: Map<string, Target>;
+  /** BUILD.ts reads nothing but its own text (see readsOnlyItself): the same text declares the
+   * same targets, up to its globs' directory listings. */
+  selfContained: boolean;
+  /** BUILD.ts as it was read. */
+  buildFileText: string;
 }
 
 type AttrsOf<R> = R extends RuleDef<infer A> ? Omit<A, "srcs"> & { srcs?: string[] } : never;
@@ -73,11 +78,11 @@ export async function loadWorkspace(root: string, cacheDir: string): Promise<Loa
   if (!existsSync(buildFile)) {
     throw new WmbError("BUILD_FILE", `No BUILD.ts in ${root}; create one or pass --workspace DIR.`, { subject: buildFile });
   }
-  const mod = await importBuildFile(buildFile, cacheDir);
+  const { mod, selfContained, text } = await importBuildFile(buildFile, cacheDir);
   if (typeof mod.default !== "function") {
     throw new WmbError("BUILD_FILE", `${buildFile} must export default a function (w: Workspace) => void that declares targets.`, { subject: buildFile });
   }
-  return { root, buildFile, targets: await declareTargets(root, buildFile, mod.default as BuildFile) };
+  return { root, buildFile, targets: await declareTargets(root, buildFile, mod.default as BuildFile), selfContained, buildFileText: text };
 }
 
 /** The targets BUILD.ts's function declares (what loadWorkspace does once the file is loaded;
@@ -120,12 +125,13 @@ function declarationSites(root: string, buildFile: string, declareAll: BuildFile
  * through node:vm: no module loader, no source map to parse on every build (#12); imports of
  * Node built-ins come from `require`. One with other imports, import.meta or top-level await
  * goes through tsx, which resolves them next to BUILD.ts. */
-async function importBuildFile(buildFile: string, cacheDir: string): Promise<{ default?: unknown }> {
+async function importBuildFile(buildFile: string, cacheDir: string): Promise<{ mod: { default?: unknown }; selfContained: boolean; text: string }> {
   const source = readFileSync(buildFile, "utf8");
-  const base = join(cacheDir, hashBytes(`${buildFile}\n${packageVersion("esbuild")}\n${source}`));
-  let plain: { code: string; lines: LineMap } | undefined;
+  const base = join(cacheDir, hashBytes(`${buildFile}\n${packageVersion("esbuild")}\nplain 2\n${source}`));
+  let plain: PlainBuildFile | undefined;
   if (existsSync(`${base}.cjs`)) {
-    plain = { code: readFileSync(`${base}.cjs`, "utf8"), lines: JSON.parse(readFileSync(`${base}.lines.json`, "utf8")) as LineMap };
+    const lines = JSON.parse(readFileSync(`${base}.lines.json`, "utf8")) as LineMap;
+    plain = { code: readFileSync(`${base}.cjs`, "utf8"), lines, selfContained: existsSync(`${base}.self-contained`) };
   } else if (!existsSync(`${base}.tsx`)) {
     await checkBuildFileTypes(dirname(buildFile), buildFile);
     plain = await compilePlain(buildFile, source);
@@ -133,6 +139,7 @@ async function importBuildFile(buildFile: string, cacheDir: string): Promise<{ d
     ensureStoreDir(dirname(cacheDir));
     mkdirSync(cacheDir, { recursive: true });
     if (plain) {
+      if (plain.selfContained) writeAtomically(`${base}.self-contained`, "");
       writeAtomically(`${base}.lines.json`, JSON.stringify(plain.lines));
       writeAtomically(`${base}.cjs`, plain.code);
     } else {
@@ -140,19 +147,25 @@ async function importBuildFile(buildFile: string, cacheDir: string): Promise<{ d
     }
   }
   try {
-    if (plain) return runPlain(buildFile, plain);
+    if (plain) return { mod: runPlain(buildFile, plain), selfContained: plain.selfContained, text: source };
     const mod = (await tsImport(pathToFileURL(buildFile).href, import.meta.url)) as { default?: unknown };
     // Outside a "type": "module" package, tsx compiles BUILD.ts to CommonJS: unwrap its exports.
     const inner = mod.default as { default?: unknown } | undefined;
-    return typeof mod.default !== "function" && inner && typeof inner === "object" ? inner : mod;
+    return { mod: typeof mod.default !== "function" && inner && typeof inner === "object" ? inner : mod, selfContained: false, text: source };
   } catch (e) {
     throw buildFileError(buildFile, e);
   }
 }
 
+interface PlainBuildFile {
+  code: string;
+  lines: LineMap;
+  selfContained: boolean;
+}
+
 /** BUILD.ts without its types, as CommonJS, when it needs nothing a module loader gives
  * (imports, import.meta, top-level await); undefined when it does. A syntax error is thrown. */
-async function compilePlain(buildFile: string, source: string): Promise<{ code: string; lines: LineMap } | undefined> {
+async function compilePlain(buildFile: string, source: string): Promise<PlainBuildFile | undefined> {
   const { transformSync } = await importModule<typeof import("esbuild")>("esbuild");
   let esm: string;
   try {
@@ -164,7 +177,9 @@ async function compilePlain(buildFile: string, source: string): Promise<{ code: 
   try {
     const cjs = transformSync(source, { loader: "ts", format: "cjs", target: "node20", sourcefile: buildFile, sourcemap: "external" });
     if (cjs.warnings.length > 0) return undefined;
-    return { code: cjs.code, lines: lineMapOf((JSON.parse(cjs.map) as { mappings: string }).mappings) };
+    // Comments dropped, so that only code is looked at.
+    const bare = transformSync(esm, { loader: "js", format: "esm", minifyWhitespace: true }).code;
+    return { code: cjs.code, lines: lineMapOf((JSON.parse(cjs.map) as { mappings: string }).mappings), selfContained: readsOnlyItself(bare) };
   } catch {
     return undefined; // top-level await: an ES module only
   }
@@ -178,6 +193,24 @@ function importsOnlyBuiltins(esm: string): boolean {
   for (const m of esm.matchAll(statement)) if (!isBuiltin(m[1]!)) return false;
   // One the pattern did not take apart: tsx takes it.
   return !/^\s*(import\s|export\s[^;]*\sfrom\s)/m.test(esm.replace(statement, ""));
+}
+
+/** Names through which a module reaches beyond its own text: imports, the process (its
+ * environment, files, arguments), clocks, the global object (as variables: `p.fetch(…)` declares
+ * a target), and, wherever they appear, randomness, the locale and the reflective paths to any
+ * of them. A word in a string counts too: taken for impure wrongly costs speed, never results. */
+const REACHES_OUT = new RegExp(
+  String.raw`(?<![.\w$])(?:import|require|module|exports|process|global|globalThis|self|window|Date|performance|crypto|Intl|eval|Function|Reflect|Proxy|Symbol|setTimeout|setInterval|setImmediate|queueMicrotask|fetch|WebAssembly|Atomics|SharedArrayBuffer|WeakRef|FinalizationRegistry|Buffer|arguments|__dirname|__filename)(?![\w$])` +
+    String.raw`|\b(?:constructor|prototype|__proto__|random|toLocale\w*)\b`,
+);
+
+/** Whether BUILD.ts (as ES module code, types stripped) declares targets from nothing but its
+ * own text and the workspace API: no name in REACHES_OUT, and it exports exactly its default.
+ * Such a file declares the same targets whenever its text is the same (its globs aside, which
+ * read directories: the no-op memo lists them again), so a no-op build need not run it. */
+function readsOnlyItself(esm: string): boolean {
+  const body = esm.replace(/export\s*\{\s*[\w$]+\s+as\s+default\s*\};?\s*$/, "");
+  return !REACHES_OUT.test(body) && !/\bexport\b/.test(body);
 }
 
 /** Line maps of the BUILD.ts files run by runPlain, for siteFromStack. */

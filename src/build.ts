@@ -22,6 +22,7 @@ import { hashStatCached, SourceHasher } from "./source-hash.ts";
 import { materializeOutputs, WmbOut } from "./wmb-out.ts";
 import { criticalPath, type TimedAction } from "./critical-path.ts";
 import { terminalText } from "./terminal-text.ts";
+import { writeMemo, type MemoedBuild } from "./noop-memo.ts";
 
 export type ToolchainKind = "hermetic" | "system";
 
@@ -76,6 +77,8 @@ export interface BuildOptions {
   toolchainProvider?: ToolchainProvider;
   /** Look results up in (and, when it uploads, write them to) a remote cache. */
   remote?: RemoteCache;
+  /** Keep a no-op memo for the next identical build (src/noop-memo.ts), named by this. */
+  memo?: MemoedBuild;
 }
 
 export interface BuildSummary {
@@ -161,6 +164,7 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
   for (const t of closure) for (const s of t.sources) sources.check(s.file, t);
   // Held until the process ends: gc never sweeps what this build looks up, serves or writes.
   await store.lease((m) => warn(opts.events, m), opts.signal);
+  const generation = opts.memo && store.generation();
 
   const buildId = store.history.begin({
     command: opts.command ?? "build",
@@ -326,6 +330,10 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
   const counts: Record<ActionStatus, number> = { cached: 0, remote: 0, executed: 0, failed: 0, skipped: 0 };
   for (const a of actions) counts[a.status]++;
   store.history.finish(buildId, interrupted ? "interrupted" : ok ? "ok" : "failed", { counts, criticalPath: criticalPath(timed) });
+  // Nothing ran and nothing changed in the store meanwhile: the next identical build may be this one again.
+  if (opts.memo && ok && counts.cached === closure.length && generation === store.generation() && memoable(opts, loaded, closure, requested, graph)) {
+    writeMemo(opts.memo, loaded.buildFileText, { generation, buildId, requested, closure, results, reports, sources: sources.checkedSources(), sourcesLookedAt: sources.lookedAt, materialized });
+  }
   return {
     buildId,
     targets: requested,
@@ -339,6 +347,13 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
     toolchainUsed: toolchains.used,
     remote: opts.remote?.stats,
   };
+}
+
+/** Whether a memo can stand for this build: BUILD.ts reads nothing but itself, no remote, no
+ * rerun, no toolchain (its files are not among what a memo checks), no machine to register. */
+function memoable(opts: BuildOptions, loaded: LoadedWorkspace, closure: Target[], requested: string[], graph: Graph): boolean {
+  return loaded.selfContained && !opts.remote && !opts.noCache && !opts.variation && opts.materialize !== false && opts.command !== "verify" &&
+    !closure.some((t) => t.rule.usesToolchain) && !requested.some((l) => graph.get(l).rule.machineOutput);
 }
 
 /** The sandbox choice for a build of the workspace at `root` (see sandboxMode), warning through `events`. */

@@ -66,7 +66,7 @@ export async function digestOfStat(store: Store, file: string, st: BigIntStats):
 export class SourceHasher {
   private readonly rootReal: string;
   /** Before any source is stat'ed: the moment racy cleanliness is measured from. */
-  private readonly lookedAt = nowNs();
+  readonly lookedAt = nowNs();
 
   constructor(
     private readonly store: Store,
@@ -99,6 +99,11 @@ export class SourceHasher {
     const found = { real, st };
     this.checked.set(file, found);
     return found;
+  }
+
+  /** Every source checked so far, as resolved and stat'ed. */
+  checkedSources(): { file: string; real: string; st: BigIntStats }[] {
+    return [...this.checked].map(([file, { real, st }]) => ({ file, real, st }));
   }
 
   async hash(file: string, t: Target): Promise<{ digest: Digest; statSig: string }> {

@@ -33,6 +33,7 @@ const MIGRATIONS: { version: number; sql: () => string }[] = [
   { version: 6, sql: () => sqlFile("./migration-6-remote-results.sql") },
   { version: 7, sql: () => sqlFile("./migration-7-build-timeline.sql") },
   { version: 8, sql: () => sqlFile("./migration-8-machine-signers.sql") },
+  { version: 9, sql: () => sqlFile("./migration-9-generation.sql") },
 ];
 function sqlFile(rel: string): string {
   return readFileSync(wmbFile(join("store", rel)), "utf8");
@@ -47,11 +48,27 @@ export function openIndex(file: string): Db {
   } catch (e) {
     throw new WmbError("STORE", `Cannot open the store index ${file}: ${(e as Error).message}; check the path and its permissions.`, { subject: file, cause: e });
   }
-  db.pragma("journal_mode = WAL");
+  walMode(db);
   db.pragma("synchronous = NORMAL");
   db.pragma("foreign_keys = ON");
   migrate(db, file);
   return db;
+}
+
+/** Switch to WAL. On a fresh store another process may be migrating it: switching then answers
+ * "database is locked" at once (SQLite does not wait on it), so wait here, as long as the busy
+ * timeout would. */
+function walMode(db: Db): void {
+  const until = Date.now() + 30_000;
+  for (;;) {
+    try {
+      db.pragma("journal_mode = WAL");
+      return;
+    } catch (e) {
+      if ((e as { code?: string }).code !== "SQLITE_BUSY" || Date.now() > until) throw e;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
+    }
+  }
 }
 
 function migrate(db: Db, file: string): void {

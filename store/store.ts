@@ -2,7 +2,7 @@
 // in schema.sql). Its SQL stays in store/: commands use this API, never the database.
 // Every method keeps the invariant that no row names a blob that is not whole on disk.
 // See docs/ARCHITECTURE.md for the schema's invariants.
-import { chmodSync, constants as fsc, copyFileSync, readFileSync, statSync } from "node:fs";
+import { chmodSync, constants as fsc, copyFileSync, readFileSync, rmSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { hashFile, type ActionKey, type Digest } from "../src/digest.ts";
 import { unlinkIfThere } from "../src/unlink-if-there.ts";
@@ -177,6 +177,12 @@ export class Store {
     return this.sql.get<{ stat_sig: string }>(`SELECT stat_sig FROM blobs WHERE digest = ?`, digest)?.stat_sig;
   }
 
+  /** The stat signatures blobs had when last verified, of those with a row, in one query. */
+  verifiedSigs(digests: Digest[]): Map<Digest, string> {
+    const rows = this.sql.all<{ digest: Digest; stat_sig: string }>(`SELECT digest, stat_sig FROM blobs WHERE digest IN (SELECT value FROM json_each(?))`, JSON.stringify(digests));
+    return new Map(rows.map((r) => [r.digest, r.stat_sig]));
+  }
+
   private recordBlob(b: { digest: Digest; size: number; statSig: string }): void {
     this.sql.run(
       `INSERT INTO blobs (digest, size, stat_sig, created_at) VALUES (?, ?, ?, ?)
@@ -215,6 +221,11 @@ export class Store {
     }
     this.recordBlob(b);
     return b;
+  }
+
+  /** Where no-op memos live (src/noop-memo.ts): shortcuts only, emptied by gc. */
+  get noopMemoDir(): string {
+    return join(this.dir, "noop");
   }
 
   blobPath(digest: Digest): string {
@@ -267,6 +278,12 @@ export class Store {
   }
 
   // ---- action results ------------------------------------------------------------------
+
+  /** A number that changes whenever what a build would be served can change (results, their
+   * outputs, blobs, the history of actions: migration-9-generation.sql's triggers). */
+  generation(): number {
+    return this.sql.get<{ n: number }>(`SELECT n FROM generation`)!.n;
+  }
 
   /** The result served for a key: the newest a build produced (a --no-cache rerun that made
    * other bytes replaces the earlier one; history keeps both). Verify's results are not served. */
@@ -624,7 +641,12 @@ export class Store {
 
   /** Drop what neither the roots nor the last N builds reach (see gc.ts), with no build running. */
   async gc(opts: GcOptions & { onWait?: LockWait }): Promise<GcReport> {
-    return opts.dryRun ? gc(this, this.sql, opts) : this.exclusively(opts.onWait, () => gc(this, this.sql, opts));
+    if (opts.dryRun) return gc(this, this.sql, opts);
+    return this.exclusively(opts.onWait, async () => {
+      const report = await gc(this, this.sql, opts);
+      rmSync(this.noopMemoDir, { recursive: true, force: true });
+      return report;
+    });
   }
 
   /** `fn` with the store lock exclusive (no build runs) and its commits durable. */

@@ -3,6 +3,9 @@ import * as t from "typanion";
 import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import type { BuildSummary } from "../build.ts";
+import { servedFromMemo, type MemoedBuild, type MemoSummary } from "../noop-memo.ts";
+import { parseLabel } from "../label.ts";
+import { sandboxMode } from "../sandbox.ts";
 import { WmbError } from "../errors.ts";
 import { fmtMs, progressReporter } from "../progress.ts";
 import { WmbCommand, errorText, type ManyLabels } from "./base.ts";
@@ -54,13 +57,13 @@ export class BuildCommand extends WmbCommand implements ManyLabels {
   asJson = Option.Boolean("--json", false, { description: "Print a JSON summary on stdout" });
   verbose = Option.Boolean("-v,--verbose", false, { description: "Also list cached actions and rule logs" });
 
-  private printOutputs(summary: BuildSummary): void {
+  private printOutputs(summary: BuildSummary | MemoSummary): void {
     const out = this.context.stdout;
     const outputs = new Map(summary.actions.map((a) => [a.label, a.outputs]));
     let hidden = 0;
     summary.targets.forEach((label, i) => {
       const paths = Object.keys(outputs.get(label) ?? {});
-      if (i < SHOWN_TARGETS) for (const p of paths) out.write(`${join("wmb-out", summary.graph.get(label).pkg, p)}\n`);
+      if (i < SHOWN_TARGETS) for (const p of paths) out.write(`${join("wmb-out", parseLabel(label).pkg, p)}\n`);
       else hidden += paths.length;
     });
     const more = summary.targets.length - SHOWN_TARGETS;
@@ -77,10 +80,14 @@ export class BuildCommand extends WmbCommand implements ManyLabels {
     const onSigint = () => abort.abort();
     process.on("SIGINT", onSigint);
     process.on("SIGTERM", onSigint);
-    const { build } = await import("../build.ts");
-    let summary: BuildSummary;
+    const { build, warn } = await import("../build.ts");
+    // A no-op memo stands for builds served wholly from this store (src/noop-memo.ts).
+    const memo: MemoedBuild | undefined = this.noCache || remote ? undefined : { store, root: workspace, targets: this.targets, sandbox: sandboxMode(this.sandbox, config.sandbox), toolchain: this.toolchain };
+    let summary: BuildSummary | MemoSummary;
     try {
-      summary = await build({
+      const memoed = memo && (await servedFromMemo(memo, reporter, abort.signal, (m) => warn(reporter, m)));
+      if (memoed && this.verbose) reporter.log!("wmb", `nothing changed since build ${memoed.unchangedSince}`);
+      summary = memoed || await build({
         workspace,
         store,
         targets: this.targets,
@@ -92,6 +99,7 @@ export class BuildCommand extends WmbCommand implements ManyLabels {
         remote,
         events: reporter,
         signal: abort.signal,
+        memo,
       });
     } finally {
       reporter.stop();
@@ -99,7 +107,7 @@ export class BuildCommand extends WmbCommand implements ManyLabels {
       process.off("SIGTERM", onSigint);
     }
     // Sealed machines built here become runnable by identity (known by the rule that sealed them).
-    if (summary.ok && summary.targets.some((l) => summary.graph.get(l).rule.machineOutput)) {
+    if ("graph" in summary && summary.ok && summary.targets.some((l) => summary.graph.get(l).rule.machineOutput)) {
       const { registerBuiltMachines } = await import("../machine.ts");
       await registerBuiltMachines(store, summary);
     }
@@ -118,6 +126,7 @@ export class BuildCommand extends WmbCommand implements ManyLabels {
         duration_ms: Math.round(summary.durationMs),
         materialized: summary.materialized,
         toolchain_used: summary.toolchainUsed,
+        unchanged_since: "unchangedSince" in summary ? summary.unchangedSince : undefined,
         remote: remote && {
           url: remote.url,
           lookups: remote.stats.lookups,

@@ -1,0 +1,210 @@
+// The no-op memo: what a build that changed nothing found, kept so that the next identical build
+// can prove nothing changed without loading BUILD.ts or planning an action (#27). Bazel keeps
+// its loaded packages in a server's memory; wmb keeps a file per (workspace, targets, options)
+// under the store and checks every input of every key against it:
+//
+// - BUILD.ts's text (in the memo's name), when BUILD.ts reads nothing but its own text
+//   (LoadedWorkspace.selfContained), and its globs' listings, expanded again;
+// - the environment variables the closure's rules read;
+// - every source file's stat signature (as the stat cache hashes by it);
+// - the store's generation (migration 9): unchanged means no result was recorded, replaced or
+//   dropped, no blob dropped or re-verified and no action recorded since the memo was made, so
+//   each key is served the same result and the history needs no new row;
+// - every served blob's stat signature, as it was verified (a changed blob is re-hashed by a
+//   full build), and every file delivered to wmb-out/.
+//
+// Anything different, missing or unreadable, and the build runs the full way (which may write
+// a new memo). A memo is written only by a build that served every action from the store, with
+// no remote cache, no toolchain in its closure and no machine among its targets.
+import { mkdirSync, readFileSync, realpathSync, renameSync, rmSync, statSync, writeFileSync, type BigIntStats } from "node:fs";
+import { join } from "node:path";
+import { hashBytes, type ActionKey, type Digest } from "./digest.ts";
+import type { ActionReport, BuildEvents, BuildSummary } from "./build.ts";
+import type { Target } from "./build-file.ts";
+import { expandGlobs } from "./glob.ts";
+import { racilyClean, statSignatureOf } from "./source-hash.ts";
+import type { SandboxMode, SandboxUse } from "./sandbox.ts";
+import type { OutputMap, Store } from "../store/store.ts";
+
+const FORMAT = 1;
+
+/** A build the memo can stand for: what names it. */
+export interface MemoedBuild {
+  store: Store;
+  /** The workspace root (absolute). */
+  root: string;
+  /** As the command line gave them (patterns unexpanded). */
+  targets: string[];
+  sandbox: SandboxMode;
+  toolchain: string;
+}
+
+/** A build served from a memo: a BuildSummary without the graph (BUILD.ts was not loaded). */
+export type MemoSummary = Omit<BuildSummary, "graph"> & { unchangedSince: number };
+
+type MemoAction = [label: string, rule: string, key: ActionKey, outputsDigest: Digest, sandbox: SandboxUse | null, outputs: [path: string, digest: Digest][]];
+
+interface NoopMemo {
+  format: typeof FORMAT;
+  generation: number;
+  /** The build it repeats. */
+  buildId: number;
+  requested: string[];
+  env: [name: string, value: string | null][];
+  sources: [file: string, real: string, statSig: string][];
+  globs: [dir: string, patterns: string[], files: string[]][];
+  blobs: [digest: Digest, statSig: string][];
+  /** wmb-out/ files: absolute path, stat signature, executable. */
+  delivered: [file: string, statSig: string, executable: boolean][];
+  materialized: string[];
+  actions: MemoAction[];
+}
+
+/** What this wmb is (bin/wmb.mjs names its bundle or newest source file): a memo made by other
+ * code could name keys this one computes otherwise. Undefined (no memo) when not started by it. */
+function codeStamp(): string | undefined {
+  return (globalThis as { __wmbCode?: string }).__wmbCode;
+}
+
+function memoFile(b: MemoedBuild, buildFileText: string): string | undefined {
+  const code = codeStamp();
+  if (code === undefined) return undefined;
+  const name = hashBytes(JSON.stringify([FORMAT, code, b.root, hashBytes(buildFileText), b.targets, b.sandbox, b.toolchain]));
+  return join(b.store.noopMemoDir, `${name}.json`);
+}
+
+/** The build as its memo says it would go, when every input of every key is as the memo found
+ * it; undefined otherwise (the caller builds). Records the build in the history. */
+export async function servedFromMemo(b: MemoedBuild, events: BuildEvents | undefined, signal: AbortSignal | undefined, warn: (m: string) => void): Promise<MemoSummary | undefined> {
+  const started = performance.now();
+  let memo: NoopMemo;
+  try {
+    const file = memoFile(b, readFileSync(join(b.root, "BUILD.ts"), "utf8"));
+    if (!file) return undefined;
+    memo = JSON.parse(readFileSync(file, "utf8")) as NoopMemo;
+    if (memo.format !== FORMAT) return undefined;
+  } catch {
+    return undefined; // no BUILD.ts (the full build says so), or no memo yet
+  }
+  // Held until the process ends, as a build holds it: gc never sweeps what this one serves.
+  await b.store.lease(warn, signal);
+  if (!unchanged(b.store, memo)) return undefined;
+  const buildId = b.store.history.begin({ command: "build", targets: memo.requested, workspace: b.root });
+  const actions: ActionReport[] = memo.actions.map(([label, rule, key, outputsDigest, sandbox, outputs]) => ({
+    label,
+    rule,
+    key,
+    status: "cached",
+    durationMs: 0,
+    outputs: Object.fromEntries(outputs),
+    outputsDigest,
+    sandbox: sandbox ?? undefined,
+  }));
+  events?.planned?.(actions.length);
+  if (events?.finished) for (const a of actions) events.finished(a);
+  const counts = { cached: actions.length, remote: 0, executed: 0, failed: 0, skipped: 0 };
+  b.store.history.finish(buildId, "ok", { counts, criticalPath: [] });
+  return {
+    buildId,
+    targets: memo.requested,
+    ok: true,
+    interrupted: false,
+    actions,
+    counts,
+    durationMs: performance.now() - started,
+    materialized: memo.materialized,
+    toolchainUsed: false,
+    unchangedSince: memo.buildId,
+  };
+}
+
+/** Whether every input the memo names is as it found it. */
+function unchanged(store: Store, memo: NoopMemo): boolean {
+  if (store.generation() !== memo.generation) return false;
+  for (const [name, value] of memo.env) if ((process.env[name] ?? null) !== value) return false;
+  for (const [file, real, sig] of memo.sources) {
+    try {
+      if (realpathSync(file) !== real || statSignatureOf(statSync(real, { bigint: true })) !== sig) return false;
+    } catch {
+      return false;
+    }
+  }
+  for (const [dir, patterns, files] of memo.globs) {
+    const now = expandGlobs(dir, patterns);
+    if (now.length !== files.length || now.some((f, i) => f !== files[i])) return false;
+  }
+  for (const [digest, sig] of memo.blobs) if (store.cas.statSig(digest) !== sig) return false;
+  for (const [file, sig, executable] of memo.delivered) {
+    const st = statSync(file, { bigint: true, throwIfNoEntry: false });
+    if (!st || statSignatureOf(st) !== sig || ((st.mode & 0o111n) !== 0n) !== executable) return false;
+  }
+  return true;
+}
+
+/** What a build that served everything from the store found, for the next identical build. */
+export interface MemoInputs {
+  generation: number;
+  buildId: number;
+  requested: string[];
+  closure: Target[];
+  results: Map<string, OutputMap>;
+  reports: Map<string, ActionReport>;
+  /** The sources checked, each as resolved and stat'ed, and the moment they were looked at. */
+  sources: { file: string; real: string; st: BigIntStats }[];
+  sourcesLookedAt: bigint;
+  materialized: string[];
+}
+
+/** Write the memo, unless something it would rely on may still change unseen (a file modified
+ * within a clock tick of being looked at, a blob not as verified): then the next build runs the
+ * full way, as this one did. Never fails the build: a memo is a shortcut. */
+export function writeMemo(b: MemoedBuild, buildFileText: string, m: MemoInputs): void {
+  const file = memoFile(b, buildFileText);
+  if (!file) return;
+  const env = new Map<string, string | null>();
+  for (const t of m.closure) for (const name of t.rule.env?.(t.attrs) ?? []) env.set(name, process.env[name] ?? null);
+  const sources: NoopMemo["sources"] = [];
+  for (const s of m.sources) {
+    if (racilyClean(s.st, m.sourcesLookedAt)) return;
+    sources.push([s.file, s.real, statSignatureOf(s.st)]);
+  }
+  const globs: NoopMemo["globs"] = m.closure
+    .filter((t) => t.rule.name === "glob")
+    .map((t) => [join(b.root, t.pkg), t.attrs.patterns as string[], t.attrs.srcs ?? []]);
+  const digests = new Set<Digest>();
+  for (const t of m.closure) for (const o of Object.values(m.results.get(t.label) ?? {})) digests.add(o.digest);
+  const verified = b.store.verifiedSigs([...digests]);
+  const blobs: NoopMemo["blobs"] = [];
+  for (const d of digests) {
+    const sig = verified.get(d);
+    if (sig === undefined || b.store.cas.statSig(d) !== sig) return;
+    blobs.push([d, sig]);
+  }
+  const delivered: NoopMemo["delivered"] = [];
+  const lookedAt = BigInt(Date.now()) * 1_000_000n;
+  const byLabel = new Map(m.closure.map((t) => [t.label, t]));
+  for (const label of m.requested) {
+    const t = byLabel.get(label)!;
+    for (const [path, o] of Object.entries(m.results.get(label) ?? {})) {
+      const dest = join(b.root, "wmb-out", t.pkg, path);
+      const st = statSync(dest, { bigint: true, throwIfNoEntry: false });
+      if (!st || racilyClean(st, lookedAt)) return;
+      delivered.push([dest, statSignatureOf(st), o.executable]);
+    }
+  }
+  const actions: MemoAction[] = [];
+  for (const t of m.closure) {
+    const r = m.reports.get(t.label);
+    if (!r || r.status !== "cached" || !r.key || !r.outputsDigest) return;
+    actions.push([r.label, r.rule, r.key, r.outputsDigest, r.sandbox ?? null, Object.entries(r.outputs ?? {})]);
+  }
+  const memo: NoopMemo = { format: FORMAT, generation: m.generation, buildId: m.buildId, requested: m.requested, env: [...env], sources, globs, blobs, delivered, materialized: m.materialized, actions };
+  try {
+    mkdirSync(b.store.noopMemoDir, { recursive: true });
+    const tmp = `${file}.${process.pid}.tmp`;
+    writeFileSync(tmp, JSON.stringify(memo));
+    renameSync(tmp, file);
+  } catch {
+    rmSync(`${file}.${process.pid}.tmp`, { force: true });
+  }
+}
