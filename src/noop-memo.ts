@@ -196,6 +196,9 @@ export function writeMemo(b: MemoedBuild, buildFileText: string, m: MemoInputs):
   for (const t of m.closure) {
     const r = m.reports.get(t.label);
     if (!r || r.status !== "cached" || !r.key || !r.outputsDigest) return;
+    // Under auto, a result made unsandboxed was taken because bwrap did not work: once it does,
+    // the full way would run the action again under it.
+    if (b.sandbox === "auto" && r.sandbox === "none") return;
     actions.push([r.label, r.rule, r.key, r.outputsDigest, r.sandbox ?? null, Object.entries(r.outputs ?? {})]);
   }
   const memo: NoopMemo = { format: FORMAT, generation: m.generation, buildId: m.buildId, requested: m.requested, env: [...env], sources, globs, blobs, delivered, materialized: m.materialized, actions };
