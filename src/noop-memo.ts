@@ -16,17 +16,18 @@
 // Anything different, missing or unreadable, and the build runs the full way (which may write
 // a new memo). A memo is written only by a build that served every action from the store, with
 // no remote cache, no toolchain in its closure and no machine among its targets.
-import { mkdirSync, readFileSync, realpathSync, renameSync, rmSync, statSync, writeFileSync, type BigIntStats } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, realpathSync, renameSync, rmSync, statSync, writeFileSync, type BigIntStats } from "node:fs";
 import { join } from "node:path";
 import { hashBytes, type ActionKey, type Digest } from "./digest.ts";
 import type { ActionReport, BuildEvents, BuildSummary } from "./build.ts";
 import type { Target } from "./build-file.ts";
 import { expandGlobs } from "./glob.ts";
 import { racilyClean, statSignatureOf } from "./source-hash.ts";
+import { statSignature } from "../store/cas.ts";
 import type { SandboxMode, SandboxUse } from "./sandbox.ts";
 import type { OutputMap, Store } from "../store/store.ts";
 
-const FORMAT = 1;
+const FORMAT = 2;
 
 /** A build the memo can stand for: what names it. */
 export interface MemoedBuild {
@@ -42,7 +43,8 @@ export interface MemoedBuild {
 /** A build served from a memo: a BuildSummary without the graph (BUILD.ts was not loaded). */
 export type MemoSummary = Omit<BuildSummary, "graph"> & { unchangedSince: number };
 
-type MemoAction = [label: string, rule: string, key: ActionKey, outputsDigest: Digest, sandbox: SandboxUse | null, outputs: [path: string, digest: Digest][]];
+/** Each output with its blob's signature as verified. */
+type MemoAction = [label: string, rule: string, key: ActionKey, sandbox: SandboxUse | null, outputs: [path: string, digest: Digest, blobSig: string][]];
 
 interface NoopMemo {
   format: typeof FORMAT;
@@ -53,9 +55,8 @@ interface NoopMemo {
   env: [name: string, value: string | null][];
   sources: [file: string, real: string, statSig: string][];
   globs: [dir: string, patterns: string[], files: string[]][];
-  blobs: [digest: Digest, statSig: string][];
-  /** wmb-out/ files: absolute path, stat signature, executable. */
-  delivered: [file: string, statSig: string, executable: boolean][];
+  /** wmb-out/ files: absolute path, signature (with the mode). */
+  delivered: [file: string, statSig: string][];
   materialized: string[];
   actions: MemoAction[];
 }
@@ -90,16 +91,11 @@ export async function servedFromMemo(b: MemoedBuild, events: BuildEvents | undef
   await b.store.lease(warn, signal);
   if (!unchanged(b.store, memo)) return undefined;
   const buildId = b.store.history.begin({ command: "build", targets: memo.requested, workspace: b.root });
-  const actions: ActionReport[] = memo.actions.map(([label, rule, key, outputsDigest, sandbox, outputs]) => ({
-    label,
-    rule,
-    key,
-    status: "cached",
-    durationMs: 0,
-    outputs: Object.fromEntries(outputs),
-    outputsDigest,
-    sandbox: sandbox ?? undefined,
-  }));
+  const actions: ActionReport[] = memo.actions.map(([label, rule, key, sandbox, outputs]) => {
+    const digests: Record<string, Digest> = {};
+    for (const [path, digest] of outputs) digests[path] = digest;
+    return { label, rule, key, status: "cached", durationMs: 0, outputs: digests, sandbox: sandbox ?? undefined };
+  });
   events?.planned?.(actions.length);
   if (events?.finished) for (const a of actions) events.finished(a);
   const counts = { cached: actions.length, remote: 0, executed: 0, failed: 0, skipped: 0 };
@@ -124,7 +120,7 @@ function unchanged(store: Store, memo: NoopMemo): boolean {
   for (const [name, value] of memo.env) if ((process.env[name] ?? null) !== value) return false;
   for (const [file, real, sig] of memo.sources) {
     try {
-      if (realpathSync(file) !== real || statSignatureOf(statSync(real, { bigint: true })) !== sig) return false;
+      if (realpathSync(file) !== real || signatureNow(real) !== sig) return false;
     } catch {
       return false;
     }
@@ -133,12 +129,37 @@ function unchanged(store: Store, memo: NoopMemo): boolean {
     const now = expandGlobs(dir, patterns);
     if (now.length !== files.length || now.some((f, i) => f !== files[i])) return false;
   }
-  for (const [digest, sig] of memo.blobs) if (store.cas.statSig(digest) !== sig) return false;
-  for (const [file, sig, executable] of memo.delivered) {
-    const st = statSync(file, { bigint: true, throwIfNoEntry: false });
-    if (!st || statSignatureOf(st) !== sig || ((st.mode & 0o111n) !== 0n) !== executable) return false;
-  }
+  for (const a of memo.actions) for (const [, digest, sig] of a[4]) if (signatureNow(store.blobPath(digest)) !== sig) return false;
+  for (const [file, sig] of memo.delivered) if (signatureNow(file) !== sig) return false;
   return true;
+}
+
+/** A file's size, mtime, ctime, inode and mode, from a plain stat: a BigIntStats makes four Date
+ * objects, a fifth of a memo no-op at 20,000 actions. The times as the plain stat gives them
+ * (milliseconds, a double), which memoSignature computes from the nanoseconds. */
+function signatureNow(file: string): string | undefined {
+  const st = statSync(file, { throwIfNoEntry: false });
+  return st && `${st.size}:${st.mtimeMs}:${st.ctimeMs}:${st.ino}:${st.mode}`;
+}
+
+/** signatureNow's text for a file stat'ed with bigint: true (as a build stats them). */
+function memoSignature(st: BigIntStats): string {
+  return `${st.size}:${msOf(st.mtimeNs)}:${msOf(st.ctimeNs)}:${st.ino}:${st.mode}`;
+}
+
+/** Node's own arithmetic for a plain stat's times: seconds times 1000 plus nanoseconds / 1e6. */
+function msOf(ns: bigint): number {
+  return Number(ns / 1_000_000_000n) * 1000 + Number(ns % 1_000_000_000n) / 1_000_000;
+}
+
+/** Memos a store keeps (one per target set and flags; those of older wmb code are never read). */
+const KEPT_MEMOS = 16;
+
+function keepNewest(dir: string, n: number): void {
+  const files = readdirSync(dir).filter((f) => f.endsWith(".json"));
+  if (files.length <= n) return;
+  const byAge = files.map((f) => ({ f, t: statSync(join(dir, f), { throwIfNoEntry: false })?.mtimeMs ?? 0 })).sort((a, b) => b.t - a.t);
+  for (const { f } of byAge.slice(n)) rmSync(join(dir, f), { force: true });
 }
 
 /** What a build that served everything from the store found, for the next identical build. */
@@ -166,7 +187,7 @@ export function writeMemo(b: MemoedBuild, buildFileText: string, m: MemoInputs):
   const sources: NoopMemo["sources"] = [];
   for (const s of m.sources) {
     if (racilyClean(s.st, m.sourcesLookedAt)) return;
-    sources.push([s.file, s.real, statSignatureOf(s.st)]);
+    sources.push([s.file, s.real, memoSignature(s.st)]);
   }
   const globs: NoopMemo["globs"] = m.closure
     .filter((t) => t.rule.name === "glob")
@@ -174,11 +195,11 @@ export function writeMemo(b: MemoedBuild, buildFileText: string, m: MemoInputs):
   const digests = new Set<Digest>();
   for (const t of m.closure) for (const o of Object.values(m.results.get(t.label) ?? {})) digests.add(o.digest);
   const verified = b.store.verifiedSigs([...digests]);
-  const blobs: NoopMemo["blobs"] = [];
+  const blobSigs = new Map<Digest, string>();
   for (const d of digests) {
-    const sig = verified.get(d);
-    if (sig === undefined || b.store.cas.statSig(d) !== sig) return;
-    blobs.push([d, sig]);
+    const st = statSync(b.store.blobPath(d), { bigint: true, throwIfNoEntry: false });
+    if (!st || verified.get(d) !== statSignature(st)) return;
+    blobSigs.set(d, memoSignature(st));
   }
   const delivered: NoopMemo["delivered"] = [];
   const lookedAt = BigInt(Date.now()) * 1_000_000n;
@@ -188,25 +209,28 @@ export function writeMemo(b: MemoedBuild, buildFileText: string, m: MemoInputs):
     for (const [path, o] of Object.entries(m.results.get(label) ?? {})) {
       const dest = join(b.root, "wmb-out", t.pkg, path);
       const st = statSync(dest, { bigint: true, throwIfNoEntry: false });
-      if (!st || racilyClean(st, lookedAt)) return;
-      delivered.push([dest, statSignatureOf(st), o.executable]);
+      // As delivered: the bytes the stat cache hashed at this signature, and the mode.
+      if (!st || racilyClean(st, lookedAt) || b.store.cachedDigest(dest, statSignatureOf(st)) !== o.digest || ((st.mode & 0o111n) !== 0n) !== o.executable) return;
+      delivered.push([dest, memoSignature(st)]);
     }
   }
   const actions: MemoAction[] = [];
   for (const t of m.closure) {
     const r = m.reports.get(t.label);
-    if (!r || r.status !== "cached" || !r.key || !r.outputsDigest) return;
+    const outputs = m.results.get(t.label);
+    if (!r || r.status !== "cached" || !r.key || !outputs) return;
     // Under auto, a result made unsandboxed was taken because bwrap did not work: once it does,
     // the full way would run the action again under it.
     if (b.sandbox === "auto" && r.sandbox === "none") return;
-    actions.push([r.label, r.rule, r.key, r.outputsDigest, r.sandbox ?? null, Object.entries(r.outputs ?? {})]);
+    actions.push([r.label, r.rule, r.key, r.sandbox ?? null, Object.entries(outputs).map(([path, o]) => [path, o.digest, blobSigs.get(o.digest)!])]);
   }
-  const memo: NoopMemo = { format: FORMAT, generation: m.generation, buildId: m.buildId, requested: m.requested, env: [...env], sources, globs, blobs, delivered, materialized: m.materialized, actions };
+  const memo: NoopMemo = { format: FORMAT, generation: m.generation, buildId: m.buildId, requested: m.requested, env: [...env], sources, globs, delivered, materialized: m.materialized, actions };
   try {
     mkdirSync(b.store.noopMemoDir, { recursive: true });
     const tmp = `${file}.${process.pid}.tmp`;
     writeFileSync(tmp, JSON.stringify(memo));
     renameSync(tmp, file);
+    keepNewest(b.store.noopMemoDir, KEPT_MEMOS);
   } catch {
     rmSync(`${file}.${process.pid}.tmp`, { force: true });
   }
