@@ -22,6 +22,7 @@ import { hashBytes, type ActionKey, type Digest } from "./digest.ts";
 import type { ActionReport, BuildEvents, BuildSummary } from "./build.ts";
 import type { Target } from "./build-file.ts";
 import { expandGlobs } from "./glob.ts";
+import { span } from "./trace.ts";
 import { racilyClean, statSignatureOf } from "./source-hash.ts";
 import { statSignature } from "../store/cas.ts";
 import type { SandboxMode, SandboxUse } from "./sandbox.ts";
@@ -82,14 +83,19 @@ export async function servedFromMemo(b: MemoedBuild, events: BuildEvents | undef
   try {
     const file = memoFile(b, readFileSync(join(b.root, "BUILD.ts"), "utf8"));
     if (!file) return undefined;
+    const t0 = performance.now();
     memo = JSON.parse(readFileSync(file, "utf8")) as NoopMemo;
+    span("read the no-op memo", "build", t0, performance.now() - t0);
     if (memo.format !== FORMAT) return undefined;
   } catch {
     return undefined; // no BUILD.ts (the full build says so), or no memo yet
   }
   // Held until the process ends, as a build holds it: gc never sweeps what this one serves.
   await b.store.lease(warn, signal);
-  if (!unchanged(b.store, memo)) return undefined;
+  const t0 = performance.now();
+  const same = unchanged(b.store, memo);
+  span("check every input the memo names", "build", t0, performance.now() - t0);
+  if (!same) return undefined;
   const buildId = b.store.history.begin({ command: "build", targets: memo.requested, workspace: b.root });
   const actions: ActionReport[] = memo.actions.map(([label, rule, key, sandbox, outputs]) => {
     const digests: Record<string, Digest> = {};
