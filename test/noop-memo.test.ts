@@ -17,6 +17,8 @@ function build(ws: string, targets: string[], env?: Record<string, string>, flag
 /** Built, then a no-op that runs the full way and leaves the memo. */
 function memoized(ws: string, targets: string[], env?: Record<string, string>): Built {
   build(ws, targets, env);
+  // What was just written is racily clean for a clock tick (100 ms): no memo names it before.
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 150);
   const full = build(ws, targets, env);
   expect(full.unchanged_since).toBeUndefined();
   expect(readdirSync(join(ws, ".wmb/noop")).filter((f) => f.endsWith(".json"))).not.toEqual([]);
