@@ -1,7 +1,8 @@
 // Blob storage on disk: cas/<first 2 hex>/<other 62 hex>, named by BLAKE3.
 // Writes are atomic: temp file in cas/tmp, fsync, chmod read-only, rename over whatever is there.
+// While a build gathers its index writes, a new blob's fsyncs wait for the commit (see Durability).
 import { uniqueSuffix } from "../src/unique-name.ts";
-import { chmodSync, closeSync, constants as fsc, copyFileSync, fsync, mkdirSync, openSync, promises as fsp, renameSync, rmSync, statSync, writeFileSync, type BigIntStats, type Stats } from "node:fs";
+import { chmodSync, closeSync, constants as fsc, copyFileSync, fsync, fsyncSync, mkdirSync, openSync, promises as fsp, renameSync, rmSync, statSync, writeFileSync, type BigIntStats, type Stats } from "node:fs";
 import { promisify } from "node:util";
 import { join } from "node:path";
 import { hashFile, type Digest } from "../src/digest.ts";
@@ -19,6 +20,8 @@ export class Cas {
   private readonly tmpDir: string;
   /** Shard directories known to exist. */
   private readonly shards = new Set<string>();
+  /** While a build gathers its writes: the new blobs not yet durable. */
+  private deferred?: Durability;
 
   constructor(storeDir: string) {
     this.root = join(storeDir, "cas");
@@ -27,6 +30,21 @@ export class Cas {
 
   async init(): Promise<void> {
     await fsp.mkdir(this.tmpDir, { recursive: true });
+  }
+
+  /** From now on, a new blob is renamed to its name at once and made durable by the returned
+   * hooks, which the index calls before each commit (Sql.gatherWrites), until `end`. */
+  deferDurability(): Durability {
+    const d = new Durability(this.tmpDir, () => {
+      if (this.deferred === d) this.deferred = undefined;
+    });
+    this.deferred = d;
+    return d;
+  }
+
+  /** New blobs not yet known durable (a build's, until its next commit). */
+  get unsynced(): number {
+    return this.deferred?.size ?? 0;
   }
 
   path(digest: Digest): string {
@@ -73,23 +91,24 @@ export class Cas {
       const dest = this.path(digest);
       const existing = this.statSig(digest);
       if (existing !== undefined && existing === verifiedSig(digest)) return { digest, size, statSig: existing };
-      const fd = openSync(tmp, "r+");
-      try {
-        await fsyncFd(fd);
-      } finally {
-        closeSync(fd);
-      }
       chmodSync(tmp, 0o444);
-      const shard = digest.slice(0, 2);
+      const shard = join(this.root, digest.slice(0, 2));
       if (!this.shards.has(shard)) {
-        mkdirSync(join(this.root, shard), { recursive: true });
+        mkdirSync(shard, { recursive: true });
         this.shards.add(shard);
       }
-      renameSync(tmp, dest);
-      renamed = true;
-      // The rename is durable before any row names the blob: a power loss leaves no row
-      // naming a file that is not there (the shard's entry and tmp's removal, synced).
-      await Promise.all([fsyncDir(join(this.root, shard)), fsyncDir(this.tmpDir)]);
+      if (this.deferred && existing === undefined) {
+        // A new name no committed row can name yet: made durable before the commit that names it.
+        renameSync(tmp, dest);
+        renamed = true;
+        this.deferred.add(dest, shard);
+      } else {
+        // Durable before any row names it: the bytes, then (the shard's entry, tmp's removal) the name.
+        await fsyncPath(tmp);
+        renameSync(tmp, dest);
+        renamed = true;
+        await Promise.all([fsyncPath(shard), fsyncPath(this.tmpDir)]);
+      }
       return { digest, size, statSig: statSignature(statSync(dest, { bigint: true })) };
     } finally {
       if (!renamed) rmSync(tmp, { force: true });
@@ -136,12 +155,84 @@ export class Cas {
   }
 }
 
-async function fsyncDir(dir: string): Promise<void> {
-  const fd = openSync(dir, "r");
+/** A build's new blobs, made durable before the index commits a row naming them (#27). A cold
+ * build of thousands of small blobs paid three fsyncs each on its critical path (the blob, its
+ * shard, cas/tmp), waiting behind every other writer of the disk; gathered, they are synced side
+ * by side while the actions go on, each directory once per commit. Until the commit no row names
+ * them, so a power loss before it leaves, at worst, a name whose bytes are not whole that no row
+ * names: an orphan, which fsck re-hashes before adopting and which admitting the same bytes
+ * replaces (no verified signature). */
+export class Durability {
+  /** Blob paths not yet known durable, each with its shard directory (a new entry each time the
+   * path is renamed to, so a sync that began before does not take the newer file for synced). */
+  private unsynced = new Map<string, { shard: string }>();
+
+  constructor(
+    private readonly tmpDir: string,
+    private readonly onEnd: () => void,
+  ) {}
+
+  get size(): number {
+    return this.unsynced.size;
+  }
+
+  add(blob: string, shard: string): void {
+    this.unsynced.set(blob, { shard });
+  }
+
+  /** Sync what is unsynced now, through the thread pool (what is added meanwhile stays for the next). */
+  async sync(): Promise<void> {
+    const batch = [...this.unsynced];
+    if (batch.length === 0) return;
+    await Promise.all(batch.map(([blob]) => fsyncPath(blob, true)));
+    await Promise.all([...new Set([this.tmpDir, ...batch.map(([, e]) => e.shard)])].map((dir) => fsyncPath(dir)));
+    for (const [blob, e] of batch) if (this.unsynced.get(blob) === e) this.unsynced.delete(blob);
+  }
+
+  /** Sync everything unsynced, before returning (right before a commit: what a sync still running
+   * has not confirmed is synced again). */
+  syncNow(): void {
+    if (this.unsynced.size === 0) return;
+    for (const blob of this.unsynced.keys()) fsyncPathSync(blob, true);
+    for (const dir of new Set([this.tmpDir, ...[...this.unsynced.values()].map((e) => e.shard)])) fsyncPathSync(dir);
+    this.unsynced.clear();
+  }
+
+  /** Everything synced; blobs admitted from now on are durable before they are returned. */
+  end(): void {
+    this.syncNow();
+    this.onEnd();
+  }
+}
+
+/** fsync a file or directory by path; `goneOk`: a blob removed meanwhile (found corrupt, and its
+ * rows dropped in the same transaction) needs nothing. */
+async function fsyncPath(path: string, goneOk = false): Promise<void> {
+  const fd = openToSync(path, goneOk);
+  if (fd === undefined) return;
   try {
     await fsyncFd(fd);
   } finally {
     closeSync(fd);
+  }
+}
+
+function fsyncPathSync(path: string, goneOk = false): void {
+  const fd = openToSync(path, goneOk);
+  if (fd === undefined) return;
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function openToSync(path: string, goneOk: boolean): number | undefined {
+  try {
+    return openSync(path, "r");
+  } catch (e) {
+    if (goneOk && (e as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw e;
   }
 }
 

@@ -1,9 +1,10 @@
 -- wmb store index, version 1. Later versions are store/migration-N-*.sql, listed in index-db.ts
 -- and applied in order when a store is opened; this file is never edited but for comments.
 -- Only the modules in store/ run SQL; everything else goes through store.ts's API.
--- Invariant: a row names a blob only after the blob is whole on disk at cas/<2 hex>/<62 hex>
--- (written to a temp file, fsynced, made read-only, renamed). So a crash leaves at worst
--- an orphaned blob, never a dangling row.
+-- Invariant: a committed row names a blob only after the blob is whole on disk at
+-- cas/<2 hex>/<62 hex> (written to a temp file, made read-only, renamed, fsynced with its
+-- directory: during a build the fsyncs come right before the commit, docs/ARCHITECTURE.md).
+-- So a crash leaves at worst an orphaned blob, never a dangling row.
 
 CREATE TABLE blobs (
   digest      TEXT PRIMARY KEY,          -- blake3 hex of the bytes

@@ -2,9 +2,23 @@
 // build runs the same few thousands of times) and write transactions take the lock up front.
 import type Database from "better-sqlite3";
 
+/** What must be durable before a gathered commit (the blobs its rows name, cas.ts's Durability). */
+export interface BeforeCommit {
+  /** Sync what is pending now, off the main thread. */
+  sync(): Promise<void>;
+  /** Sync everything still pending, before returning. */
+  syncNow(): void;
+  /** Gathering ends: sync the rest, and make later writes durable at once again. */
+  end(): void;
+}
+
 /** Writes gathered into one open transaction (see Sql.gatherWrites). */
 interface Gathering {
   ms: number;
+  durable?: BeforeCommit;
+  /** Counts the gathering transactions begun: a commit that waited for `durable` checks it is
+   * still the transaction it was due for. */
+  begun: number;
   timer?: NodeJS.Timeout;
   afterCommit: (() => void)[];
 }
@@ -57,16 +71,18 @@ export class Sql {
    * build of thousands of actions makes a few writes per action, and a commit each cost more
    * than the writes (#16). Until the commit, other processes do not see them, so what must wait
    * for that (releasing an action's lock) goes through afterCommit. A crash loses at most the
-   * last `ms` of results (their blobs stay, orphaned, as after any crash). */
-  gatherWrites(ms: number): void {
+   * last `ms` of results (their blobs stay, orphaned, as after any crash). `durable` is synced
+   * before each commit (off the main thread, then what came meanwhile at once). */
+  gatherWrites(ms: number, durable?: BeforeCommit): void {
     if (this.gathering) return;
-    this.gathering = { ms, afterCommit: [] };
+    this.gathering = { ms, durable, begun: 0, afterCommit: [] };
     process.once("exit", this.stopGathering);
   }
 
   /** Commit what was gathered and write directly again. */
   readonly stopGathering = (): void => {
     this.commitGathered();
+    this.gathering?.durable?.end();
     this.gathering = undefined;
     process.removeListener("exit", this.stopGathering);
   };
@@ -81,7 +97,18 @@ export class Sql {
     const g = this.gathering;
     if (!g || this.db.inTransaction) return;
     this.db.exec("BEGIN IMMEDIATE");
-    g.timer = setTimeout(() => this.commitGathered(), g.ms).unref();
+    const begun = ++g.begun;
+    g.timer = setTimeout(() => void this.commitWhenDurable(g, begun), g.ms).unref();
+  }
+
+  private async commitWhenDurable(g: Gathering, begun: number): Promise<void> {
+    try {
+      await g.durable?.sync();
+    } catch {
+      return; // the transaction stays open: the next commit syncs at once, and reports what fails
+    }
+    // Committed meanwhile (commit(), the build's end) unless still the same open transaction.
+    if (this.gathering === g && g.begun === begun) this.commitGathered();
   }
 
   /** Commit what was gathered so far (gathering goes on: the next write opens a new transaction). */
@@ -89,7 +116,10 @@ export class Sql {
     const g = this.gathering;
     if (!g) return;
     clearTimeout(g.timer);
-    if (this.db.open && this.db.inTransaction) this.db.exec("COMMIT");
+    if (this.db.open && this.db.inTransaction) {
+      g.durable?.syncNow();
+      this.db.exec("COMMIT");
+    }
     for (const fn of g.afterCommit.splice(0)) fn();
   }
 

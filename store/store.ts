@@ -142,7 +142,7 @@ export class Store {
    * until `stop` is called. */
   gatherWrites(): { stop(): void } {
     this.sql.synchronous("NORMAL");
-    this.sql.gatherWrites(GATHER_MS);
+    this.sql.gatherWrites(GATHER_MS, this.cas.deferDurability());
     return {
       stop: () => {
         this.sql.stopGathering();
