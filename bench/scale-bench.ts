@@ -1,6 +1,7 @@
 // Scale: the generated graph of scale-workspace.ts at 2,000 and 20,000 actions, every `run`
 // target on the command line, -j 2, next to make on the same graph in the same run: cold with
-// commands unsandboxed (as make runs them) and under bwrap (next to what bwrap alone costs). Wall time
+// commands unsandboxed (as make runs them), and under bwrap paired with make round by round
+// (wmb, make, wmb, make, … on fresh workspaces: the host is shared). Wall time
 // and peak memory come from /usr/bin/time (the child's own accounting).
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync, statSync } from "node:fs";
@@ -8,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { bwrapArgs, probeBwrap, SANDBOX_BUILD_DIR } from "../src/sandbox-bwrap.ts";
 import { fmt, REPO, row, section } from "./harness.ts";
-import { scaleWorkspace } from "./scale-workspace.ts";
+import { scaleWorkspace, type ScaleWorkspace } from "./scale-workspace.ts";
 
 const TIME = "/usr/bin/time";
 
@@ -43,17 +44,38 @@ export async function scaleBench(sizes = [2000, 20000]): Promise<void> {
     // Last: a second cold build and removing its files keep the disk busy for a while (this
     // root filesystem discards freed blocks), which the no-op figures above would feel.
     if (bwrap.ok) {
-      const again = scaleWorkspace(n);
-      const sandboxed = timed(again.dir, wmb("--sandbox", "bwrap"));
-      row("cold build, commands under bwrap (wall)", fmt(sandboxed.ms), `ratio ${(sandboxed.ms / make.ms).toFixed(1)}x make; bwrap's own start ${bwrapStartMs(bwrap.bwrap).toFixed(1)} ms a command`);
-      rmSync(again.dir, { recursive: true, force: true });
-      rmSync(again.makeDir, { recursive: true, force: true });
-    } else {
-      row("cold build, commands under bwrap", "-", bwrap.reason);
-    }
+      sandboxedPairs(n, wmb);
+      row("bwrap's own start, a command", `${bwrapStartMs(bwrap.bwrap).toFixed(1)} ms`, "what a sandboxed lane pays once, not per command");
+    } else row("cold build, commands under bwrap", "-", bwrap.reason);
     rmSync(ws.dir, { recursive: true, force: true });
     rmSync(ws.makeDir, { recursive: true, force: true });
   }
+}
+
+/** Cold sandboxed builds paired with make: wmb, make, make, wmb, … each on a fresh workspace,
+ * so both see the same load on this shared host; the medians and their ratio. */
+function sandboxedPairs(n: number, wmb: (...flags: string[]) => string[], rounds = 3): void {
+  const wmbMs: number[] = [];
+  const makeMs: number[] = [];
+  const made: ScaleWorkspace[] = [];
+  for (let i = 0; i < rounds; i++) {
+    const ws = scaleWorkspace(n);
+    made.push(ws);
+    const runWmb = () => wmbMs.push(timed(ws.dir, wmb("--sandbox", "bwrap")).ms);
+    const runMake = () => makeMs.push(timed(ws.makeDir, ["make", "-s", "-j2", "all"]).ms);
+    // Which goes first alternates, so neither always follows the other's disk writes.
+    if (i % 2 === 0) (runWmb(), runMake());
+    else (runMake(), runWmb());
+  }
+  // Removed after all rounds: freeing thousands of inodes slows the next creations on this disk.
+  for (const w of made) for (const d of [w.dir, w.makeDir]) rmSync(d, { recursive: true, force: true });
+  const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
+  const [w, m] = [median(wmbMs), median(makeMs)];
+  row(
+    `cold build under bwrap vs make, paired (median of ${rounds})`,
+    fmt(w),
+    `make ${fmt(m)}, ratio ${(w / m).toFixed(1)}x (goal <= 2x); each pair: ${wmbMs.map((x, i) => (x / makeMs[i]!).toFixed(1)).join(", ")}`,
+  );
 }
 
 /** What starting a command under bwrap costs on this host, over starting it plainly: the floor
