@@ -17,7 +17,7 @@
 # architecture), so no helper binary of wmb's is needed. perl-base is essential on Debian.
 # A request is fields "<tag><value>\0" (no value holds a NUL) ending with ".\0".
 use strict;
-my ($UNSHARE, $MOUNT, $PRCTL, $CAPGET, $CAPSET, $HIDE) = @ARGV;
+my ($UNSHARE, $MOUNT, $PRCTL, $CAPGET, $CAPSET, $EXIT, $HIDE) = @ARGV;
 my ($RDONLY, $NOSUID, $NODEV, $NOEXEC, $REMOUNT, $BIND, $REC, $PRIVATE) = (1, 2, 4, 8, 32, 4096, 16384, 1 << 18);
 my ($NEWNS, $NEWIPC, $NEWPID) = (0x20000, 0x08000000, 0x20000000);
 my ($CAP_NET_ADMIN, $CAP_SYS_ADMIN) = (12, 21);
@@ -27,6 +27,9 @@ sub mnt {
   my ($src, $dst, $type, $flags, $data) = @_;
   syscall($MOUNT, $src, $dst, $type // 0, $flags + 0, $data // 0) == 0 or fail("mount $dst");
 }
+# A forked copy of the agent leaves through exit_group at once: perl's own exit would tear down
+# the interpreter, writing to every page it shares with the agent (copies, on the command's path).
+sub quit { syscall($EXIT, $_[0] + 0); }
 sub status { my $s = shift; return $s & 127 ? 128 + ($s & 127) : $s >> 8; }
 
 sub drop_capabilities {
@@ -66,10 +69,10 @@ sub run_command {
       print STDERR "wmb: cannot run $argv->[0]: $!\n";
       exit 127;
     }
-    while ((my $w = wait) != -1) { exit status($?) if $w == $cmd; }
+    while ((my $w = wait) != -1) { quit(status($?)) if $w == $cmd; }
     exit 125;
   }
-  exit 0; # init goes on as the agent's child (the lane's subreaper): one wake-up less per command
+  quit(0); # init goes on as the agent's child (the lane's subreaper): one wake-up less per command
 }
 
 syscall($PRCTL, 36, 1, 0, 0, 0) == 0 or die "PR_SET_CHILD_SUBREAPER: $!";

@@ -15,10 +15,10 @@ import { wmbFile } from "./repo-root.ts";
 
 const PERL = "/usr/bin/perl";
 
-/** The agent's system calls: unshare, mount, prctl, capget, capset. */
+/** The agent's system calls: unshare, mount, prctl, capget, capset, exit_group. */
 const SYSCALLS: Partial<Record<NodeJS.Architecture, readonly number[]>> = {
-  x64: [272, 165, 157, 125, 126],
-  arm64: [97, 40, 167, 90, 91],
+  x64: [272, 165, 157, 125, 126, 231],
+  arm64: [97, 40, 167, 90, 91, 94],
 };
 
 /** A command to run in a sandboxed lane: `cwd` is its action directory on the host, which it

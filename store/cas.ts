@@ -44,7 +44,7 @@ export class Cas {
 
   /** New blobs not yet known durable (a build's, until its next commit). */
   get unsynced(): number {
-    return this.deferred?.size ?? 0;
+    return this.deferred?.pending ?? 0;
   }
 
   path(digest: Digest): string {
@@ -172,7 +172,7 @@ export class Durability {
     private readonly onEnd: () => void,
   ) {}
 
-  get size(): number {
+  get pending(): number {
     return this.unsynced.size;
   }
 

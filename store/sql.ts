@@ -4,6 +4,8 @@ import type Database from "better-sqlite3";
 
 /** What must be durable before a gathered commit (the blobs its rows name, cas.ts's Durability). */
 export interface BeforeCommit {
+  /** How many are pending. */
+  readonly pending: number;
   /** Sync what is pending now, off the main thread. */
   sync(): Promise<void>;
   /** Sync everything still pending, before returning. */
@@ -103,7 +105,8 @@ export class Sql {
 
   private async commitWhenDurable(g: Gathering, begun: number): Promise<void> {
     try {
-      await g.durable?.sync();
+      // What came during a sync goes in another, while it is little enough to catch up.
+      for (let round = 0; round < 3 && (g.durable?.pending ?? 0) > 0; round++) await g.durable!.sync();
     } catch {
       return; // the transaction stays open: the next commit syncs at once, and reports what fails
     }
