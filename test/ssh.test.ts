@@ -3,11 +3,12 @@
 // ssh_config; the remote has its own HOME, whose .bashrc prints junk on stdout, and its own store
 // per test). The remote wmb is this checkout, started through a wrapper in the remote HOME.
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { REPO, wmb, type CliResult } from "./helpers/cli.ts";
-import { sqliteFixture, type SqliteFixture } from "./helpers/sqlite-fixture.ts";
+import { copyFixtureStore, sqliteFixture, type SqliteFixture } from "./helpers/sqlite-fixture.ts";
 import { removeSshdDir, sshdInstalled, startSshd, type TestSshd } from "./helpers/sshd.ts";
 
 const hasScript = existsSync("/usr/bin/script");
@@ -40,13 +41,13 @@ describe.skipIf(!sshdInstalled)("running sealed machines on an ssh host", () => 
   /** A fresh store directory on the "remote" (not created yet). */
   const remoteStore = () => join(sshd.remoteHome, `store-${++stores}`);
   const local = (args: string[], input?: string) => wmb(fx.workspace, ["run", "--store", fx.store, "//sqlite-cli:sealed", ...args], { input });
-  const remote = (store: string, args: string[], opts: { input?: string; env?: Record<string, string>; remoteWmb?: string | null } = {}) =>
+  const remote = (store: string, args: string[], opts: { input?: string; env?: Record<string, string>; remoteWmb?: string | null; localStore?: string } = {}) =>
     wmb(
       fx.workspace,
       [
         "run",
         "--store",
-        fx.store,
+        opts.localStore ?? fx.store,
         "//sqlite-cli:sealed",
         "--target",
         sshd.url,
@@ -173,23 +174,26 @@ describe.skipIf(!sshdInstalled)("running sealed machines on an ssh host", () => 
 
   it("wrong key, unknown host key: one sentence, exit 4, nothing written on either side", async () => {
     const store = remoteStore();
-    const localBlobs = blobsIn(fx.store).length;
+    // A store of its own: other suites add blobs to the shared one meanwhile.
+    const localStore = join(mkdtempSync(join(tmpdir(), "wmb-ssh-local-")), "store");
+    copyFixtureStore(fx.store, localStore);
+    const localBlobs = blobsIn(localStore).length;
     const wrongKey = sshd.writeClientConfig("ssh_config.wrong-key", { identityFile: sshd.strangerKey() });
-    const denied = await remote(store, ["--", "-version"], { env: { WMB_SSH_COMMAND: sshd.sshCommand(wrongKey) } });
+    const denied = await remote(store, ["--", "-version"], { env: { WMB_SSH_COMMAND: sshd.sshCommand(wrongKey) }, localStore });
     expect(denied.code).toBe(4);
     expect(oneSentence(denied)).toMatch(new RegExp(`127\\.0\\.0\\.1:${sshd.port} refused to authenticate ${esc(sshd.user)}@ \\(.*Permission denied.*\\); load a key`));
 
     const emptyKnownHosts = join(sshd.dir, "known_hosts.none");
     writeFileSync(emptyKnownHosts, "");
     const unknownHost = sshd.writeClientConfig("ssh_config.unknown-host", { knownHosts: emptyKnownHosts });
-    const unknown = await remote(store, ["--", "-version"], { env: { WMB_SSH_COMMAND: sshd.sshCommand(unknownHost) } });
+    const unknown = await remote(store, ["--", "-version"], { env: { WMB_SSH_COMMAND: sshd.sshCommand(unknownHost) }, localStore });
     expect(unknown.code).toBe(4);
     expect(oneSentence(unknown)).toMatch(new RegExp(`host key of 127\\.0\\.0\\.1:${sshd.port} is not in known_hosts, and wmb never accepts one itself`));
     expect(readFileSync(emptyKnownHosts, "utf8")).toBe(""); // never accepted behind the user's back
 
     expect(existsSync(store)).toBe(false);
-    expect(blobsIn(fx.store).length).toBe(localBlobs);
-    expect(await fsckClean(fx.store)).toBe(true);
+    expect(blobsIn(localStore).length).toBe(localBlobs);
+    expect(await fsckClean(localStore)).toBe(true);
   }, 120_000);
 
   it("sshd stopped: one sentence, exit 4", async () => {
