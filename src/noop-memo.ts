@@ -16,7 +16,7 @@
 // Anything different, missing or unreadable, and the build runs the full way (which may write
 // a new memo). A memo is written only by a build that served every action from the store, with
 // no remote cache, no toolchain in its closure and no machine among its targets.
-import { mkdirSync, readdirSync, readFileSync, realpathSync, renameSync, rmSync, statSync, writeFileSync, type BigIntStats } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, realpathSync, renameSync, rmSync, statSync, writeFileSync, type BigIntStats, type Stats } from "node:fs";
 import { join } from "node:path";
 import { hashBytes, type ActionKey, type Digest } from "./digest.ts";
 import type { ActionReport, BuildEvents, BuildSummary } from "./build.ts";
@@ -145,7 +145,11 @@ function unchanged(store: Store, memo: NoopMemo): boolean {
  * (milliseconds, a double), which memoSignature computes from the nanoseconds. */
 function signatureNow(file: string): string | undefined {
   const st = statSync(file, { throwIfNoEntry: false });
-  return st && `${st.size}:${st.mtimeMs}:${st.ctimeMs}:${st.ino}:${st.mode}`;
+  return st && plainSignature(st);
+}
+
+function plainSignature(st: Stats): string {
+  return `${st.size}:${st.mtimeMs}:${st.ctimeMs}:${st.ino}:${st.mode}`;
 }
 
 /** signatureNow's text for a file stat'ed with bigint: true (as a build stats them). */
@@ -203,9 +207,9 @@ export function writeMemo(b: MemoedBuild, buildFileText: string, m: MemoInputs):
   const verified = b.store.verifiedSigs([...digests]);
   const blobSigs = new Map<Digest, string>();
   for (const d of digests) {
-    const st = statSync(b.store.blobPath(d), { bigint: true, throwIfNoEntry: false });
+    const st = statSync(b.store.blobPath(d), { throwIfNoEntry: false });
     if (!st || verified.get(d) !== statSignature(st)) return;
-    blobSigs.set(d, memoSignature(st));
+    blobSigs.set(d, plainSignature(st));
   }
   const delivered: NoopMemo["delivered"] = [];
   const lookedAt = BigInt(Date.now()) * 1_000_000n;

@@ -171,7 +171,7 @@ export class Rebuilder {
     const outputs: OutputMap = {};
     for (const rel of t.outputs) {
       const p = join(dir, rel);
-      const st = lstatSync(p, { bigint: true, throwIfNoEntry: false });
+      const st = lstatSync(p, { throwIfNoEntry: false });
       if (!st) {
         throw new WmbError("MISSING_OUTPUT", `${t.label} did not produce its declared output "${rel}"; make the rule write it or remove it from the outputs (${t.declaredAt}).`, { subject: t.label });
       }
@@ -182,10 +182,10 @@ export class Rebuilder {
       // could hold the file open, and would go on writing a renamed blob. The copy holds the
       // output's bytes only if nothing wrote it meanwhile: any write changes its ctime.
       const { digest } = await this.opts.store.putFile(p);
-      if (statSignature(lstatSync(p, { bigint: true })) !== statSignature(st)) {
+      if (statSignature(lstatSync(p)) !== statSignature(st)) {
         throw new WmbError("ACTION_FAILED", `${t.label}'s output "${rel}" changed while it was being stored: a process the command left running is still writing it; make the command wait for its children.`, { subject: t.label });
       }
-      outputs[rel] = { digest, executable: (st.mode & 0o111n) !== 0n };
+      outputs[rel] = { digest, executable: (st.mode & 0o111) !== 0 };
     }
     return outputs;
   }

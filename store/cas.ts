@@ -2,7 +2,7 @@
 // Writes are atomic: temp file in cas/tmp, fsync, chmod read-only, rename over whatever is there.
 // While a build gathers its index writes, a new blob's fsyncs wait for the commit (see Durability).
 import { uniqueSuffix } from "../src/unique-name.ts";
-import { chmodSync, closeSync, constants as fsc, copyFileSync, fsync, fsyncSync, mkdirSync, openSync, promises as fsp, renameSync, rmSync, statSync, writeFileSync, type BigIntStats, type Stats } from "node:fs";
+import { chmodSync, closeSync, constants as fsc, copyFileSync, fsync, fsyncSync, mkdirSync, openSync, promises as fsp, renameSync, rmSync, statSync, writeFileSync, type Stats } from "node:fs";
 import { promisify } from "node:util";
 import { join } from "node:path";
 import { hashFile, type Digest } from "../src/digest.ts";
@@ -109,7 +109,7 @@ export class Cas {
         renamed = true;
         await Promise.all([fsyncPath(shard), fsyncPath(this.tmpDir)]);
       }
-      return { digest, size, statSig: statSignature(statSync(dest, { bigint: true })) };
+      return { digest, size, statSig: statSignature(statSync(dest)) };
     } finally {
       if (!renamed) rmSync(tmp, { force: true });
     }
@@ -120,11 +120,8 @@ export class Cas {
   }
 
   statSig(digest: Digest): string | undefined {
-    try {
-      return statSignature(statSync(this.path(digest), { bigint: true }));
-    } catch {
-      return undefined;
-    }
+    const st = statSync(this.path(digest), { throwIfNoEntry: false });
+    return st && statSignature(st);
   }
 
   /** Every digest with a file on disk (for fsck and gc). */
@@ -242,9 +239,13 @@ export function blobPath(root: string, digest: string): string {
   return root + "/" + digest.slice(0, 2) + "/" + digest.slice(2);
 }
 
-/** size, ctime and inode: any write to a blob changes ctime, which userspace cannot set back. */
-export function statSignature(st: BigIntStats): string {
-  return `${st.size}:${st.ctimeNs}:${st.ino}`;
+/** size, ctime and inode: any write to a blob changes ctime, which userspace cannot set back.
+ * From a plain stat (ctime in milliseconds as a double, a fraction of a microsecond here, finer
+ * than the kernel's file clock): a BigIntStats makes four Date objects, and a no-op build of
+ * 20,000 actions asks for one per served blob. A signature recorded in the older nanosecond form
+ * differs once, and that blob is hashed again. */
+export function statSignature(st: Stats): string {
+  return `${st.size}:${st.ctimeMs}:${st.ino}`;
 }
 
 async function statOrNull(p: string): Promise<Stats | null> {

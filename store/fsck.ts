@@ -68,7 +68,7 @@ export async function fsck(store: Store, sql: Sql, opts: { repair: boolean }): P
       const path = store.blobPath(d);
       const actual = await hashFile(path).catch(() => undefined);
       if (actual?.digest === d) {
-        const st = await fsp.stat(path, { bigint: true });
+        const st = await fsp.stat(path);
         sql.run(`INSERT OR IGNORE INTO blobs (digest, size, stat_sig, created_at) VALUES (?, ?, ?, ?)`, d, actual.size, statSignature(st), Date.now());
       } else {
         await store.cas.remove(d);
