@@ -8,7 +8,7 @@ import { existsSync, mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { bwrapArgs, probeBwrap, SANDBOX_BUILD_DIR } from "../src/sandbox-bwrap.ts";
-import { fmt, REPO, row, section } from "./harness.ts";
+import { fmt, median, REPO, row, section } from "./harness.ts";
 import { scaleWorkspace, type ScaleWorkspace } from "./scale-workspace.ts";
 
 const TIME = "/usr/bin/time";
@@ -38,17 +38,18 @@ export async function scaleBench(sizes = [2000, 20000]): Promise<void> {
     const noop = () => timed(ws.dir, wmb("--sandbox", "none"));
     noop(); // the first no-op stat-caches wmb-out/, once, and leaves the no-op memo
     const sizeAfterFirst = statSync(index).size;
-    const median = (runs: { ms: number; peakMb?: number }[]) => [...runs].sort((x, y) => x.ms - y.ms)[1]!;
+    /** The run of median wall time (its peak is the one printed with it). */
+    const medianRun = (runs: { ms: number; peakMb?: number }[]) => [...runs].sort((x, y) => x.ms - y.ms)[Math.floor(runs.length / 2)]!;
     const makeNoop = timed(ws.makeDir, ["make", "-s", "-j2", "all"]);
     // The full way: BUILD.ts loaded, every action planned and looked up (an incremental build's path).
-    const full = median([0, 1, 2].map(() => (rmSync(join(ws.dir, ".wmb/noop"), { recursive: true, force: true }), noop())));
+    const full = medianRun([0, 1, 2].map(() => (rmSync(join(ws.dir, ".wmb/noop"), { recursive: true, force: true }), noop())));
     row("no-op build, the full way (wall, median of 3)", fmt(full.ms), `make ${fmt(makeNoop.ms)}; peak ${full.peakMb?.toFixed(0)} MB`);
-    const memo = median([0, 1, 2].map(noop));
+    const memo = medianRun([0, 1, 2].map(noop));
     const goal = n >= 20000 ? "0.5 s" : n >= 2000 ? "0.15 s" : "-";
     row("no-op build, from the memo (wall, median of 3)", fmt(memo.ms), `goal <= ${goal}; peak ${memo.peakMb?.toFixed(0)} MB (goal <= 200 MB)`);
     row("index growth over 6 more no-ops", `${(((statSync(index).size - sizeAfterFirst) / sizeAfterFirst) * 100).toFixed(1)} %`, "goal: within 10% after 100");
-    // Last: a second cold build and removing its files keep the disk busy for a while (this
-    // root filesystem discards freed blocks), which the no-op figures above would feel.
+    // Last: the sandboxed cold builds and removing their files keep the disk busy for a while
+    // (this root filesystem discards freed blocks), which the no-op figures above would feel.
     if (bwrap.ok) {
       sandboxedPairs(n, wmb);
       row("bwrap's own start, a command", `${bwrapStartMs(bwrap.bwrap).toFixed(1)} ms`, "what a sandboxed lane pays once, not per command");
@@ -75,7 +76,6 @@ function sandboxedPairs(n: number, wmb: (...flags: string[]) => string[], rounds
   }
   // Removed after all rounds: freeing thousands of inodes slows the next creations on this disk.
   for (const w of made) for (const d of [w.dir, w.makeDir]) rmSync(d, { recursive: true, force: true });
-  const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
   const ratios = wmbMs.map((x, i) => x / makeMs[i]!);
   row(
     `cold build under bwrap vs make, paired (median of ${rounds})`,

@@ -27,18 +27,11 @@ const SOURCE_DIRS = ["src", "rules", "store"];
 /** Also names the code that runs, for what wmb keeps between runs that this code made (the
  * no-op memo, src/noop-memo.ts): the bundle's size and mtime, or the newest source's mtime. */
 function bundleIsFresh() {
-  try {
-    if (process.env.WMB_FROM_SOURCE === "1") throw new Error("from source");
-    const bundle = statSync(join(root, "dist/wmb.cjs"));
-    if (SOURCE_DIRS.every((d) => newestSource(join(root, d)) <= bundle.mtimeMs)) {
-      globalThis.__wmbCode = `bundle ${bundle.size} ${bundle.mtimeMs}`;
-      return true;
-    }
-  } catch {
-    // no bundle
-  }
-  globalThis.__wmbCode = `source ${Math.max(...SOURCE_DIRS.map((d) => newestSource(join(root, d))))}`;
-  return false;
+  const newest = Math.max(...SOURCE_DIRS.map((d) => newestSource(join(root, d))));
+  const bundle = process.env.WMB_FROM_SOURCE === "1" ? undefined : statSync(join(root, "dist/wmb.cjs"), { throwIfNoEntry: false });
+  const fresh = bundle !== undefined && newest <= bundle.mtimeMs;
+  globalThis.__wmbCode = fresh ? `bundle ${bundle.size} ${bundle.mtimeMs}` : `source ${newest}`;
+  return fresh;
 }
 
 // `wmb --version` is what scripts call most: answered before anything else is loaded.

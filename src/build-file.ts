@@ -367,9 +367,6 @@ type Site = { toString(): string };
  * BUILD.ts (a BUILD.ts helper that declares is a BUILD.ts frame itself). */
 const SITE_FRAMES = 5;
 
-/** Where BUILD.ts declared a target. The stack is captured (cheap: V8 keeps raw frames, only the
- * few below `declare`, #16) but formatted, through BUILD.ts's line map, only when a message needs
- * "BUILD.ts:12". */
 /** A target as BUILD.ts declared it. A class, not an object literal with a getter: one of those
  * per target was a dictionary-mode object holding its declaration's whole context (9 MB at
  * 20,000 targets). */
@@ -392,6 +389,9 @@ class DeclaredTarget implements Target {
   }
 }
 
+/** Where BUILD.ts declared a target. The stack is captured (cheap: V8 keeps raw frames, only the
+ * few below `declare`, #16) but formatted, through BUILD.ts's line map, only when a message needs
+ * "BUILD.ts:12". */
 class DeclarationSite {
   private readonly captured: { stack?: string } = {};
   private text?: string;

@@ -16,19 +16,18 @@
 // Anything different, missing or unreadable, and the build runs the full way (which may write
 // a new memo). A memo is written only by a build that served every action from the store, with
 // no remote cache, no toolchain in its closure and no machine among its targets.
-import { mkdirSync, readdirSync, readFileSync, realpathSync, renameSync, rmSync, statSync, writeFileSync, type BigIntStats, type Stats } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, realpathSync, renameSync, rmSync, statSync, writeFileSync, type BigIntStats } from "node:fs";
 import { join } from "node:path";
 import { hashBytes, type ActionKey, type Digest } from "./digest.ts";
 import type { ActionReport, BuildEvents, BuildSummary } from "./build.ts";
 import type { Target } from "./build-file.ts";
 import { expandGlobs } from "./glob.ts";
 import { span } from "./trace.ts";
-import { racilyClean, statSignatureOf } from "./source-hash.ts";
-import { statSignature } from "../store/cas.ts";
+import { nowNs, racilyClean, statSignatureOf } from "./source-hash.ts";
 import type { SandboxMode, SandboxUse } from "./sandbox.ts";
 import type { OutputMap, Store } from "../store/store.ts";
 
-const FORMAT = 2;
+const FORMAT = 3;
 
 /** A build the memo can stand for: what names it. */
 export interface MemoedBuild {
@@ -44,7 +43,7 @@ export interface MemoedBuild {
 /** A build served from a memo: a BuildSummary without the graph (BUILD.ts was not loaded). */
 export type MemoSummary = Omit<BuildSummary, "graph"> & { unchangedSince: number };
 
-/** Each output with its blob's signature as verified. */
+/** Each output with its blob's stat signature as verified (the one the store's index keeps). */
 type MemoAction = [label: string, rule: string, key: ActionKey, sandbox: SandboxUse | null, outputs: [path: string, digest: Digest, blobSig: string][]];
 
 interface NoopMemo {
@@ -135,7 +134,7 @@ function unchanged(store: Store, memo: NoopMemo): boolean {
     const now = expandGlobs(dir, patterns);
     if (now.length !== files.length || now.some((f, i) => f !== files[i])) return false;
   }
-  for (const a of memo.actions) for (const [, digest, sig] of a[4]) if (signatureNow(store.blobPath(digest)) !== sig) return false;
+  for (const a of memo.actions) for (const [, digest, sig] of a[4]) if (store.cas.statSig(digest) !== sig) return false;
   for (const [file, sig] of memo.delivered) if (signatureNow(file) !== sig) return false;
   return true;
 }
@@ -145,11 +144,7 @@ function unchanged(store: Store, memo: NoopMemo): boolean {
  * (milliseconds, a double), which memoSignature computes from the nanoseconds. */
 function signatureNow(file: string): string | undefined {
   const st = statSync(file, { throwIfNoEntry: false });
-  return st && plainSignature(st);
-}
-
-function plainSignature(st: Stats): string {
-  return `${st.size}:${st.mtimeMs}:${st.ctimeMs}:${st.ino}:${st.mode}`;
+  return st && `${st.size}:${st.mtimeMs}:${st.ctimeMs}:${st.ino}:${st.mode}`;
 }
 
 /** signatureNow's text for a file stat'ed with bigint: true (as a build stats them). */
@@ -205,14 +200,13 @@ export function writeMemo(b: MemoedBuild, buildFileText: string, m: MemoInputs):
   const digests = new Set<Digest>();
   for (const t of m.closure) for (const o of Object.values(m.results.get(t.label) ?? {})) digests.add(o.digest);
   const verified = b.store.verifiedSigs([...digests]);
-  const blobSigs = new Map<Digest, string>();
+  // Each served blob as it was verified (a full build re-hashes one that is not).
   for (const d of digests) {
-    const st = statSync(b.store.blobPath(d), { throwIfNoEntry: false });
-    if (!st || verified.get(d) !== statSignature(st)) return;
-    blobSigs.set(d, plainSignature(st));
+    const sig = verified.get(d);
+    if (sig === undefined || b.store.cas.statSig(d) !== sig) return;
   }
   const delivered: NoopMemo["delivered"] = [];
-  const lookedAt = BigInt(Date.now()) * 1_000_000n;
+  const lookedAt = nowNs();
   const byLabel = new Map(m.closure.map((t) => [t.label, t]));
   for (const label of m.requested) {
     const t = byLabel.get(label)!;
@@ -228,11 +222,11 @@ export function writeMemo(b: MemoedBuild, buildFileText: string, m: MemoInputs):
   for (const t of m.closure) {
     const r = m.reports.get(t.label);
     const outputs = m.results.get(t.label);
-    if (!r || r.status !== "cached" || !r.key || !outputs) return;
+    if (!r?.key || !outputs) return;
     // Under auto, a result made unsandboxed was taken because bwrap did not work: once it does,
     // the full way would run the action again under it.
     if (b.sandbox === "auto" && r.sandbox === "none") return;
-    actions.push([r.label, r.rule, r.key, r.sandbox ?? null, Object.entries(outputs).map(([path, o]) => [path, o.digest, blobSigs.get(o.digest)!])]);
+    actions.push([r.label, r.rule, r.key, r.sandbox ?? null, Object.entries(outputs).map(([path, o]) => [path, o.digest, verified.get(o.digest)!])]);
   }
   const memo: NoopMemo = { format: FORMAT, generation: m.generation, buildId: m.buildId, requested: m.requested, env: [...env], sources, globs, delivered, materialized: m.materialized, actions };
   try {
