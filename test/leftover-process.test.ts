@@ -39,13 +39,14 @@ describe("a process an unsandboxed command leaves running", () => {
   it("that escaped the command's session and still writes an output fails the action with one sentence; nothing of it is stored", () => {
     // Caught when it writes between the stat before the output is copied and the one after: on
     // a machine busy enough to keep it from running in that window the copy is consistent and
-    // the action succeeds, so it gets three tries, and at least one must catch it.
+    // the action succeeds. The output is 32 MB, so that copying it takes long enough for the
+    // writer to be scheduled meanwhile, and it gets five tries, of which at least one must catch it.
     let caught = false;
-    for (let attempt = 0; attempt < 3 && !caught; attempt++) {
+    for (let attempt = 0; attempt < 5 && !caught; attempt++) {
       const pidFile = join(mkdtempSync(join(tmpdir(), "wmb-leftover-")), "escaped.pid");
       // setsid: out of the command's session, which is all wmb kills. It writes for 3 s at most,
       // and already does when the command exits.
-      const { ws, env } = workspace(`exec 3>>a.txt; echo good >&3; setsid timeout 3 sh -c 'while :; do echo EVIL; done' >&3 2>/dev/null & echo $! > ${pidFile}; sleep 0.2`);
+      const { ws, env } = workspace(`exec 3>>a.txt; head -c 32000000 /dev/zero >&3; echo good >&3; setsid timeout 3 sh -c 'while :; do echo EVIL; done' >&3 2>/dev/null & echo $! > ${pidFile}; sleep 0.2`);
       try {
         const r = wmbSync(ws, ["build", "--sandbox", "none", "//p:b"], { env });
         if (r.code === 0) continue;

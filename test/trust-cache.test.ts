@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CHAIN_WORKSPACE, makeWorkspace, wmb, type CliResult } from "./helpers/cli.ts";
-import { copyWorkspace, sqliteFixture, type SqliteFixture } from "./helpers/sqlite-fixture.ts";
+import { copyFixtureStore, copyWorkspace, sqliteFixture, type SqliteFixture } from "./helpers/sqlite-fixture.ts";
 import { testKey } from "./helpers/test-keys.ts";
 import { registryInstalled, startRegistry, type TestRegistry } from "./helpers/registry.ts";
 import { probeBwrap } from "../src/sandbox-bwrap.ts";
@@ -188,8 +188,13 @@ describe.skipIf(!registryInstalled)("signed results in a remote cache", () => {
   it("done when: a fresh clone trusting CI's key builds //sqlite-cli:sealed executing nothing; trusting only another key, it executes them all and says why", async () => {
     const fx: SqliteFixture = await sqliteFixture();
     const repo = "acme/signed-cache";
-    const a = parse(await wmb(fx.workspace, ["build", "--json", "--store", fx.store, "--remote-upload", "--signing-key", ci.file, "//sqlite-cli:sealed"], { env: env(repo) }));
-    expect(a.remote!.signed).toBe(a.actions.length);
+    // Private copies of the shared store and workspace: what other suites do to theirs meanwhile
+    // cannot change what this build uploads.
+    const store = freshStore();
+    copyFixtureStore(fx.store, store);
+    const upload = await wmb(copyWorkspace(), ["build", "--json", "--store", store, "--remote-upload", "--signing-key", ci.file, "//sqlite-cli:sealed"], { env: env(repo) });
+    const a = parse(upload);
+    expect(a.remote!.signed, `${JSON.stringify(a.remote)}\n${upload.stderr}`).toBe(a.actions.length);
     const trusting = await wmb(copyWorkspace(), ["build", "--json", "--store", freshStore(), "//sqlite-cli:sealed"], { env: env(repo, { WMB_TRUSTED_KEYS: ci.pub }) });
     expect(parse(trusting).counts).toMatchObject({ executed: 0, remote: a.actions.length });
     expect(warnings(trusting)).toEqual([]);
