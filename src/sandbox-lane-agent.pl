@@ -1,25 +1,28 @@
 # The agent of a sandboxed lane (src/sandbox-lane.ts). It runs inside one long-lived bwrap that
 # made the lane's user, mount, PID, network, IPC and UTS namespaces once, with CAP_SYS_ADMIN in
-# that user namespace. For each command it reads a request on stdin, forks a child that gives
-# the command a view of its own, and answers with the command's status on stdout:
-# - new mount, PID and IPC namespaces (the lane's network and UTS ones are shared, and nothing
-#   in them can be changed without the capabilities the command loses);
+# that user namespace. For each command it reads a request on stdin, clones a child that gives
+# the command a view of its own and becomes it, and answers with the command's status on stdout:
+# - the clone is in new mount, PID and IPC namespaces (the lane's network and UTS ones are
+#   shared, and nothing in them can be changed without the capabilities the command loses);
 # - its action directory bound at the build path, fresh tmpfs at /tmp and /dev/shm, the lane's
 #   own directories (every action's, the lane's files) covered by an empty read-only tmpfs: they
 #   cannot be unmounted, since bwrap's second user namespace locks the mounts it made;
 # - a /proc of its PID namespace (only its own processes), /proc/sys read-only;
-# - it runs as pid 2 under an init (pid 1) that reaps and exits with its status; when init exits
-#   the kernel kills whatever is left in the namespace; the child that set the view up exits at
-#   once, leaving init to the agent (the lane's subreaper), which answers with init's status;
+# - the command is pid 1 of that namespace: when it exits the kernel kills whatever it left
+#   there, and the agent, its parent, answers with its status. One process per command, made by
+#   one clone(): a fork, an unshare and a second fork for an init cost two more processes and two
+#   more wake-ups on every command's way;
 # - before exec it loses CAP_SYS_ADMIN and CAP_NET_ADMIN (from every set, and from the bounding
 #   set where it may): with them it could remount what the lane's next command sees.
 # perl's syscall() makes the system calls (their numbers come on the command line, per
 # architecture), so no helper binary of wmb's is needed. perl-base is essential on Debian.
+# The agent has one thread and holds no lock when it clones, so the raw clone's child may go on
+# in perl as a fork's would until it execs.
 # A request is fields "<tag><value>\0" (no value holds a NUL) ending with ".\0".
 use strict;
-my ($UNSHARE, $MOUNT, $PRCTL, $CAPGET, $CAPSET, $EXIT, $HIDE) = @ARGV;
+my ($CLONE, $MOUNT, $PRCTL, $CAPGET, $CAPSET, $EXIT, $HIDE) = @ARGV;
 my ($RDONLY, $NOSUID, $NODEV, $NOEXEC, $REMOUNT, $BIND, $REC, $PRIVATE) = (1, 2, 4, 8, 32, 4096, 16384, 1 << 18);
-my ($NEWNS, $NEWIPC, $NEWPID) = (0x20000, 0x08000000, 0x20000000);
+my ($NEWNS, $NEWIPC, $NEWPID, $SIGCHLD) = (0x20000, 0x08000000, 0x20000000, 17);
 my ($CAP_NET_ADMIN, $CAP_SYS_ADMIN) = (12, 21);
 
 sub fail { print STDERR "wmb: setting up the sandbox failed: $_[0]: $!\n"; exit 125; }
@@ -43,39 +46,29 @@ sub drop_capabilities {
   syscall($CAPSET, $header, pack("L6", @c)) == 0 or fail("capset");
 }
 
+# In the clone: pid 1 of its own PID namespace, in mount and IPC namespaces of its own.
 sub run_command {
   my ($r, $argv, $env) = @_;
   open(STDIN, "<", $r->{i} // "/dev/null") or fail("stdin");
   open(STDOUT, ">", $r->{o}) or fail("stdout");
   open(STDERR, ">", $r->{r}) or fail("stderr");
-  syscall($UNSHARE, $NEWNS | $NEWPID | $NEWIPC) == 0 or fail("unshare");
   mnt("none", "/", undef, $REC | $PRIVATE);
   mnt($r->{d}, $r->{b}, undef, $BIND);
   mnt("tmpfs", "/tmp", "tmpfs", $NOSUID | $NODEV, "mode=0755");
   mnt("tmpfs", "/dev/shm", "tmpfs", $NOSUID | $NODEV, "mode=0755");
   mnt("tmpfs", $HIDE, "tmpfs", $RDONLY | $NOSUID | $NODEV | $NOEXEC, "mode=0");
-  my $init = fork // fail("fork");
-  if ($init == 0) {
-    mnt("proc", "/proc", "proc", $NOSUID | $NODEV | $NOEXEC);
-    mnt("/proc/sys", "/proc/sys", undef, $BIND);
-    mnt("none", "/proc/sys", undef, $REMOUNT | $BIND | $RDONLY | $NOSUID | $NODEV | $NOEXEC);
-    my $cmd = fork // fail("fork");
-    if ($cmd == 0) {
-      drop_capabilities();
-      umask(oct $r->{u}) if defined $r->{u};
-      chdir $r->{c} or fail("chdir $r->{c}");
-      %ENV = map { split /=/, $_, 2 } @$env;
-      exec { $argv->[0] } @$argv;
-      print STDERR "wmb: cannot run $argv->[0]: $!\n";
-      exit 127;
-    }
-    while ((my $w = wait) != -1) { quit(status($?)) if $w == $cmd; }
-    exit 125;
-  }
-  quit(0); # init goes on as the agent's child (the lane's subreaper): one wake-up less per command
+  mnt("proc", "/proc", "proc", $NOSUID | $NODEV | $NOEXEC);
+  mnt("/proc/sys", "/proc/sys", undef, $BIND);
+  mnt("none", "/proc/sys", undef, $REMOUNT | $BIND | $RDONLY | $NOSUID | $NODEV | $NOEXEC);
+  drop_capabilities();
+  umask(oct $r->{u}) if defined $r->{u};
+  chdir $r->{c} or fail("chdir $r->{c}");
+  %ENV = map { split /=/, $_, 2 } @$env;
+  exec { $argv->[0] } @$argv;
+  print STDERR "wmb: cannot run $argv->[0]: $!\n";
+  quit(127);
 }
 
-syscall($PRCTL, 36, 1, 0, 0, 0) == 0 or die "PR_SET_CHILD_SUBREAPER: $!";
 local $/ = "\0";
 while (1) {
   my (%r, @argv, @env);
@@ -86,10 +79,9 @@ while (1) {
     if ($tag eq "a") { push @argv, $f } elsif ($tag eq "e") { push @env, $f } else { $r{$tag} = $f }
   }
   exit 0 unless @argv; # wmb closed the lane
-  my $child = fork // die "fork: $!";
+  my $child = syscall($CLONE, $NEWNS | $NEWPID | $NEWIPC | $SIGCHLD, 0, 0, 0, 0);
+  die "clone: $!" if $child < 0;
   run_command(\%r, \@argv, \@env) if $child == 0;
   waitpid($child, 0);
-  my $status = status($?);
-  if ($status == 0) { wait; $status = status($?); } # its init, once the set-up went well
-  syswrite STDOUT, "$status\n";
+  syswrite STDOUT, status($?) . "\n";
 }

@@ -4,9 +4,9 @@
 // which gives each command a view of its own: new mount, PID and IPC namespaces, its action
 // directory at the build path, fresh /tmp and /dev/shm, a /proc of its own processes, everything
 // else read-only, and none of the capabilities that could change what the lane's next command
-// sees. When the command's init exits, the kernel kills what it left running. Where a lane
-// cannot be used (no perl under /usr, an architecture whose syscall numbers are not listed, a
-// bwrap that refuses --cap-add), each command gets a bwrap of its own, as before.
+// sees. The command is pid 1 of its PID namespace: when it exits, the kernel kills what it left
+// running. Where a lane cannot be used (no perl under /usr, an architecture whose syscall numbers
+// are not listed, a bwrap that refuses --cap-add), each command gets a bwrap of its own, as before.
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { basename, dirname, join, posix } from "node:path";
 import { LanePool, type Launch, type Launched, type LaneFiles } from "./launcher.ts";
@@ -15,10 +15,10 @@ import { wmbFile } from "./repo-root.ts";
 
 const PERL = "/usr/bin/perl";
 
-/** The agent's system calls: unshare, mount, prctl, capget, capset, exit_group. */
+/** The agent's system calls: clone, mount, prctl, capget, capset, exit_group. */
 const SYSCALLS: Partial<Record<NodeJS.Architecture, readonly number[]>> = {
-  x64: [272, 165, 157, 125, 126, 231],
-  arm64: [97, 40, 167, 90, 91, 94],
+  x64: [56, 165, 157, 125, 126, 231],
+  arm64: [220, 40, 167, 90, 91, 94],
 };
 
 /** A command to run in a sandboxed lane: `cwd` is its action directory on the host, which it

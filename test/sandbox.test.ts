@@ -146,7 +146,7 @@ describe.skipIf(!bwrapWorks)("the bwrap sandbox's processes", () => {
     expect(build(ws, ["//p:a"]).code).toBe(0);
     const seen = Number(readFileSync(join(ws, "wmb-out/p/out.txt"), "utf8"));
     expect(seen).toBeGreaterThan(0);
-    expect(seen).toBeLessThanOrEqual(4); // its init, the shell, ls, grep: not even its lane's agent
+    expect(seen).toBeLessThanOrEqual(4); // the shell (under bwrap's own init without lanes), ls, grep: not even its lane's agent
   });
 
   it("what a command leaves running dies when it exits", async () => {
