@@ -3,13 +3,16 @@
 // see nothing of each other, and no command keeps what could change the next one's view.
 // WMB_TEST_SANDBOX=none runs them unsandboxed: they must then go red.
 import { spawnSync } from "node:child_process";
-import { readFileSync, readlinkSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { makeWorkspace, wmbSync } from "./helpers/cli.ts";
-import { probeBwrap } from "../src/sandbox-bwrap.ts";
+import { probeBwrap, SANDBOX_BUILD_DIR } from "../src/sandbox-bwrap.ts";
+import { sandboxLanes } from "../src/sandbox-lane.ts";
 
-const bwrapWorks = (await probeBwrap()).ok;
+const probe = await probeBwrap();
+const bwrapWorks = probe.ok;
 const MODE = process.env.WMB_TEST_SANDBOX ?? "bwrap";
 
 /** A workspace of `run` actions, each with one output `<name>.txt`; `after` makes one wait for another. */
@@ -75,5 +78,24 @@ describe.skipIf(!bwrapWorks)("sandboxed lanes", () => {
     build(ws, ["-j", "1", "//p:a", "//p:b"]);
     expect(out(ws, "b")).toBe(out(ws, "a"));
     expect(out(ws, "a").trim()).not.toBe(readlinkSync("/proc/self/ns/net")); // not the host's
+  });
+
+  it("a command whose view cannot be set up fails with status 125 and says why; the lane runs the next one", async () => {
+    if (!probe.ok || MODE !== "bwrap") return;
+    const root = mkdtempSync(join(tmpdir(), "wmb-lane-setup-"));
+    const dir = (name: string) => {
+      const d = join(root, name);
+      mkdirSync(d);
+      return d;
+    };
+    const lanes = await sandboxLanes(probe.bwrap, dir("probe"), SANDBOX_BUILD_DIR);
+    if (!lanes) return; // no perl under /usr, or an architecture without syscall numbers: one bwrap per command
+    const signal = new AbortController().signal;
+    const bad = await lanes.run({ argv: ["/bin/sh", "-c", "echo ran > x"], cwd: dir("a"), inside: "missing", env: {}, signal });
+    expect(bad.code).toBe(125);
+    expect(bad.stderr).toContain(`wmb: setting up the sandbox failed: chdir ${SANDBOX_BUILD_DIR}/missing`);
+    const good = await lanes.run({ argv: ["/bin/sh", "-c", "echo ok; exit 3"], cwd: dir("b"), env: {}, signal });
+    expect(good).toMatchObject({ code: 3, stdout: "ok\n" });
+    rmSync(root, { recursive: true, force: true });
   });
 });
