@@ -2,9 +2,10 @@
 // Writes are atomic: temp file in cas/tmp, fsync, chmod read-only, rename over whatever is there.
 // While a build gathers its index writes, a new blob's fsyncs wait for the commit (see Durability).
 import { uniqueSuffix } from "../src/unique-name.ts";
-import { chmodSync, closeSync, constants as fsc, copyFileSync, fsync, fsyncSync, mkdirSync, openSync, promises as fsp, renameSync, rmSync, statSync, writeFileSync, type Stats } from "node:fs";
+import { chmodSync, closeSync, fsync, fsyncSync, mkdirSync, openSync, promises as fsp, renameSync, rmSync, statSync, writeFileSync, type Stats } from "node:fs";
 import { promisify } from "node:util";
 import { join } from "node:path";
+import { copyToNewFile } from "../src/copy-to-new-file.ts";
 import { hashFile, type Digest } from "../src/digest.ts";
 
 /** The stat signature recorded when a blob was last verified, if the index has one. */
@@ -55,7 +56,7 @@ export class Cas {
    * the stat signature a blob had when last verified (see adoptTemp). */
   async putFile(src: string, verifiedSig: VerifiedSig): Promise<{ digest: Digest; size: number; statSig: string }> {
     const tmp = this.tempPath();
-    copyFileSync(src, tmp, fsc.COPYFILE_FICLONE);
+    copyToNewFile(src, tmp);
     return this.adoptTemp(tmp, verifiedSig);
   }
 
@@ -66,7 +67,7 @@ export class Cas {
     try {
       renameSync(src, tmp);
     } catch {
-      copyFileSync(src, tmp, fsc.COPYFILE_FICLONE); // another filesystem
+      copyToNewFile(src, tmp); // another filesystem
     }
     return this.adoptTemp(tmp, verifiedSig);
   }

@@ -2,9 +2,10 @@
 // in schema.sql). Its SQL stays in store/: commands use this API, never the database.
 // Every method keeps the invariant that no row names a blob that is not whole on disk.
 // See docs/ARCHITECTURE.md for the schema's invariants.
-import { chmodSync, constants as fsc, copyFileSync, readFileSync, rmSync, statSync } from "node:fs";
+import { chmodSync, readFileSync, rmSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { hashFile, type ActionKey, type Digest } from "../src/digest.ts";
+import { copyToNewFile } from "../src/copy-to-new-file.ts";
 import { unlinkIfThere } from "../src/unlink-if-there.ts";
 import { Cas } from "./cas.ts";
 import { openIndex } from "./index-db.ts";
@@ -267,7 +268,7 @@ export class Store {
   async materialize(digest: Digest, dest: string, executable: boolean): Promise<void> {
     // Synchronous: microseconds each, where an asynchronous call is a thread-pool round trip.
     unlinkIfThere(dest);
-    copyFileSync(this.cas.path(digest), dest, fsc.COPYFILE_FICLONE);
+    copyToNewFile(this.cas.path(digest), dest);
     chmodSync(dest, executable ? 0o555 : 0o444);
   }
 
