@@ -1,10 +1,11 @@
 // BLAKE3 digests. Bulk hashing uses a native implementation (@napi-rs/blake-hash, several
 // GB/s); @noble/hashes is the pure-JS reference the tests cross-check against, and the
 // fallback when the native binary cannot load on a platform.
-import { closeSync, createReadStream, fstatSync, openSync, readSync } from "node:fs";
+import { createReadStream } from "node:fs";
 import { createRequire } from "node:module";
 import { blake3 as nobleBlake3 } from "@noble/hashes/blake3.js";
 import { bytesToHex } from "@noble/hashes/utils.js";
+import { readSmallFile } from "./read-small-file.ts";
 
 /** Lowercase hex BLAKE3 of some bytes. Branded so a key is never passed as a content digest. */
 export type Digest = string & { readonly __brand: "Digest" };
@@ -101,19 +102,6 @@ export async function hashFile(path: string): Promise<{ digest: Digest; size: nu
 
 /** The digest of a file of at most SMALL_FILE bytes, read synchronously; undefined for a larger one. */
 export function hashSmallFile(path: string): { digest: Digest; size: number } | undefined {
-  const fd = openSync(path, "r");
-  try {
-    const size = fstatSync(fd).size;
-    if (size > SMALL_FILE) return undefined;
-    const buf = Buffer.allocUnsafe(size);
-    let read = 0;
-    while (read < size) {
-      const n = readSync(fd, buf, read, size - read, read);
-      if (n === 0) break;
-      read += n;
-    }
-    return { digest: hashBytes(buf.subarray(0, read)), size: read };
-  } finally {
-    closeSync(fd);
-  }
+  const bytes = readSmallFile(path, SMALL_FILE);
+  return bytes && { digest: hashBytes(bytes), size: bytes.length };
 }

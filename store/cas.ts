@@ -6,7 +6,7 @@ import { chmodSync, closeSync, fsync, fsyncSync, mkdirSync, openSync, promises a
 import { promisify } from "node:util";
 import { join } from "node:path";
 import { copyToNewFile } from "../src/copy-to-new-file.ts";
-import { hashFile, type Digest } from "../src/digest.ts";
+import { hashBytes, hashFile, type Digest } from "../src/digest.ts";
 
 /** The stat signature recorded when a blob was last verified, if the index has one. */
 export type VerifiedSig = (digest: Digest) => string | undefined;
@@ -56,8 +56,8 @@ export class Cas {
    * the stat signature a blob had when last verified (see adoptTemp). */
   async putFile(src: string, verifiedSig: VerifiedSig): Promise<{ digest: Digest; size: number; statSig: string }> {
     const tmp = this.tempPath();
-    copyToNewFile(src, tmp);
-    return this.adoptTemp(tmp, verifiedSig);
+    const bytes = copyToNewFile(src, tmp);
+    return this.adoptTemp(tmp, verifiedSig, bytes && { digest: hashBytes(bytes), size: bytes.length });
   }
 
   /** Like putFile, but moves `src` (a file nothing else will use, e.g. an action's output in a
@@ -82,13 +82,14 @@ export class Cas {
     return join(this.tmpDir, uniqueSuffix());
   }
 
-  /** Hash the temp file and move it to its name. A file already there is kept only when its
-   * stat is the one recorded when it was last verified (no write since: ctime cannot be set
-   * back); otherwise it is atomically replaced, so a wrong file never stays behind a right name. */
-  private async adoptTemp(tmp: string, verifiedSig: VerifiedSig): Promise<{ digest: Digest; size: number; statSig: string }> {
+  /** Hash the temp file (unless `hashed` gives the digest of the bytes written to it) and move it
+   * to its name. A file already there is kept only when its stat is the one recorded when it was
+   * last verified (no write since: ctime cannot be set back); otherwise it is atomically replaced,
+   * so a wrong file never stays behind a right name. */
+  private async adoptTemp(tmp: string, verifiedSig: VerifiedSig, hashed?: { digest: Digest; size: number }): Promise<{ digest: Digest; size: number; statSig: string }> {
     let renamed = false;
     try {
-      const { digest, size } = await hashFile(tmp);
+      const { digest, size } = hashed ?? (await hashFile(tmp));
       const dest = this.path(digest);
       const existing = this.statSig(digest);
       if (existing !== undefined && existing === verifiedSig(digest)) return { digest, size, statSig: existing };
